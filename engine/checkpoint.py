@@ -1,0 +1,145 @@
+"""Checkpoints (SPEC §6): one ``torch.save`` file of a state dict + JSON-safe metadata.
+
+Written atomically (temp file in the same folder, fsync, ``os.replace``), loaded only
+with ``torch.load(weights_only=True)``: a file that needs pickle to load is refused.
+The SHA-256 of the file identifies the model in the app and in every export.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError
+
+FORMAT = "msfm-checkpoint"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """Hash of a model's parameters and buffers (for models that were never saved)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model restored from a checkpoint, with its metadata and file hash."""
+
+    model: Any  # engine.model.msfm.MSFM (imported lazily to keep this module light)
+    config: ModelConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    path: Path | None = None
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace``.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict[str, Any] | None = None) -> str:
+    """Save ``model`` (an :class:`~engine.model.msfm.MSFM`) with metadata; returns the file's SHA-256."""
+    meta = dict(meta or {})
+    try:
+        json.dumps(meta)
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint metadata must be JSON-safe: {exc}") from exc
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "engine_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": json.dumps(model.config.to_dict()),
+        "meta": json.dumps(meta),
+        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+    }
+    atomic_torch_save(payload, path)
+    return file_sha256(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw payload, loaded with ``weights_only=True``; :class:`CheckpointError` otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{p}: refused, the file needs pickle to load (only weights-only checkpoints are accepted)") from exc
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        raise CheckpointError(f"{p}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not an MSFM checkpoint")
+    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format {payload.get('format_version')} is newer than this engine supports")
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Restore an MSFM model in eval mode on ``device``."""
+    from .model.msfm import MSFM
+
+    p = Path(path)
+    payload = read_checkpoint(p)
+    try:
+        config = ModelConfig.from_dict(json.loads(payload["config"]))
+        meta = json.loads(payload.get("meta", "{}"))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{p}: invalid configuration in checkpoint: {exc}") from exc
+    model = MSFM(config, pretrained="none")
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{p}: weights do not match the {config.backbone} MSFM model: {' '.join(str(exc).split())[:300]}") from exc
+    model.to(device).eval()
+    meta.setdefault("created", payload.get("created"))
+    meta.setdefault("engine_version", payload.get("engine_version"))
+    return LoadedCheckpoint(model=model, config=config, meta=meta, sha256=file_sha256(p), path=p)

@@ -1,0 +1,144 @@
+"""Frozen configuration dataclasses of the MSFM network (SPEC §3).
+
+Every field is JSON-safe so a config can be stored in a checkpoint's metadata and
+restored with :meth:`ModelConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+BackboneName = Literal["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0"]
+BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0")
+
+#: Window sizes (rows, cols) in feature-grid cells, grouped by scale. The paper lists
+#: 6x6, 7x5 | 8x8, 6x10, 7x9 | 10x10, 9x11, 8x12; SPEC §3 adds the transposes because
+#: radiographs come in both orientations.
+DEFAULT_WINDOW_SCALES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((6, 6), (5, 7), (7, 5)),
+    ((8, 8), (6, 10), (10, 6), (7, 9), (9, 7)),
+    ((10, 10), (9, 11), (11, 9), (8, 12), (12, 8)),
+)
+PAPER_WINDOW_SCALES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((6, 6), (7, 5)),
+    ((8, 8), (6, 10), (7, 9)),
+    ((10, 10), (9, 11), (8, 12)),
+)
+
+STRIDE = 32  # output stride of every supported backbone
+
+
+@dataclass(frozen=True)
+class FMAConfig:
+    """Feature-map augmentation (paper §2.6).
+
+    Pixels whose attention is >= ``theta * max`` keep ``r`` of their intensity.
+    ``theta_range`` (training only) draws theta uniformly per image.
+    """
+
+    enabled: bool = True
+    theta: float = 0.6
+    r: float = 0.15
+    theta_range: tuple[float, float] | None = None
+    #: Frozen ImageNet network that gives the attention map.
+    network: Literal["efficientnet_lite0", "tf_efficientnet_lite0"] = "efficientnet_lite0"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.theta <= 1.0:
+            raise ConfigError(f"FMA theta must be in (0, 1], got {self.theta}")
+        if not 0.0 <= self.r <= 1.0:
+            raise ConfigError(f"FMA r must be in [0, 1], got {self.r}")
+        if self.theta_range is not None:
+            lo, hi = self.theta_range
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ConfigError(f"FMA theta_range must satisfy 0 < lo <= hi <= 1, got {self.theta_range}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines an MSFM network and its inference behaviour.
+
+    ``input_size`` S is the side of the square network input (a multiple of 32); the
+    feature grid is ``g = S / 32``. Windows are in grid cells, (rows, cols).
+    """
+
+    backbone: str = "resnet50"
+    input_size: int = 448
+    part_size: int = 224
+    class_names: tuple[str, ...] = ("normal", "abnormal")
+    abnormal_index: int = 1
+    window_scales: tuple[tuple[tuple[int, int], ...], ...] = DEFAULT_WINDOW_SCALES
+    windows_per_scale: tuple[int, ...] = (2, 2, 3)
+    nms_iou: float = 0.25
+    gamma: float = 0.8
+    threshold: float = 0.5
+    #: Weights of (main, object, parts) in the ensemble probability; normalised on use.
+    ensemble_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: Where the look-closer crop is taken from: the S x S network input, or the
+    #: full-resolution source image (more detail when the source is larger than S).
+    crop_from: Literal["input", "source"] = "input"
+    fma: FMAConfig = field(default_factory=FMAConfig)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if self.input_size <= 0 or self.input_size % STRIDE:
+            raise ConfigError(f"input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
+        if self.part_size <= 0:
+            raise ConfigError(f"part_size must be positive, got {self.part_size}")
+        g = self.grid_size
+        if len(self.window_scales) != len(self.windows_per_scale):
+            raise ConfigError("window_scales and windows_per_scale must have the same length")
+        for scale in self.window_scales:
+            if not scale:
+                raise ConfigError("every window scale needs at least one window size")
+            for h, w in scale:
+                if not (1 <= h <= g and 1 <= w <= g):
+                    raise ConfigError(f"window {h}x{w} does not fit the {g}x{g} grid of input size {self.input_size}")
+        if any(k < 1 for k in self.windows_per_scale):
+            raise ConfigError("windows_per_scale entries must be >= 1")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if not 0 <= self.abnormal_index < len(self.class_names) or len(self.class_names) < 2:
+            raise ConfigError("class_names needs >= 2 classes and abnormal_index must index one")
+        if sum(self.ensemble_weights) <= 0 or min(self.ensemble_weights) < 0:
+            raise ConfigError("ensemble_weights must be non-negative with a positive sum")
+
+    @property
+    def grid_size(self) -> int:
+        return self.input_size // STRIDE
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_windows(self) -> int:
+        return sum(self.windows_per_scale)
+
+    def with_(self, **changes: Any) -> "ModelConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "fma" in kw and isinstance(kw["fma"], dict):
+            fma = dict(kw["fma"])
+            if fma.get("theta_range") is not None:
+                fma["theta_range"] = tuple(fma["theta_range"])
+            kw["fma"] = FMAConfig(**fma)
+        if "window_scales" in kw:
+            kw["window_scales"] = tuple(tuple(tuple(int(v) for v in hw) for hw in s) for s in kw["window_scales"])
+        for key in ("windows_per_scale", "class_names", "ensemble_weights"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)

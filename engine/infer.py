@@ -1,0 +1,211 @@
+"""Inference: ``predict(images) -> list[Prediction]`` (SPEC §3, §5).
+
+Images are batched, run through MSFM under ``torch.inference_mode``, and every box is
+mapped back to original image pixels (xyxy). Progress is reported as plain data by
+:meth:`Predictor.iter_predict`, so the CLI and the desktop can show it and stop between
+batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import torch
+
+from .boxes import crop_to_parent, fuse_boxes, scale_to_original
+from .checkpoint import load_checkpoint, state_sha256
+from .errors import ImageLoadError
+from .io import load_images
+from .model.msfm import MSFM, MSFMOutput
+from .preprocess import make_batch
+from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
+
+log = logging.getLogger(__name__)
+
+ImageInput = Union[str, Path, LoadedImage, np.ndarray]
+Device = Literal["auto", "cpu", "cuda"] | str
+
+
+def resolve_device(device: Device | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA device is available")
+    return dev
+
+
+@dataclass
+class LoadFailure:
+    """An input that could not be read: its path and a one-line reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class PredictProgress:
+    """One step of :meth:`Predictor.iter_predict`: results of the batch just finished."""
+
+    done: int  # inputs handled so far (files, arrays)
+    total: int | None  # inputs in all, when known
+    predictions: list[Prediction] = field(default_factory=list)
+    errors: list[LoadFailure] = field(default_factory=list)
+
+
+class Predictor:
+    """A model ready for inference on one device.
+
+    Args:
+        model: an :class:`MSFM` (moved to ``device`` and set to eval mode).
+        info: identity of the model (hash, backbone, input size); derived if None.
+        device: ``auto`` | ``cpu`` | ``cuda`` | a torch device.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, model: MSFM, info: ModelInfo | None = None, device: Device | torch.device = "auto", batch_size: int = 8) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        cfg = model.config
+        self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
+        self.batch_size = max(1, int(batch_size))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8) -> "Predictor":
+        dev = resolve_device(device)
+        ck = load_checkpoint(path, dev)
+        info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
+        return cls(ck.model, info, dev, batch_size)
+
+    # -- public API ------------------------------------------------------------------
+    def predict(self, inputs: Iterable[ImageInput] | ImageInput, on_error: Literal["raise", "skip"] = "raise") -> list[Prediction]:
+        """Predictions for every image (every frame of multi-frame DICOM), in input order.
+
+        ``on_error="raise"`` raises :class:`ImageLoadError` for the first unreadable input;
+        ``"skip"`` leaves it out (use :meth:`iter_predict` to get the reasons).
+        """
+        out: list[Prediction] = []
+        for step in self.iter_predict(inputs):
+            if step.errors and on_error == "raise":
+                e = step.errors[0]
+                raise ImageLoadError(e.path, e.reason)
+            out.extend(step.predictions)
+        return out
+
+    def iter_predict(self, inputs: Iterable[ImageInput] | ImageInput) -> Iterator[PredictProgress]:
+        """Load and predict batch by batch, yielding a :class:`PredictProgress` after each
+        batch (and after each unreadable input). Stop iterating to cancel."""
+        if isinstance(inputs, (str, Path, LoadedImage, np.ndarray)):
+            inputs = [inputs]
+        total = len(inputs) if isinstance(inputs, Sequence) else None
+        pending: list[LoadedImage] = []
+        done = 0
+        for item in inputs:
+            done += 1
+            try:
+                pending.extend(self._load(item))
+            except ImageLoadError as exc:
+                yield PredictProgress(done, total, errors=[LoadFailure(str(exc.path), exc.reason)])
+                continue
+            while len(pending) >= self.batch_size:
+                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+                yield PredictProgress(done - (1 if pending else 0), total, predictions=self.predict_batch(batch))
+        if pending:
+            yield PredictProgress(done, total, predictions=self.predict_batch(pending))
+
+    @staticmethod
+    def _load(item: ImageInput) -> list[LoadedImage]:
+        if isinstance(item, LoadedImage):
+            return [item]
+        if isinstance(item, np.ndarray):
+            if item.ndim != 2 or item.size == 0:
+                raise ImageLoadError("<array>", f"expected a non-empty 2-D array, got shape {item.shape}")
+            arr = item.astype(np.float32)
+            return [LoadedImage(pixels=np.clip(arr, 0.0, 1.0))]
+        return load_images(item)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[LoadedImage]) -> list[Prediction]:
+        """One forward pass over ``images`` (at most a few dozen: they share memory)."""
+        cfg = self.model.config
+        x = make_batch(images, cfg.input_size).to(self.device, non_blocking=True)
+        sources = None
+        if cfg.crop_from == "source":
+            sources = [torch.from_numpy(im.pixels)[None] for im in images]
+        out = self.model(x, sources=sources)
+        return self._to_predictions(images, out)
+
+    # -- post-processing -------------------------------------------------------------
+    def _to_predictions(self, images: Sequence[LoadedImage], out: MSFMOutput) -> list[Prediction]:
+        cfg = self.model.config
+        k = cfg.abnormal_index
+        s = cfg.input_size
+        widths = torch.tensor([im.width for im in images], device=out.object_box.device)
+        heights = torch.tensor([im.height for im in images], device=out.object_box.device)
+        p_main = out.main_logits.float().softmax(-1)[:, k]
+        p_obj = out.object_logits.float().softmax(-1)[:, k]
+        p_parts_each = out.part_logits.float().softmax(-1)[..., k]
+        p_parts = p_parts_each.mean(dim=1)
+        w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
+        ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
+
+        win_input = crop_to_parent(out.windows.float(), out.object_box.float(), s)  # S x S input pixels
+        win_orig = scale_to_original(win_input, s, widths, heights)
+        obj_orig = scale_to_original(out.object_box.float(), s, widths, heights)
+        fused = fuse_boxes(win_orig, out.window_scores.float(), cfg.gamma)
+        order = torch.sort(out.window_scores.float(), dim=1, descending=True, stable=True).indices
+
+        # One device->host transfer for the whole batch.
+        t = {
+            "ens": ensemble, "main": p_main, "obj": p_obj, "parts": p_parts, "parts_each": p_parts_each,
+            "obj_box": obj_orig, "win": win_orig, "scores": out.window_scores.float(), "order": order,
+            "fused": fused, "default": out.object_default, "a": out.a, "cfm": out.cfm, "fw": out.fw, "a_o": out.a_object,
+        }
+        h = {key: v.detach().to("cpu").numpy() for key, v in t.items()}
+        scale_ids = out.window_scale.to("cpu").numpy()
+        preds = []
+        for i, im in enumerate(images):
+            windows = [
+                Window(box=tuple(float(v) for v in h["win"][i, j]), score=float(h["scores"][i, j]), scale=int(scale_ids[j]) + 1)  # type: ignore[arg-type]
+                for j in h["order"][i]
+            ]
+            maps = StageMaps(
+                a=h["a"][i].astype(np.float32), cfm=h["cfm"][i].astype(np.float32), cam=h["cfm"][i, k].astype(np.float32),
+                fw=h["fw"][i].astype(np.float32), a_object=h["a_o"][i].astype(np.float32),
+            )
+            prob = float(h["ens"][i])
+            preds.append(
+                Prediction(
+                    file=str(im.source) if im.source is not None else "<array>",
+                    width=im.width, height=im.height,
+                    probability=prob, label=int(prob >= cfg.threshold),
+                    stages={"main": float(h["main"][i]), "object": float(h["obj"][i]), "parts": float(h["parts"][i])},
+                    part_probabilities=tuple(float(v) for v in h["parts_each"][i]),
+                    object_box=tuple(float(v) for v in h["obj_box"][i]),  # type: ignore[arg-type]
+                    object_box_is_default=bool(h["default"][i]),
+                    windows=windows,
+                    fused_box=tuple(float(v) for v in h["fused"][i]),  # type: ignore[arg-type]
+                    maps=maps, model=self.info, frame=im.frame, meta=dict(im.meta),
+                )
+            )
+        return preds
+
+
+def predict(
+    images: Iterable[ImageInput] | ImageInput,
+    model: MSFM | str | Path,
+    device: Device = "auto",
+    batch_size: int = 8,
+    on_error: Literal["raise", "skip"] = "raise",
+) -> list[Prediction]:
+    """Convenience wrapper: ``model`` is an :class:`MSFM` or a checkpoint path."""
+    predictor = Predictor(model, device=device, batch_size=batch_size) if isinstance(model, MSFM) else Predictor.from_checkpoint(model, device, batch_size)
+    return predictor.predict(images, on_error=on_error)

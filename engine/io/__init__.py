@@ -1,0 +1,38 @@
+"""Reading radiographs: PNG/JPEG (:mod:`.images`), DICOM (:mod:`.dicom`), folders (:mod:`.scan`).
+
+:func:`load_images` is the one entry point: it returns one :class:`~engine.types.LoadedImage`
+per frame, or raises :class:`~engine.errors.ImageLoadError` with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ImageLoadError
+from ..types import LoadedImage
+from .dicom import is_dicom, read_dicom
+from .images import RASTER_SUFFIXES, read_raster
+from .limits import MAX_PIXELS
+
+__all__ = ["load_images", "load_image", "is_dicom", "ImageLoadError", "MAX_PIXELS", "RASTER_SUFFIXES"]
+
+
+def load_images(path: str | Path) -> list[LoadedImage]:
+    """All frames of one file as model-ready images (DICOM by its ``DICM`` preamble,
+    PNG/JPEG by content). Raises :class:`ImageLoadError` for anything unreadable."""
+    p = Path(path)
+    if p.is_dir():
+        raise ImageLoadError(p, "is a directory, not an image file")
+    if not p.exists():
+        raise ImageLoadError(p, "file not found")
+    if is_dicom(p):
+        return read_dicom(p)
+    return [read_raster(p)]
+
+
+def load_image(path: str | Path, frame: int = 0) -> LoadedImage:
+    """One frame (default the first) of a file; see :func:`load_images`."""
+    frames = load_images(path)
+    if not 0 <= frame < len(frames):
+        raise ImageLoadError(path, f"frame {frame} requested but the file has {len(frames)}")
+    return frames[frame]

@@ -1,0 +1,164 @@
+"""DICOM radiographs via pydicom + pylibjpeg plugins (SPEC §4).
+
+Files are recognised by the ``DICM`` preamble, not by extension. Pixel data of any
+standard transfer syntax is decoded (JPEG 2000 / JPEG-LS / JPEG lossless via pylibjpeg);
+the Modality LUT (rescale) and the first VOI LUT or window are applied, values are
+normalised by the range that Bits Stored allows (never by 65535), and MONOCHROME1 is
+inverted so that 1 is always bright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import UID
+
+from ..errors import ImageLoadError
+from ..types import LoadedImage
+from .limits import MAX_PIXELS, MAX_TOTAL_PIXELS
+
+#: Header fields copied into :attr:`LoadedImage.meta` (as strings).
+META_KEYS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+    "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "StudyDescription",
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality",
+    "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "BodyPartExamined", "ViewPosition",
+    "Laterality", "ImageLaterality", "PhotometricInterpretation", "BitsStored",
+    "Rows", "Columns", "NumberOfFrames", "WindowCenter", "WindowWidth", "Manufacturer",
+    "InstitutionName", "ReferringPhysicianName", "PixelSpacing", "ImagerPixelSpacing",
+)
+#: Modalities that are projection radiographs.
+RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "MG", "IO", "PX", "RF", "XA"}
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """pydicom logs every failed decoder plugin with a traceback; the engine reports the
+    failure itself as one ImageLoadError line, so those logs are only noise."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def is_dicom(path: str | Path) -> bool:
+    """True when the file has the 128-byte preamble followed by ``DICM`` (PS3.10 §7.1)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _meta(ds: pydicom.Dataset) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in META_KEYS:
+        value = ds.get(key)
+        if value is not None and value != "":
+            out[key] = str(value)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts:
+        out["TransferSyntaxUID"] = str(ts)
+    out["is_radiograph"] = "1" if str(ds.get("Modality", "")).upper() in RADIOGRAPH_MODALITIES else "0"
+    return out
+
+
+def _value_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    """Output range of the Modality + VOI LUT stage for this dataset (PS3.3 C.11)."""
+    voi = ds.get("VOILUTSequence")
+    if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
+        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        lo, hi = sorted((lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)))
+    return lo, hi
+
+
+def _to_grey(frame: np.ndarray, photometric: str) -> np.ndarray:
+    if frame.ndim == 3:  # colour (pydicom gives RGB for YBR by default)
+        return frame[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return frame
+
+
+def read_dicom(path: str | Path) -> list[LoadedImage]:
+    """One :class:`LoadedImage` per frame of a DICOM image file.
+
+    Raises :class:`ImageLoadError` for files that are not DICOM, have no pixel data
+    (SR, presentation states, ...), declare too many pixels, or cannot be decoded.
+    """
+    p = Path(path)
+    try:
+        ds = pydicom.dcmread(p)
+    except PermissionError as exc:
+        raise ImageLoadError(p, "permission denied") from exc
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ImageLoadError(p, f"not a readable DICOM file: {exc}") from exc
+    try:
+        ts_uid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        sop_uid = ds.get("SOPClassUID")
+    except Exception as exc:  # lazily parsed garbage fails on first access
+        raise ImageLoadError(p, f"not a readable DICOM file: {exc}") from exc
+    if not ts_uid and not sop_uid:
+        raise ImageLoadError(p, "not a readable DICOM file: DICM preamble but no transfer syntax or SOP class")
+    sop = UID(str(sop_uid)) if sop_uid else None
+    sop_name = sop.name if sop is not None else "unknown SOP class"
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageLoadError(p, f"no pixel data ({sop_name}); not an image")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ImageLoadError(p, f"invalid image geometry in header: {exc}") from exc
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise ImageLoadError(p, f"invalid image geometry {cols}x{rows}x{frames}")
+    if rows * cols > MAX_PIXELS or rows * cols * frames > MAX_TOTAL_PIXELS:
+        raise ImageLoadError(p, f"image declares {cols}x{rows} pixels x {frames} frames, above the limit; refused before decoding")
+    ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    ts_name = UID(str(ts)).name if ts else "unknown transfer syntax"
+    try:
+        with _quiet_pydicom():
+            arr = ds.pixel_array
+    except Exception as exc:  # decoders raise many types; all mean "undecodable"
+        raise ImageLoadError(p, f"cannot decode pixel data ({ts_name}): {exc}") from exc
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    if frames == 1:
+        arr = arr[None]
+    try:
+        values = arr if colour else apply_modality_lut(arr, ds)
+        lo, hi = (0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1)) if colour else _value_range(ds)
+        if not colour:
+            try:
+                values = apply_voi_lut(values, ds, index=0)
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+                pass  # a broken VOI module: fall back to the full stored range
+    except Exception as exc:
+        raise ImageLoadError(p, f"invalid LUT data: {exc}") from exc
+    meta = _meta(ds)
+    out = []
+    for i in range(frames):
+        grey = _to_grey(np.asarray(values[i]), photometric).astype(np.float32)
+        norm = np.clip((grey - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(grey)
+        if photometric == "MONOCHROME1":
+            norm = 1.0 - norm
+        out.append(LoadedImage(pixels=np.ascontiguousarray(norm, dtype=np.float32), source=p, frame=i if frames > 1 else None, kind="dicom", meta=meta))
+    return out

@@ -1,0 +1,1 @@
+"""The MSFM network: backbones, FMA, the three stages and their composition."""

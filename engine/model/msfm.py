@@ -1,0 +1,128 @@
+"""The MSFM network: FMA -> main stage -> object stage -> parts stage (paper Fig. 2).
+
+One shared encoder ``En`` and one shared FC serve all three stages. ``forward`` is the
+same in training and inference: it returns every stage's logits (for the losses of
+eq. 9) and the geometry (for boxes and overlays). Box selection is not differentiable
+and runs without gradients, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..boxes import crop_resize, grid_to_pixels
+from ..config import ModelConfig
+from .backbones import Backbone
+from .fma import FMA
+from .stage1 import activation_maps, object_grid_boxes
+from .windows import WindowGeometry, select_windows
+
+
+@dataclass
+class MSFMOutput:
+    """Everything one forward pass produces, for a batch of B images.
+
+    Box frames: ``object_box`` is in pixels of the S x S network input; ``windows`` are
+    in pixels of the S x S look-closer crop. :mod:`engine.infer` maps both to original
+    image pixels.
+    """
+
+    main_logits: Tensor  # (B, K)
+    object_logits: Tensor  # (B, K)
+    part_logits: Tensor  # (B, P, K)
+    a: Tensor  # (B, g, g) activation map of the main stage
+    cfm: Tensor  # (B, K, g, g) class feature maps (CAM per class)
+    fw: Tensor  # (B, g, g) weighted feature map, eq. 3
+    a_object: Tensor  # (B, g, g) activation map of the look-closer crop
+    object_box: Tensor  # (B, 4) xyxy pixels of the S x S input
+    object_default: Tensor  # (B,) bool: the intersection was empty, whole image used
+    windows: Tensor  # (B, P, 4) xyxy pixels of the S x S crop
+    window_scores: Tensor  # (B, P)
+    window_scale: Tensor  # (P,) 0-based scale of each window slot
+    attention: Tensor | None  # (B, S, S) FMA attention, None when FMA is off
+
+
+class MSFM(nn.Module):
+    """Multistage feature-map network.
+
+    Args:
+        config: the model configuration.
+        pretrained: how to initialise the backbone (see :class:`Backbone`).
+    """
+
+    def __init__(self, config: ModelConfig, pretrained: str | Path = "none") -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config.backbone, config.num_classes, pretrained)
+        self.fma = FMA(config.fma) if config.fma.enabled else None
+        self.geometry = WindowGeometry.build(config.grid_size, config.window_scales)
+
+    def forward(self, x01: Tensor, sources: list[Tensor] | None = None, theta: Tensor | float | None = None) -> MSFMOutput:
+        """Run the three stages.
+
+        Args:
+            x01: (B, 1, S, S) radiographs in [0, 1], directly resized to S x S.
+            sources: with ``config.crop_from == "source"``, the (1, H_i, W_i) full-resolution
+                images in [0, 1] the look-closer crop is cut from.
+            theta: FMA threshold(s), scalar or (B,); the config's when None.
+        """
+        cfg = self.config
+        s, g = cfg.input_size, cfg.grid_size
+        b = x01.shape[0]
+        attention = None
+        x = x01
+        if self.fma is not None:
+            x, attention = self.fma(x01, theta)
+
+        feats, main_logits = self.backbone(x)
+        with torch.no_grad():
+            a, cfm, fw = activation_maps(feats.detach(), self.backbone.fc.weight.detach())
+            grid_box, used_default = object_grid_boxes(a, fw)
+            object_box = grid_to_pixels(grid_box, s, g)
+            if cfg.crop_from == "source" and sources is not None:
+                crop = self._crop_sources(sources, object_box, attention, theta)
+            else:
+                crop = crop_resize(x, object_box, torch.arange(b, device=x.device), s)
+
+        feats_o, object_logits = self.backbone(crop)
+        with torch.no_grad():
+            a_o = feats_o.detach().float().sum(dim=1)
+            win_grid, win_scores, win_scale = select_windows(a_o, self.geometry, cfg.windows_per_scale, cfg.nms_iou)
+            windows = grid_to_pixels(win_grid, s, g)
+            p = windows.shape[1]
+            parts = crop_resize(crop, windows.reshape(-1, 4), torch.arange(b, device=x.device).repeat_interleave(p), cfg.part_size)
+
+        _, part_logits = self.backbone(parts)
+        return MSFMOutput(
+            main_logits=main_logits,
+            object_logits=object_logits,
+            part_logits=part_logits.reshape(b, p, -1),
+            a=a, cfm=cfm, fw=fw, a_object=a_o,
+            object_box=object_box, object_default=used_default,
+            windows=windows, window_scores=win_scores, window_scale=win_scale,
+            attention=attention,
+        )
+
+    def _crop_sources(self, sources: list[Tensor], object_box: Tensor, attention: Tensor | None, theta: Tensor | float | None) -> Tensor:
+        """Look-closer crops cut from full-resolution sources (one roi_align per image).
+
+        The FMA mask is recomputed at the source's resolution from the same attention map,
+        so the crop shows the same suppression as the S x S input would.
+        """
+        s = self.config.input_size
+        crops = []
+        for i, src in enumerate(sources):
+            h, w = src.shape[-2:]
+            img = src.reshape(1, 1, h, w).to(object_box.device, torch.float32)
+            if attention is not None and self.fma is not None:
+                att = F.interpolate(attention[i : i + 1, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+                th = theta[i] if isinstance(theta, Tensor) and theta.dim() else theta
+                img = img * self.fma.factor(att, th).unsqueeze(1)
+            box = object_box[i : i + 1] * torch.tensor([w / s, h / s, w / s, h / s], device=object_box.device)
+            crops.append(crop_resize(img, box, torch.zeros(1, device=img.device), s, sampling_ratio=0))
+        return torch.cat(crops).to(object_box.dtype)

@@ -1,0 +1,138 @@
+"""Plain-data results of the engine: loaded images and predictions.
+
+Boxes are ``(x0, y0, x1, y1)`` floats in pixels of the **original image** (the file as
+loaded, before any resize), x right, y down, continuous pixel edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+BoxXYXY = tuple[float, float, float, float]
+
+
+@dataclass
+class LoadedImage:
+    """A radiograph ready for the model.
+
+    Attributes:
+        pixels: (H, W) float32 in [0, 1], 1 = bright (MONOCHROME1 already inverted,
+            Modality/VOI LUT applied for DICOM).
+        source: the file it came from (None for in-memory arrays).
+        frame: 0-based frame of a multi-frame DICOM, else None.
+        kind: the file format.
+        meta: DICOM header values (patient/study/series/instance ids, modality, ...),
+            strings only; empty for PNG/JPEG.
+    """
+
+    pixels: np.ndarray
+    source: Path | None = None
+    frame: int | None = None
+    kind: Literal["dicom", "png", "jpeg", "array"] = "array"
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def name(self) -> str:
+        if self.source is None:
+            return "<array>"
+        return f"{self.source}" + (f"#frame{self.frame}" if self.frame is not None else "")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One proposed part window: xyxy original pixels, its score (mean of A_o), 1-based scale."""
+
+    box: BoxXYXY
+    score: float
+    scale: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity of the model that made a prediction."""
+
+    sha256: str
+    backbone: str
+    input_size: int
+    name: str = "MSFM"
+
+
+@dataclass
+class StageMaps:
+    """Grid-resolution maps for overlays, float32.
+
+    ``a``, ``fw``, ``cam`` (g, g) of the main stage on the whole image (cell (i, j) covers
+    original pixels ``[j*W/g, (j+1)*W/g) x [i*H/g, (i+1)*H/g)``); ``cfm`` (K, g, g) per
+    class; ``cam`` is ``cfm[abnormal]``; ``a_object`` (g, g) covers ``object_box``.
+    """
+
+    a: np.ndarray
+    cfm: np.ndarray
+    cam: np.ndarray
+    fw: np.ndarray
+    a_object: np.ndarray
+
+
+@dataclass
+class Prediction:
+    """MSFM's findings for one image (SPEC §5 JSON via :meth:`to_json`).
+
+    ``windows`` are sorted by decreasing score (rank 1 first). ``probability`` is the
+    ensemble abnormal probability; ``stages`` has main/object/parts.
+    """
+
+    file: str
+    width: int
+    height: int
+    probability: float
+    label: int
+    stages: dict[str, float]
+    part_probabilities: tuple[float, ...]
+    object_box: BoxXYXY
+    object_box_is_default: bool
+    windows: list[Window]
+    fused_box: BoxXYXY
+    maps: StageMaps
+    model: ModelInfo
+    frame: int | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        r = lambda v: round(float(v), 6)  # noqa: E731
+        box = lambda b: [round(float(v), 2) for v in b]  # noqa: E731
+        out: dict[str, Any] = {
+            "file": self.file,
+            "width": self.width,
+            "height": self.height,
+            "probability": r(self.probability),
+            "label": int(self.label),
+            "stages": {k: r(v) for k, v in self.stages.items()},
+            "object_box": box(self.object_box),
+            "windows": [{"box": box(w.box), "score": r(w.score), "scale": w.scale} for w in self.windows],
+            "fused_box": box(self.fused_box),
+            "model": {"sha256": self.model.sha256, "backbone": self.model.backbone, "input_size": self.model.input_size},
+        }
+        if self.frame is not None:
+            out["frame"] = self.frame
+        if self.meta.get("SOPInstanceUID"):
+            out["sop_instance_uid"] = self.meta["SOPInstanceUID"]
+        return out
+
+
+def grid_peak_to_pixels(m: np.ndarray, width: int, height: int) -> tuple[float, float]:
+    """(x, y) original pixels of the centre of the highest cell of a (g, g) map over the whole image."""
+    gh, gw = m.shape
+    i, j = np.unravel_index(int(np.argmax(m)), m.shape)
+    return ((j + 0.5) * width / gw, (i + 0.5) * height / gh)

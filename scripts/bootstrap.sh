@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine: system packages (Debian), a project venv in .venv,
+# the tested torch pair and the project with its dev extras. Re-runs are cheap: the pip
+# step is skipped while pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+# System libraries Qt needs even offscreen, and Xvfb for a real window (SPEC §9).
+APT_PKGS=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "[bootstrap] apt-get install ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[bootstrap] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.msfm-installed"
+WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "[bootstrap] installing the project into $VENV (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  # The torch pair first, by exact version, so pip takes the tested wheels.
+  "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  echo "$WANT" > "$STAMP"
+fi

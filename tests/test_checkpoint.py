@@ -1,0 +1,68 @@
+"""Checkpoints: atomic save, weights-only load, pickle refused, hash identity."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from engine.errors import CheckpointError
+from engine.infer import Predictor
+
+
+def test_round_trip_keeps_predictions_and_hash(tmp_path, resnet18_model, xray_sample):
+    path = tmp_path / "run" / "best.pt"
+    sha = save_checkpoint(path, resnet18_model, {"threshold_source": "default", "metrics": {"kappa": 0.1}})
+    assert sha == file_sha256(path) and len(sha) == 64
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temp file left
+    ck = load_checkpoint(path)
+    assert ck.sha256 == sha and ck.meta["metrics"]["kappa"] == 0.1
+    assert ck.config == resnet18_model.config
+    a = Predictor(resnet18_model, device="cpu").predict(xray_sample[:2])
+    pr = Predictor.from_checkpoint(path, device="cpu")
+    b = pr.predict(xray_sample[:2])
+    assert b[0].model.sha256 == sha
+    for x, y in zip(a, b):
+        assert x.probability == pytest.approx(y.probability, abs=1e-6)
+        np.testing.assert_allclose(x.fused_box, y.fused_box)
+
+
+def test_pickled_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "msfm-checkpoint", "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="needs pickle"):
+        load_checkpoint(path)
+
+
+def test_corrupt_and_foreign_files_are_refused(tmp_path, resnet18_model):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, resnet18_model)
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(trunc)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an MSFM checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, resnet18_model, monkeypatch):
+    path = tmp_path / "best.pt"
+    sha = save_checkpoint(path, resnet18_model)
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(path, resnet18_model, {"new": True})
+    assert file_sha256(path) == sha
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]

@@ -1,0 +1,151 @@
+"""Loading real radiographs: FracAtlas PNGs and DICOM in every transfer syntax."""
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from engine.errors import ImageLoadError
+from engine.io import MAX_PIXELS, is_dicom, load_image, load_images
+from engine.io.scan import iter_image_files
+from tests.conftest import DICOM, XRAY
+
+UNDECODABLE = {"RG2_JPLY.dcm", "RG3_JPLY.dcm"}
+NO_PIXELS = {"pydicom_test-SR.dcm"}
+
+
+def dicom_files():
+    return sorted(p for p in DICOM.rglob("*") if p.is_file() and p.name != "SOURCES.md")
+
+
+def test_dicom_detected_by_preamble_not_extension():
+    files = dicom_files()
+    assert len(files) == 22
+    assert all(is_dicom(p) for p in files)
+    assert not is_dicom(DICOM / "SOURCES.md")
+    found = list(iter_image_files([DICOM]))
+    assert sorted(found) == files  # extensionless nested files included, SOURCES.md not
+
+
+def test_every_decodable_dicom_loads_and_the_rest_give_clear_errors():
+    loaded, radiographs, errors = {}, 0, {}
+    for p in dicom_files():
+        try:
+            frames = load_images(p)
+        except ImageLoadError as exc:
+            errors[p.name] = exc.reason
+            continue
+        loaded[p.name] = frames
+        radiographs += frames[0].meta["is_radiograph"] == "1"
+        for im in frames:
+            assert im.pixels.dtype == np.float32 and im.pixels.ndim == 2
+            assert 0.0 <= im.pixels.min() and im.pixels.max() <= 1.0
+            assert im.width == int(im.meta["Columns"]) and im.height == int(im.meta["Rows"])
+    assert len(loaded) == 19 and radiographs == 14
+    assert set(errors) == UNDECODABLE | NO_PIXELS
+    for name in UNDECODABLE:
+        assert "cannot decode pixel data (JPEG Extended" in errors[name]
+        assert "\n" not in errors[name]
+    assert errors["pydicom_test-SR.dcm"] == "no pixel data (Comprehensive SR Storage); not an image"
+    multi = loaded["pydicom-data_emri_small_jpeg_ls_lossless.dcm"]
+    assert len(multi) == 10 and [im.frame for im in multi] == list(range(10))
+    assert not np.array_equal(multi[0].pixels, multi[5].pixels)
+
+
+def test_monochrome1_is_inverted_and_bits_stored_normalises():
+    ds = pydicom.dcmread(DICOM / "RG3_UNC.dcm")
+    assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.BitsStored == 10
+    raw = ds.pixel_array.astype(np.float64)
+    im = load_image(DICOM / "RG3_UNC.dcm")
+    # Inverted: brightest output where the stored value is smallest.
+    corr = np.corrcoef(raw.ravel()[::97], im.pixels.ravel()[::97])[0, 1]
+    assert corr < -0.9
+    # Normalised by the 10-bit range (or its window), not by 65535: the image uses the range.
+    assert im.pixels.max() > 0.9 and im.pixels.mean() > 0.3
+
+
+def test_all_lossless_syntaxes_decode_to_the_same_pixels():
+    ref = load_image(DICOM / "RG3_UNC.dcm").pixels
+    for name in ("RG3_RLE.dcm", "RG3_JPLL.dcm", "RG3_JLSL.dcm", "RG3_J2KR.dcm"):
+        assert np.array_equal(load_image(DICOM / name).pixels, ref), name
+    lossy = load_image(DICOM / "RG3_J2KI.dcm").pixels
+    assert np.abs(lossy - ref).mean() < 0.01
+
+
+def test_real_pngs_load_with_their_size(xray_sample):
+    for p in xray_sample:
+        im = load_image(p)
+        with Image.open(p) as pil:
+            assert (im.width, im.height) == pil.size
+        assert im.kind == "png" and im.pixels.max() <= 1.0 and im.pixels.std() > 0.02
+
+
+def _png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_png_variants_16bit_palette_rgba(tmp_path):
+    ramp16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    p16 = tmp_path / "sixteen.png"
+    Image.fromarray(ramp16).save(p16)
+    im = load_image(p16)
+    assert im.pixels[7, 7] == pytest.approx(63000 / 65535, abs=1e-6)
+    pal = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).convert("P")
+    pal.save(tmp_path / "palette.png")
+    assert load_image(tmp_path / "palette.png").pixels.shape == (8, 8)
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0  # a transparent pixel is shown as black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    px = load_image(tmp_path / "rgba.png").pixels
+    assert px[0, 0] == 0.0 and px[1, 1] == pytest.approx(200 / 255, abs=1e-3)
+
+
+def test_bad_inputs_give_specific_errors(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(os.urandom(2048))
+    good = (XRAY / "images").iterdir().__next__().read_bytes()
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(good[: len(good) // 2])
+    fake_dicom = tmp_path / "fake.dcm"
+    fake_dicom.write_bytes(b"\0" * 128 + b"DICM" + os.urandom(300))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    cases = {
+        empty: "empty file",
+        junk: "not a PNG, JPEG or DICOM",
+        trunc: "cannot decode",
+        fake_dicom: "not a readable DICOM file",
+        text: "not a PNG, JPEG or DICOM",
+        tmp_path / "missing.png": "file not found",
+        tmp_path: "is a directory",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(ImageLoadError) as info:
+            load_images(path)
+        assert reason in info.value.reason, (path, info.value.reason)
+        assert info.value.path == path
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    # A valid PNG header declaring 100,000 x 100,000 pixels with almost no data.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png)
+    assert 100_000 * 100_000 > MAX_PIXELS
+    with pytest.raises(ImageLoadError, match="refused before decoding|decompression bomb"):
+        load_images(bomb)
