@@ -53,6 +53,8 @@ class LoadedCheckpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     path: Path | None = None
+    #: Optimiser/scheduler/progress state of a training run (``last.pt``), else None.
+    train_state: dict[str, Any] | None = None
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -85,8 +87,19 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         pass
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict[str, Any] | None = None) -> str:
-    """Save ``model`` (an :class:`~engine.model.msfm.MSFM`) with metadata; returns the file's SHA-256."""
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    meta: dict[str, Any] | None = None,
+    config: ModelConfig | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> str:
+    """Save ``model`` (an :class:`~engine.model.msfm.MSFM`) with metadata; returns the file's SHA-256.
+
+    ``config`` overrides ``model.config`` (e.g. with a threshold tuned on validation);
+    ``train_state`` (optimiser and scheduler state dicts, epoch, step...) makes the file
+    resumable. Both must hold only tensors and plain Python values.
+    """
     meta = dict(meta or {})
     try:
         json.dumps(meta)
@@ -97,10 +110,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict[str, An
         "format_version": FORMAT_VERSION,
         "engine_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": json.dumps(model.config.to_dict()),
+        "config": json.dumps((config or model.config).to_dict()),
         "meta": json.dumps(meta),
         "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
     }
+    if train_state is not None:
+        payload["train_state"] = train_state
     atomic_torch_save(payload, path)
     return file_sha256(path)
 
@@ -113,7 +128,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{p}: refused, the file needs pickle to load (only weights-only checkpoints are accepted)") from exc
+        # The weights-only unpickler names the global it refused; garbage fails on an opcode.
+        if "global" in str(exc).lower():
+            raise CheckpointError(f"{p}: refused, the file needs pickle to load (only weights-only checkpoints are accepted)") from exc
+        raise CheckpointError(f"{p}: not a readable checkpoint ({' '.join(str(exc).split())[:120]})") from exc
     except Exception as exc:  # torch raises many types for foreign or damaged files
         raise CheckpointError(f"{p}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -142,4 +160,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model.to(device).eval()
     meta.setdefault("created", payload.get("created"))
     meta.setdefault("engine_version", payload.get("engine_version"))
-    return LoadedCheckpoint(model=model, config=config, meta=meta, sha256=file_sha256(p), path=p)
+    return LoadedCheckpoint(model=model, config=config, meta=meta, sha256=file_sha256(p), path=p, train_state=payload.get("train_state"))

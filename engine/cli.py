@@ -105,6 +105,98 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if preds else 1
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainMessage, TrainStarted
+    from .train.loop import train
+    from .train.setup import TrainConfig
+
+    theta = tuple(float(v) for v in args.fma_theta_range) if args.fma_theta_range else None
+    cfg = TrainConfig(
+        data=args.data, val=args.val, out=args.out, backbone=args.backbone, pretrained=args.pretrained, init=args.init,
+        model=args.model, input_size=args.input_size, part_size=args.part_size, fma=not args.no_fma, fma_theta_range=theta,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, loss=args.loss,
+        warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device, resume=args.resume,
+        limit_train=args.limit_train, limit_val=args.limit_val, max_steps_per_epoch=args.max_steps,
+        checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, lr_step=args.lr_step,
+        crop_from=args.crop_from,
+    )
+    quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
+    bar = None
+    for ev in train(cfg):
+        if isinstance(ev, TrainStarted):
+            if not quiet:
+                print(f"training {cfg.model} {cfg.backbone} on {ev.device}: {ev.n_train} train / {ev.n_val} val images, "
+                      f"{ev.epochs} epochs x {ev.steps_per_epoch} steps -> {ev.run_dir}", file=sys.stderr)
+                for prob in ev.problems[:20]:
+                    print(f"  data: {prob}", file=sys.stderr)
+        elif isinstance(ev, BatchEnd):
+            if bar is None or bar.total != ev.steps or ev.step == 1:
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=ev.steps, initial=ev.step - 1, desc=f"epoch {ev.epoch + 1}/{cfg.epochs}", unit="batch", disable=quiet, file=sys.stderr)
+            bar.update(1)
+            if ev.losses:
+                bar.set_postfix(loss=f"{ev.losses['total']:.4f}", lr=f"{ev.lr:.1e}")
+            for path, reason in ev.skipped:
+                tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+        elif isinstance(ev, EpochEnd):
+            if bar is not None:
+                bar.close()
+                bar = None
+            if not quiet and ev.val is not None:
+                v = ev.val
+                auc = "n/a" if v.get("auc") is None else f"{v['auc']:.3f}"
+                loc = v.get("localization") or {}
+                print(f"epoch {ev.epoch + 1}: loss {ev.train_loss:.4f}, val AUC {auc}, kappa {v['kappa']:.3f}, acc {v['accuracy']:.3f}, "
+                      f"IoU>=0.1 {loc.get('iou10', float('nan')):.3f}, {ev.seconds_per_image:.3f} s/train image{' *best*' if ev.best else ''}", file=sys.stderr)
+        elif isinstance(ev, CheckpointSaved) and ev.kind == "best" and not quiet:
+            print(f"  best checkpoint {ev.path} sha256 {ev.sha256[:12]}", file=sys.stderr)
+        elif isinstance(ev, TrainMessage) and not quiet:
+            print(f"{ev.level}: {ev.text}", file=sys.stderr)
+        elif isinstance(ev, TrainFinished) and not quiet:
+            print(f"done: best {ev.best_path}, last {ev.last_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .data.sources import load_samples
+    from .evaluate import evaluate
+    from .infer import Predictor
+
+    ss = load_samples(args.data)
+    samples = ss.split(args.split) if any(s.split for s in ss.samples) and args.split != "all" else ss.samples
+    if not samples:
+        return _fail(f"{args.data}: no images in split {args.split!r}")
+    try:
+        predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size)
+        baseline = load_checkpoint(args.baseline, predictor.device) if args.baseline else None
+    except (MSFMError, RuntimeError) as exc:
+        return _fail(str(exc))
+    with tqdm(total=len(samples), desc="evaluate", unit="img", disable=args.quiet, file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.n = done
+            bar.refresh()
+
+        result = evaluate(predictor, samples, baseline.model if baseline else None, progress=progress)
+    result["split"] = args.split
+    result["data"] = str(args.data)
+    text = json.dumps(result, indent=1)
+    if args.json:
+        _write_atomic_text(Path(args.json), text)
+    else:
+        print(text)
+    loc = result.get("localization", {})
+    b = result["baselines"]
+    print(f"MSFM: AUC {result['auc']}, kappa {result['kappa']:.3f}, acc {result['accuracy']:.3f}, IoU>=0.1 {loc.get('iou10')}, pointing {loc.get('pointing')} | "
+          f"plain: AUC {b['plain_classifier']['auc']}, kappa {b['plain_classifier']['kappa']:.3f} | CAM box IoU>=0.1 {b['cam_box'].get('iou10')}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msfm", description="MSFM abnormality classification and weakly supervised localisation")
     parser.add_argument("--version", action="version", version=f"msfm {__version__}")
@@ -119,6 +211,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays", metavar="DIR", help="write an overlay PNG per image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="train MSFM (or the plain baseline) on labelled data")
+    t.add_argument("data", help="labels.csv, a MURA root, a class-folder root, or a folder with labels.csv")
+    t.add_argument("--val", help="validation data (default: the data's val split, else a 15%% stratified hold-out)")
+    t.add_argument("--backbone", default="efficientnet_lite0", choices=["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0"])
+    t.add_argument("--pretrained", default="auto", help="ImageNet weights: FILE, auto (Lite0: bundled package; ResNet: hub cache only) or none")
+    t.add_argument("--init", metavar="CHECKPOINT", help="fine-tune from this MSFM checkpoint")
+    t.add_argument("--model", default="msfm", choices=["msfm", "plain"], help="plain = the baseline classifier (backbone + GAP + FC)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=5)
+    t.add_argument("--lr", type=float, default=None, help="default 1e-3 from random init, 1e-4 from pretrained weights")
+    t.add_argument("--lr-step", type=int, default=None, help="epochs between x0.1 decays (default 2/3 of the epochs)")
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
+    t.add_argument("--loss", default="awfl", choices=["ce", "wce", "mfl", "afl", "awfl"])
+    t.add_argument("--input-size", type=int, default=448)
+    t.add_argument("--part-size", type=int, default=224)
+    t.add_argument("--no-fma", action="store_true", help="switch feature-map augmentation off")
+    t.add_argument("--fma-theta-range", nargs=2, type=float, metavar=("LO", "HI"))
+    t.add_argument("--crop-from", default="input", choices=["input", "source"])
+    t.add_argument("--warmup-epochs", type=int, default=0)
+    t.add_argument("--out", default="runs/msfm", metavar="RUN_DIR")
+    t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--num-workers", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch last.pt saves")
+    t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")
+    t.add_argument("--limit-val", type=int)
+    t.add_argument("--max-steps", type=int, help="at most N steps per epoch")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint, with the baselines beside it")
+    e.add_argument("data", help="labels.csv or a folder (see train)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--baseline", metavar="CHECKPOINT", help="plain-classifier checkpoint (msfm train --model plain)")
+    e.add_argument("--split", default="val", help="which split of DATA to score (val, train, test or all)")
+    e.add_argument("--json", metavar="OUT.json")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -31,6 +31,27 @@ PAPER_WINDOW_SCALES: tuple[tuple[tuple[int, int], ...], ...] = (
 STRIDE = 32  # output stride of every supported backbone
 
 
+def scaled_window_scales(grid_size: int, base=DEFAULT_WINDOW_SCALES, base_grid: int = 14):
+    """The paper's windows (defined on a 14 x 14 grid) scaled to another grid size.
+
+    Each side is scaled by ``grid_size / 14``, rounded half up and clamped to
+    ``[1, grid_size]``; duplicates within a scale are dropped. On a 14 grid this is
+    ``base`` itself.
+    """
+    if grid_size == base_grid:
+        return base
+    f = grid_size / base_grid
+    out = []
+    for scale in base:
+        sizes: list[tuple[int, int]] = []
+        for h, w in scale:
+            hw = (min(grid_size, max(1, int(h * f + 0.5))), min(grid_size, max(1, int(w * f + 0.5))))
+            if hw not in sizes:
+                sizes.append(hw)
+        out.append(tuple(sizes))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class FMAConfig:
     """Feature-map augmentation (paper §2.6).
@@ -70,7 +91,8 @@ class ModelConfig:
     part_size: int = 224
     class_names: tuple[str, ...] = ("normal", "abnormal")
     abnormal_index: int = 1
-    window_scales: tuple[tuple[tuple[int, int], ...], ...] = DEFAULT_WINDOW_SCALES
+    #: None: the paper's windows scaled to this grid (:func:`scaled_window_scales`).
+    window_scales: tuple[tuple[tuple[int, int], ...], ...] | None = None
     windows_per_scale: tuple[int, ...] = (2, 2, 3)
     nms_iou: float = 0.25
     gamma: float = 0.8
@@ -90,6 +112,8 @@ class ModelConfig:
         if self.part_size <= 0:
             raise ConfigError(f"part_size must be positive, got {self.part_size}")
         g = self.grid_size
+        if self.window_scales is None:
+            object.__setattr__(self, "window_scales", scaled_window_scales(g))
         if len(self.window_scales) != len(self.windows_per_scale):
             raise ConfigError("window_scales and windows_per_scale must have the same length")
         for scale in self.window_scales:
@@ -136,7 +160,7 @@ class ModelConfig:
             if fma.get("theta_range") is not None:
                 fma["theta_range"] = tuple(fma["theta_range"])
             kw["fma"] = FMAConfig(**fma)
-        if "window_scales" in kw:
+        if kw.get("window_scales") is not None:
             kw["window_scales"] = tuple(tuple(tuple(int(v) for v in hw) for hw in s) for s in kw["window_scales"])
         for key in ("windows_per_scale", "class_names", "ensemble_weights"):
             if key in kw:

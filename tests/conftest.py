@@ -58,3 +58,41 @@ def lite0_model():
 
     torch.manual_seed(0)
     return MSFM(ModelConfig(backbone="efficientnet_lite0"), pretrained="auto").eval()
+
+
+def make_tiny_csv(root: Path, rows: list[dict], n_train: int = 12, n_val: int = 8) -> Path:
+    """A labels.csv + boxes.csv + images/ (symlinks to real FracAtlas PNGs) with balanced
+    train/val splits drawn from the real data."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    picked = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for label in ("0", "1"):
+            picked += [r for r in rows if r["split"] == split and r["label"] == label][: n // 2]
+    with open(XRAY / "boxes.csv", newline="") as fh:
+        boxes = [b for b in csv.DictReader(fh)]
+    names = {r["file"] for r in picked}
+    for r in picked:
+        dst = root / "images" / r["file"]
+        if not dst.exists():
+            dst.symlink_to(XRAY / "images" / r["file"])
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", "label", "body_part", "split"])
+        w.writeheader()
+        for r in picked:
+            w.writerow({k: r[k] for k in ("file", "label", "body_part", "split")})
+    with open(root / "boxes.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", "x0", "y0", "x1", "y1"])
+        w.writeheader()
+        for b in boxes:
+            if b["file"] in names:
+                w.writerow(b)
+    return root / "labels.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory, xray_rows) -> Path:
+    return make_tiny_csv(tmp_path_factory.mktemp("tiny"), xray_rows)
+
+
+#: A training configuration small enough for CPU tests (S=128 -> 4x4 grid, parts 64 px).
+TINY_TRAIN = dict(backbone="resnet18", pretrained="none", input_size=128, part_size=64, batch_size=4, val_batch_size=8)

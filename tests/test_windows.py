@@ -69,6 +69,17 @@ def test_select_windows_matches_per_scale_reference_and_repeats_when_short():
 
 def test_window_that_does_not_fit_the_grid_is_a_config_error():
     with pytest.raises(ConfigError, match="does not fit"):
-        ModelConfig(input_size=224)  # 7x7 grid cannot hold 8x8 windows
+        ModelConfig(input_size=224, window_scales=DEFAULT_WINDOW_SCALES)  # 7x7 grid cannot hold 8x8
     cfg = ModelConfig(input_size=224, window_scales=(((3, 3),), ((4, 4),), ((5, 5),)))
     assert cfg.grid_size == 7 and cfg.num_windows == 7
+
+
+def test_default_windows_scale_with_the_grid():
+    assert ModelConfig(input_size=448).window_scales == DEFAULT_WINDOW_SCALES
+    small = ModelConfig(input_size=320)  # g = 10
+    assert small.window_scales[0] == ((4, 4), (4, 5), (5, 4))
+    assert small.window_scales[2][-1] == (9, 6)
+    assert all(1 <= h <= 10 and 1 <= w <= 10 for sc in small.window_scales for h, w in sc)
+    tiny = ModelConfig(input_size=64)  # g = 2: everything clamps into the grid
+    assert all(h <= 2 and w <= 2 for sc in tiny.window_scales for h, w in sc)
+    assert ModelConfig.from_dict(small.to_dict()) == small

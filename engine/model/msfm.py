@@ -33,18 +33,19 @@ class MSFMOutput:
     """
 
     main_logits: Tensor  # (B, K)
-    object_logits: Tensor  # (B, K)
-    part_logits: Tensor  # (B, P, K)
-    a: Tensor  # (B, g, g) activation map of the main stage
-    cfm: Tensor  # (B, K, g, g) class feature maps (CAM per class)
-    fw: Tensor  # (B, g, g) weighted feature map, eq. 3
-    a_object: Tensor  # (B, g, g) activation map of the look-closer crop
-    object_box: Tensor  # (B, 4) xyxy pixels of the S x S input
-    object_default: Tensor  # (B,) bool: the intersection was empty, whole image used
-    windows: Tensor  # (B, P, 4) xyxy pixels of the S x S crop
-    window_scores: Tensor  # (B, P)
-    window_scale: Tensor  # (P,) 0-based scale of each window slot
-    attention: Tensor | None  # (B, S, S) FMA attention, None when FMA is off
+    # Everything below is None for a main-stage-only pass (warm-up, plain baseline).
+    object_logits: Tensor | None = None  # (B, K)
+    part_logits: Tensor | None = None  # (B, P, K)
+    a: Tensor | None = None  # (B, g, g) activation map of the main stage
+    cfm: Tensor | None = None  # (B, K, g, g) class feature maps (CAM per class)
+    fw: Tensor | None = None  # (B, g, g) weighted feature map, eq. 3
+    a_object: Tensor | None = None  # (B, g, g) activation map of the look-closer crop
+    object_box: Tensor | None = None  # (B, 4) xyxy pixels of the S x S input
+    object_default: Tensor | None = None  # (B,) bool: the intersection was empty, whole image used
+    windows: Tensor | None = None  # (B, P, 4) xyxy pixels of the S x S crop
+    window_scores: Tensor | None = None  # (B, P)
+    window_scale: Tensor | None = None  # (P,) 0-based scale of each window slot
+    attention: Tensor | None = None  # (B, S, S) FMA attention, None when FMA is off
 
 
 class MSFM(nn.Module):
@@ -62,7 +63,7 @@ class MSFM(nn.Module):
         self.fma = FMA(config.fma) if config.fma.enabled else None
         self.geometry = WindowGeometry.build(config.grid_size, config.window_scales)
 
-    def forward(self, x01: Tensor, sources: list[Tensor] | None = None, theta: Tensor | float | None = None) -> MSFMOutput:
+    def forward(self, x01: Tensor, sources: list[Tensor] | None = None, theta: Tensor | float | None = None, main_only: bool = False) -> MSFMOutput:
         """Run the three stages.
 
         Args:
@@ -70,6 +71,7 @@ class MSFM(nn.Module):
             sources: with ``config.crop_from == "source"``, the (1, H_i, W_i) full-resolution
                 images in [0, 1] the look-closer crop is cut from.
             theta: FMA threshold(s), scalar or (B,); the config's when None.
+            main_only: run the main stage only (warm-up epochs, the plain baseline).
         """
         cfg = self.config
         s, g = cfg.input_size, cfg.grid_size
@@ -80,6 +82,8 @@ class MSFM(nn.Module):
             x, attention = self.fma(x01, theta)
 
         feats, main_logits = self.backbone(x)
+        if main_only:
+            return MSFMOutput(main_logits=main_logits, attention=attention)
         with torch.no_grad():
             a, cfm, fw = activation_maps(feats.detach(), self.backbone.fc.weight.detach())
             grid_box, used_default = object_grid_boxes(a, fw)

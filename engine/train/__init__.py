@@ -1,0 +1,1 @@
+"""Training: losses (eq. 6-9), the event-generating loop, DDP helpers."""

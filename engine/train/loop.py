@@ -1,0 +1,275 @@
+"""The training loop as a generator of plain-data events (SPEC §3, issue 3).
+
+``for event in train(cfg): ...`` runs one epoch after another, validating on the
+validation split after each and keeping the best model by Cohen's κ. Closing the
+generator (``gen.close()``, or breaking out of the loop) cancels at the next batch and
+leaves a resumable ``last.pt``. Run it under ``torchrun --nproc_per_node=N`` for DDP.
+
+Files in ``cfg.out``: ``last.pt`` (resumable: optimiser, scheduler, epoch, step),
+``best.pt`` (best κ on validation, with the κ-tuned threshold and validation-tuned γ),
+``history.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
+from ..data.dataset import AugmentConfig, RadiographDataset, collate
+from ..errors import MSFMError
+from ..evaluate import evaluate_predictions, predict_samples, tune_gamma
+from ..infer import Predictor, resolve_device
+from ..metrics import best_kappa_threshold
+from ..model.msfm import MSFM
+from ..types import ModelInfo
+from . import ddp
+from .events import BatchEnd, CheckpointSaved, EpochEnd, TrainEvent, TrainFinished, TrainMessage, TrainStarted
+from .losses import LossConfig, body_part_weights, msfm_loss, sample_weights
+from .setup import TrainConfig, resolve_splits
+
+
+class TrainingError(MSFMError):
+    """Training cannot go on (NaN loss, nothing to resume, ...)."""
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded over DDP ranks, that can skip what a resumed
+    run already saw."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        if self.world > 1:
+            perm += perm[: (-len(perm)) % self.world]  # equal shards
+            perm = perm[self.rank :: self.world]
+        return perm
+
+    def per_epoch(self) -> int:
+        return len(self._indices())
+
+    def __iter__(self):
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.per_epoch() - self.skip)
+
+
+def _amp_context(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return contextlib.nullcontext(), None
+
+
+def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tuple[dict, float, float]:
+    """Validation metrics at 0.5 and at the κ-best threshold; returns (metrics, threshold, gamma)."""
+    predictor = Predictor(model, info, device, cfg.val_batch_size)
+    kept, preds, _ = predict_samples(predictor, val)
+    model.train()
+    y = [s.label for s in kept]
+    prob = [p.probability for p in preds]
+    thr = best_kappa_threshold(y, prob) if cfg.tune_threshold else 0.5
+    metrics = evaluate_predictions(kept, preds, thr)
+    metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(kept, preds, 0.5).items() if k in ("accuracy", "kappa", "f1_abnormal", "f1_normal")}
+    gamma = model.config.gamma
+    if cfg.tune_gamma and cfg.model == "msfm":
+        g, table = tune_gamma(kept, preds)
+        if not math.isnan(g):
+            gamma = g
+            metrics["gamma_table"] = table
+    metrics["threshold"], metrics["gamma"] = thr, gamma
+    return metrics, thr, gamma
+
+
+def _compact(m: dict) -> dict:
+    keys = ("n", "accuracy", "kappa", "auc", "f1_abnormal", "f1_normal", "jpe", "sensitivity", "specificity", "threshold", "gamma")
+    out = {k: m.get(k) for k in keys}
+    out["localization"] = m.get("localization")
+    out["stages_auc"] = {k: v.get("auc") for k, v in m.get("stages", {}).items()}
+    return out
+
+
+def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
+    """Train MSFM (or the plain baseline) as configured, yielding events; see module doc."""
+    dist = ddp.dist_from_env()
+    device = ddp.init(dist, resolve_device(cfg.device))
+    torch.manual_seed(cfg.seed)
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run / "last.pt", run / "best.pt"
+    train_s, val_s, summary, problems = resolve_splits(cfg)
+
+    state: dict | None = None
+    if cfg.resume:
+        if not last_path.is_file():
+            raise TrainingError(f"--resume: no {last_path} to resume from")
+        ck = load_checkpoint(last_path, "cpu")
+        if ck.train_state is None:
+            raise TrainingError(f"{last_path} holds no training state; cannot resume")
+        model, state, pretrained_weights = ck.model, ck.train_state, True
+    elif cfg.init:
+        model, pretrained_weights = load_checkpoint(cfg.init, "cpu").model, True
+    else:
+        model = MSFM(cfg.model_config(), pretrained=cfg.pretrained)
+        pretrained_weights = model.backbone.pretrained_source != "random"
+    mcfg = model.config
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    model.train()
+
+    lr = cfg.default_lr(pretrained_weights)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size(), gamma=cfg.lr_gamma)
+    start_epoch, start_step, best_kappa, history = 0, 0, -math.inf, []
+    best_entry: dict | None = None
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        best_kappa, history = float(state["best_kappa"]), json.loads(state["history"])
+        best_entry = max(history, key=lambda h: h.get("kappa") if h.get("kappa") is not None else -1.0) if history else None
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else model
+
+    loss_cfg = LossConfig(cfg.loss, cfg.alpha, cfg.beta)
+    weight_table = body_part_weights([s.label for s in train_s], [s.body_part for s in train_s])
+    ds = RadiographDataset(train_s, mcfg.input_size, AugmentConfig() if cfg.augment else None, cfg.seed, with_source=mcfg.crop_from == "source")
+    sampler = EpochSampler(len(ds), cfg.seed, dist.rank, dist.world_size)
+    steps_per_epoch = math.ceil(sampler.per_epoch() / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    amp_ctx, amp_dtype = _amp_context(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    meta_base = {
+        "name": f"MSFM-{mcfg.backbone}" if cfg.model == "msfm" else f"plain-{mcfg.backbone}",
+        "kind": cfg.model, "data": summary, "train_config": cfg.to_dict(),
+        "pretrained": getattr(model.backbone, "pretrained_source", "checkpoint"),
+    }
+
+    def save_last(epoch: int, step: int) -> str:
+        ts = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step, "best_kappa": best_kappa, "history": json.dumps(history)}
+        return save_checkpoint(last_path, model, {**meta_base, "history": history}, train_state=ts)
+
+    yield TrainStarted(str(run), str(device), len(train_s), len(val_s), cfg.epochs, steps_per_epoch, start_epoch, start_step, summary, problems)
+    if dist.is_main and start_epoch == 0 and start_step == 0 and not last_path.exists():
+        save_last(0, 0)  # a resumable starting point before the first step
+    epoch, step, finished = start_epoch, start_step, False
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t_epoch, n_images, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+            step = start_step if epoch == start_epoch else 0
+            ds.set_epoch(epoch)
+            sampler.set_epoch(epoch, step * cfg.batch_size)
+            loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
+            main_only = cfg.model == "plain" or epoch < cfg.warmup_epochs
+            for batch in loader:
+                if step >= steps_per_epoch:
+                    break
+                t0 = time.perf_counter()
+                if batch["x"] is None:
+                    step += 1
+                    yield BatchEnd(epoch, step, steps_per_epoch, {}, opt.param_groups[0]["lr"], 0, 0.0, batch["errors"])
+                    continue
+                x = batch["x"].to(device, non_blocking=True)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = batch["label"].to(device)
+                w = sample_weights(y, [train_s[i].body_part for i in batch["index"].tolist()], weight_table)
+                theta = model.fma.sample_theta(len(y)) if model.fma is not None else None
+                with amp_ctx:
+                    out = net(x, sources=batch["source"], theta=theta, main_only=main_only)
+                    losses = msfm_loss(out.main_logits, out.object_logits, out.part_logits, y, loss_cfg, w)
+                total = losses["total"]
+                if not torch.isfinite(total):
+                    raise TrainingError(f"loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}; stopped (the last good checkpoint {last_path} is kept). Try a lower learning rate.")
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(total).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    total.backward()
+                    opt.step()
+                step += 1
+                n_images += len(y)
+                loss_sum += float(total.detach())
+                n_batches += 1
+                yield BatchEnd(epoch, step, steps_per_epoch, {k: float(v.detach()) for k, v in losses.items()}, opt.param_groups[0]["lr"], len(y), time.perf_counter() - t0, batch["errors"])
+                if dist.is_main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
+                    yield CheckpointSaved(str(last_path), "last", save_last(epoch, step))
+            train_seconds = time.perf_counter() - t_epoch
+            ddp.sync_buffers(dist, model)
+            sched.step()
+            val, is_best = None, False
+            if dist.is_main:
+                info = ModelInfo(sha256="training", backbone=mcfg.backbone, input_size=mcfg.input_size)
+                if cfg.model == "plain":
+                    val, thr, gamma = _validate_plain(model, val_s, device, cfg)
+                else:
+                    val, thr, gamma = _validate(model, val_s, device, cfg, info)
+                kappa = val["kappa"] if val.get("kappa") is not None else -1.0
+                history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_batches), "seconds_per_image": train_seconds / max(1, n_images), **_compact(val)})
+                if kappa > best_kappa:
+                    best_kappa, is_best, best_entry = kappa, True, history[-1]
+                    sha = save_checkpoint(best_path, model, {**meta_base, "metrics": _compact(val), "history": history, "epoch": epoch + 1}, config=mcfg.with_(threshold=thr, gamma=gamma))
+                    yield CheckpointSaved(str(best_path), "best", sha)
+                yield CheckpointSaved(str(last_path), "last", save_last(epoch + 1, 0))
+                (run / "history.json").write_text(json.dumps(history, indent=1))
+            ddp.barrier(dist)
+            yield EpochEnd(epoch, loss_sum / max(1, n_batches), val, is_best, time.perf_counter() - t_epoch, train_seconds / max(1, n_images))
+        finished = True
+    finally:
+        if not finished and dist.is_main and step > 0:
+            # Cancelled or failed mid-epoch: keep a resumable state at the last finished step.
+            with contextlib.suppress(Exception):
+                save_last(epoch, step)
+        if dist.enabled:
+            (run / "ddp").mkdir(exist_ok=True)
+            (run / "ddp" / f"rank{dist.rank}.sha256").write_text(state_sha256(model))
+        ddp.shutdown(dist)
+    yield TrainFinished(str(run), str(best_path) if best_path.exists() else None, str(last_path), best_entry)
+
+
+def _validate_plain(model: MSFM, val, device, cfg: TrainConfig) -> tuple[dict, float, float]:
+    from ..evaluate import plain_outputs
+    from ..io import load_image
+
+    kept = []
+    for s in val:
+        try:
+            load_image(s.path)
+            kept.append(s)
+        except Exception:
+            continue
+    probs, _, _ = plain_outputs(model, kept, device, cfg.val_batch_size)
+    model.train()
+    y = [s.label for s in kept]
+    thr = best_kappa_threshold(y, probs) if cfg.tune_threshold else 0.5
+    from ..metrics import classification_metrics
+
+    m = classification_metrics(y, probs, thr)
+    m["gamma"] = model.config.gamma
+    return m, thr, model.config.gamma
+
+
+__all__ = ["train", "TrainConfig", "TrainingError", "EpochSampler"]

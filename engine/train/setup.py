@@ -1,0 +1,132 @@
+"""Training configuration, data splits and model construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sklearn.model_selection import train_test_split
+
+from ..config import FMAConfig, ModelConfig
+from ..data.sources import DataError, Sample, check_usable, load_samples
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``msfm train`` accepts (SPEC §3 optimisation defaults)."""
+
+    data: str
+    val: str | None = None
+    out: str = "runs/msfm"
+    backbone: str = "efficientnet_lite0"
+    pretrained: str = "auto"  # auto | none | FILE
+    init: str | None = None  # fine-tune from this checkpoint
+    model: str = "msfm"  # msfm | plain (the baseline classifier: backbone + GAP + FC)
+    input_size: int = 448
+    part_size: int = 224
+    fma: bool = True
+    fma_theta_range: tuple[float, float] | None = None
+    crop_from: str = "input"
+    epochs: int = 10
+    batch_size: int = 5
+    lr: float | None = None  # None: 1e-3 from random init, 1e-4 from pretrained weights
+    optimizer: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step: int | None = None  # epochs per step decay; None: ceil(2/3 of the epochs)
+    lr_gamma: float = 0.1
+    loss: str = "awfl"
+    alpha: float = 0.8
+    beta: float = 2.0
+    warmup_epochs: int = 0  # epochs of main-stage loss only
+    augment: bool = True
+    val_fraction: float = 0.15
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # CUDA only
+    num_workers: int = 0
+    checkpoint_every: int = 50  # steps between mid-epoch last.pt saves (0: epoch ends only)
+    resume: bool = False
+    limit_train: int | None = None
+    limit_val: int | None = None
+    max_steps_per_epoch: int | None = None
+    val_batch_size: int = 8
+    tune_threshold: bool = True
+    tune_gamma: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in ("msfm", "plain"):
+            raise ConfigError(f"model must be msfm or plain, got {self.model!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be >= 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError("val_fraction must be in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def default_lr(self, pretrained_weights: bool) -> float:
+        return self.lr if self.lr is not None else (1e-4 if pretrained_weights else 1e-3)
+
+    def step_size(self) -> int:
+        return self.lr_step or max(1, math.ceil(self.epochs * 2 / 3))
+
+    def model_config(self) -> ModelConfig:
+        fma = FMAConfig(enabled=self.fma and self.model == "msfm", theta_range=self.fma_theta_range)
+        return ModelConfig(backbone=self.backbone, input_size=self.input_size, part_size=self.part_size, fma=fma, crop_from=self.crop_from)  # type: ignore[arg-type]
+
+
+def _balanced_subset(samples: list[Sample], n: int | None) -> list[Sample]:
+    """The first ``n`` samples taking classes in turn (deterministic, keeps both classes)."""
+    if n is None or n >= len(samples):
+        return samples
+    by = {0: [s for s in samples if s.label == 0], 1: [s for s in samples if s.label == 1]}
+    out: list[Sample] = []
+    i = 0
+    while len(out) < n and (i < len(by[0]) or i < len(by[1])):
+        for c in (1, 0):
+            if i < len(by[c]) and len(out) < n:
+                out.append(by[c][i])
+        i += 1
+    return out
+
+
+def resolve_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, Any], list[str]]:
+    """Train and validation samples: the source's own ``train``/``val`` splits when it has
+    them, ``--val DATA`` when given, else a stratified, seeded hold-out."""
+    ss = load_samples(cfg.data)
+    problems = list(ss.problems)
+    has_split = any(s.split for s in ss.samples)
+    train = ss.split("train") if has_split else list(ss.samples)
+    if cfg.val:
+        vs = load_samples(cfg.val)
+        problems += vs.problems
+        val = vs.split("val") or vs.samples
+    elif has_split:
+        val = ss.split("val")
+    else:
+        val = []
+    if not val:
+        check_usable(train, str(cfg.data))
+        labels = [s.label for s in train]
+        train, val = train_test_split(train, test_size=cfg.val_fraction, stratify=labels, random_state=cfg.seed)
+    train = _balanced_subset(train, cfg.limit_train)
+    val = _balanced_subset(val, cfg.limit_val)
+    check_usable(train, f"{cfg.data} (training split)")
+    if not val:
+        raise DataError(f"{cfg.data}: no validation images")
+    summary = {
+        "source": Path(cfg.data).name,
+        "layout": ss.layout,
+        "n_train": len(train),
+        "n_val": len(val),
+        "train_counts": {"0": sum(s.label == 0 for s in train), "1": sum(s.label == 1 for s in train)},
+        "val_counts": {"0": sum(s.label == 0 for s in val), "1": sum(s.label == 1 for s in val)},
+        "body_parts": sorted({s.body_part for s in train if s.body_part}),
+    }
+    return train, val, summary, problems

@@ -1,0 +1,134 @@
+"""The msfm command line as a user runs it (SPEC §5), including kill -9 + --resume and DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.checkpoint import load_checkpoint
+from tests.conftest import DICOM
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def msfm(*args, timeout=900, **kw):
+    return subprocess.run([str(BIN / "msfm"), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_csv, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    res = msfm("train", tiny_csv, "--backbone", "efficientnet_lite0", "--input-size", "224", "--epochs", "1",
+               "--batch-size", "4", "--out", run, "--quiet")
+    assert res.returncode == 0, res.stderr
+    return run
+
+
+def test_train_writes_checkpoints_that_evaluate_and_predict_load(trained_run, tiny_csv, tmp_path):
+    assert (trained_run / "best.pt").is_file() and (trained_run / "last.pt").is_file()
+    out = tmp_path / "m.json"
+    res = msfm("evaluate", tiny_csv, "--checkpoint", trained_run / "best.pt", "--json", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(out.read_text())
+    for key in ("n", "accuracy", "kappa", "auc", "f1_abnormal", "f1_normal", "jpe", "sensitivity", "specificity", "per_body_part", "localization", "baselines"):
+        assert key in m, key
+    assert m["n"] == 8 and m["split"] == "val"
+    assert set(m["localization"]) >= {"n_images", "iou50", "iou30", "iou10", "pointing"}
+    assert set(m["baselines"]) >= {"plain_classifier", "cam_box"}
+    assert set(m["baselines"]["cam_box"]) >= {"iou50", "iou30", "iou10", "pointing"}
+
+    pred = tmp_path / "p.json"
+    csv_out = tmp_path / "p.csv"
+    images = tiny_csv.parent / "images"
+    res = msfm("predict", images, DICOM / "pydicom_test-SR.dcm", "--checkpoint", trained_run / "best.pt",
+               "--json", pred, "--csv", csv_out, "--overlays", tmp_path / "ov", "--quiet")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(pred.read_text())
+    assert len(doc["predictions"]) == 20
+    sha = load_checkpoint(trained_run / "best.pt").sha256
+    p0 = doc["predictions"][0]
+    assert p0["model"]["sha256"] == sha and p0["model"]["input_size"] == 224 and len(p0["windows"]) == 7
+    assert doc["errors"][0]["path"].endswith("pydicom_test-SR.dcm") and "no pixel data" in doc["errors"][0]["reason"]
+    assert len(csv_out.read_text().strip().splitlines()) == 21
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 20
+
+
+def test_evaluate_with_a_plain_baseline_checkpoint(trained_run, tiny_csv, tmp_path):
+    base = tmp_path / "plain"
+    res = msfm("train", tiny_csv, "--model", "plain", "--backbone", "efficientnet_lite0", "--input-size", "224",
+               "--epochs", "1", "--batch-size", "4", "--out", base, "--quiet")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "m.json"
+    res = msfm("evaluate", tiny_csv, "--checkpoint", trained_run / "best.pt", "--baseline", base / "best.pt", "--json", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["baselines"]["source"] == "plain classifier checkpoint"
+
+
+def test_bad_input_exits_non_zero_with_one_line(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"garbage")
+    res = msfm("predict", DICOM / "RG3_UNC.dcm", "--checkpoint", bad)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "not a readable checkpoint" in res.stderr
+    res = msfm("train", tmp_path / "missing.csv", "--out", tmp_path / "r")
+    assert res.returncode == 2 and "no such file or folder" in res.stderr
+    res = msfm("evaluate", tmp_path / "missing.csv", "--checkpoint", bad)
+    assert res.returncode == 2
+
+
+def test_kill_mid_epoch_then_resume(tiny_csv, tmp_path):
+    run = tmp_path / "killed"
+    args = ["train", tiny_csv, "--backbone", "resnet18", "--pretrained", "none", "--input-size", "128", "--part-size", "64",
+            "--epochs", "2", "--batch-size", "2", "--checkpoint-every", "1", "--out", run, "--quiet"]
+    proc = subprocess.Popen([str(BIN / "msfm"), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if (run / "last.pt").exists():
+                try:
+                    st = load_checkpoint(run / "last.pt").train_state
+                except Exception:
+                    st = None
+                if st and st["step"] >= 2:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no mid-epoch checkpoint appeared")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(run / "last.pt").train_state
+    assert killed_at["epoch"] == 0 and killed_at["step"] >= 2
+    res = msfm(*args, "--resume")
+    assert res.returncode == 0, res.stderr
+    final = load_checkpoint(run / "last.pt").train_state
+    assert (final["epoch"], final["step"]) == (2, 0)
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+
+
+def test_torchrun_ddp_two_gloo_processes_end_with_identical_weights(tiny_csv, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "engine.cli", "train", str(tiny_csv),
+           "--backbone", "resnet18", "--pretrained", "none", "--input-size", "128", "--part-size", "64",
+           "--epochs", "1", "--batch-size", "2", "--max-steps", "3", "--device", "cpu", "--out", str(run), "--quiet"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**ENV, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    h0 = (run / "ddp" / "rank0.sha256").read_text()
+    h1 = (run / "ddp" / "rank1.sha256").read_text()
+    assert h0 == h1 and len(h0) == 64
+    # Rank 0's checkpoint holds those weights, and training moved them from the seeded start.
+    import torch
+
+    from engine.checkpoint import state_sha256
+    from engine.model.msfm import MSFM
+
+    ck = load_checkpoint(run / "last.pt")
+    assert state_sha256(ck.model) == h0
+    torch.manual_seed(0)
+    assert state_sha256(MSFM(ck.config, pretrained="none")) != h0

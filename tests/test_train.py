@@ -1,0 +1,107 @@
+"""The training generator: events, checkpoints, cancel/resume, NaN stop, plain baseline."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint, state_sha256
+from engine.errors import MSFMError
+from engine.train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainStarted
+from engine.train.loop import TrainingError, train
+from engine.train.setup import TrainConfig
+from tests.conftest import TINY_TRAIN
+
+warnings.filterwarnings("ignore", message="no ImageNet weights")
+
+
+def cfg_for(tiny_csv, out, **kw):
+    base = dict(TINY_TRAIN, data=str(tiny_csv), out=str(out), epochs=1, checkpoint_every=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_events_checkpoints_and_validation(tiny_csv, tmp_path):
+    events = list(train(cfg_for(tiny_csv, tmp_path / "run", epochs=2, warmup_epochs=1)))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is TrainStarted and kinds[-1] is TrainFinished
+    started = events[0]
+    assert started.n_train == 12 and started.n_val == 8 and started.steps_per_epoch == 3
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert len(batches) == 6
+    # Warm-up epoch: main-stage loss only; then all three stages (eq. 9).
+    assert set(batches[0].losses) == {"main", "total"}
+    assert set(batches[-1].losses) == {"main", "object", "parts", "total"}
+    assert all(math.isfinite(b.losses["total"]) for b in batches)
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.epoch for e in epochs] == [0, 1]
+    v = epochs[-1].val
+    for key in ("accuracy", "kappa", "auc", "f1_abnormal", "f1_normal", "jpe", "sensitivity", "specificity", "per_body_part", "localization"):
+        assert key in v
+    assert v["localization"]["n_images"] == 4
+    saved = [e for e in events if isinstance(e, CheckpointSaved)]
+    assert {e.kind for e in saved} == {"best", "last"}
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best.meta["kind"] == "msfm" and best.meta["data"]["n_train"] == 12
+    assert 0 < best.config.threshold < 1 and 0 < best.config.gamma <= 1
+    assert len(best.meta["history"]) >= 1
+    assert (tmp_path / "run" / "history.json").is_file()
+
+
+def test_cancel_then_resume_equals_an_uninterrupted_run(tiny_csv, tmp_path):
+    full = tmp_path / "full"
+    for _ in train(cfg_for(tiny_csv, full, tune_threshold=False, tune_gamma=False)):
+        pass
+    part = tmp_path / "part"
+    gen = train(cfg_for(tiny_csv, part, tune_threshold=False, tune_gamma=False))
+    for ev in gen:
+        if isinstance(ev, BatchEnd) and ev.step == 2:
+            gen.close()  # what the desktop's Cancel does
+            break
+    state = load_checkpoint(part / "last.pt").train_state
+    assert (state["epoch"], state["step"]) == (0, 2)
+    events = list(train(cfg_for(tiny_csv, part, resume=True, tune_threshold=False, tune_gamma=False)))
+    started = events[0]
+    assert (started.start_epoch, started.start_step) == (0, 2)
+    assert len([e for e in events if isinstance(e, BatchEnd)]) == 1
+    a = load_checkpoint(full / "last.pt").model.state_dict()
+    b = load_checkpoint(part / "last.pt").model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
+def test_resume_without_a_run_is_a_clear_error(tiny_csv, tmp_path):
+    with pytest.raises(TrainingError, match="no .*last.pt"):
+        next(train(cfg_for(tiny_csv, tmp_path / "none", resume=True)))
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tiny_csv, tmp_path):
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingError, match="loss became"):
+        for _ in train(cfg_for(tiny_csv, run, lr=1e30, loss="ce")):
+            pass
+    assert load_checkpoint(run / "last.pt").train_state is not None
+
+
+def test_fine_tune_from_checkpoint_and_plain_baseline(tiny_csv, tmp_path):
+    for _ in train(cfg_for(tiny_csv, tmp_path / "a", max_steps_per_epoch=1)):
+        pass
+    start = load_checkpoint(tmp_path / "a" / "best.pt")
+    events = list(train(cfg_for(tiny_csv, tmp_path / "b", init=str(tmp_path / "a" / "best.pt"), max_steps_per_epoch=1)))
+    assert isinstance(events[-1], TrainFinished)
+    tuned = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state_sha256(tuned.model) != state_sha256(start.model)
+    # The plain classifier trains the main stage only, without FMA.
+    events = list(train(cfg_for(tiny_csv, tmp_path / "plain", model="plain", max_steps_per_epoch=2)))
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert all(set(b.losses) == {"main", "total"} for b in batches)
+    plain = load_checkpoint(tmp_path / "plain" / "best.pt")
+    assert plain.meta["kind"] == "plain" and not plain.config.fma.enabled
+
+
+def test_bad_training_data_is_refused(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    with pytest.raises(MSFMError):
+        next(train(TrainConfig(data=str(tmp_path / "labels.csv"), out=str(tmp_path / "r"), **TINY_TRAIN)))
