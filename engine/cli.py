@@ -129,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not quiet:
                 print(f"training {cfg.model} {cfg.backbone} on {ev.device}: {ev.n_train} train / {ev.n_val} val images, "
                       f"{ev.epochs} epochs x {ev.steps_per_epoch} steps -> {ev.run_dir}", file=sys.stderr)
+                if ev.start_epoch or ev.start_step:
+                    print(f"resuming at epoch {ev.start_epoch + 1}, step {ev.start_step}", file=sys.stderr)
                 for prob in ev.problems[:20]:
                     print(f"  data: {prob}", file=sys.stderr)
         elif isinstance(ev, BatchEnd):
