@@ -199,7 +199,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
+    """The ``msfm`` parser; with ``recipe``, ``train``'s defaults are that recipe's settings
+    (flags given on the command line still win)."""
     parser = argparse.ArgumentParser(prog="msfm", description="MSFM abnormality classification and weakly supervised localisation")
     parser.add_argument("--version", action="version", version=f"msfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,8 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")
     t.add_argument("--limit-val", type=int)
     t.add_argument("--max-steps", type=int, help="at most N steps per epoch")
+    t.add_argument("--recipe", choices=["default"], help="settings of a shipped model (flags given explicitly win)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+    if recipe:
+        from .recipes import RECIPES
+
+        settings = dict(RECIPES[recipe])
+        settings["no_fma"] = not settings.pop("fma", True)
+        t.set_defaults(**settings)
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint, with the baselines beside it")
     e.add_argument("data", help="labels.csv or a folder (see train)")
@@ -260,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="msfm: %(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", choices=["default"])
+    known, _ = pre.parse_known_args(argv)
+    args = build_parser(known.recipe).parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
