@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engine import __version__
+
+#: Opened when the app starts without a path (SPEC §2 resources/).
+DEMO_STUDY = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
 
 def build_window(path: str | None = None):
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    win = build_window(args.path)
+    path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
+    win = build_window(path)
     win.show()
     return int(app.exec())
 

@@ -1,0 +1,95 @@
+"""Write resources/models/MODEL_CARD.md from a checkpoint and its ``msfm evaluate`` JSON.
+
+    .venv/bin/python scripts/model_card.py CHECKPOINT METRICS.json [--out resources/models/MODEL_CARD.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from engine.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("metrics")
+    ap.add_argument("--out", default=str(REPO / "resources" / "models" / "MODEL_CARD.md"))
+    args = ap.parse_args()
+    ck = load_checkpoint(args.checkpoint)
+    m = json.loads(Path(args.metrics).read_text())
+    tc = ck.meta.get("train_config", {})
+    data = ck.meta.get("data", {})
+    loc, b = m.get("localization", {}), m.get("baselines", {})
+    plain, cam = b.get("plain_classifier", {}), b.get("cam_box", {})
+    lines = [
+        f"# Model card: {ck.meta.get('name', 'MSFM')}",
+        "",
+        "**Intended use: decision support for reading musculoskeletal radiographs, not a diagnosis.** "
+        "A clinician reads every image; the model's label, probability and boxes point at where to look.",
+        "",
+        "## Model",
+        f"- MSFM (Kumar et al., ICCV 2023 workshops), backbone `{ck.config.backbone}`, input {ck.config.input_size} px, "
+        f"parts {ck.config.part_size} px, FMA {'on' if ck.config.fma.enabled else 'off'} (θ {ck.config.fma.theta}, r {ck.config.fma.r})",
+        f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ), fusion γ {ck.config.gamma}",
+        f"- file SHA-256 `{ck.sha256}`; engine {ck.meta.get('engine_version')}; created {ck.meta.get('created')}",
+        "",
+        "## Data",
+        f"- FracAtlas (Abedeen et al., Scientific Data 10, 521 (2023), CC BY 4.0), converted as described in the project's "
+        f"`shared/data/xray/SOURCES.md`: {data.get('n_train')} training images {data.get('train_counts')}, "
+        f"{data.get('n_val')} validation images {data.get('val_counts')}. Trained with image labels only; boxes used only to score.",
+        "",
+        "## Training recipe",
+        "- `scripts/train_default.sh` (= `msfm train DATA --recipe default`): " + ", ".join(f"{k}={tc.get(k)}" for k in ("backbone", "pretrained", "input_size", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")),
+        "",
+        "## Validation metrics (FracAtlas val split)",
+        "",
+        "| | AUC | κ | accuracy | sensitivity | specificity | F1 abnormal | JPE |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| MSFM (ensemble) | {fmt(m.get('auc'))} | {fmt(m.get('kappa'))} | {fmt(m.get('accuracy'))} | {fmt(m.get('sensitivity'))} | {fmt(m.get('specificity'))} | {fmt(m.get('f1_abnormal'))} | {fmt(m.get('jpe'))} |",
+        f"| plain classifier ({b.get('source', '')}) | {fmt(plain.get('auc'))} | {fmt(plain.get('kappa'))} | {fmt(plain.get('accuracy'))} | {fmt(plain.get('sensitivity'))} | {fmt(plain.get('specificity'))} | {fmt(plain.get('f1_abnormal'))} | {fmt(plain.get('jpe'))} |",
+        "",
+        f"Localisation on the {loc.get('n_images')} fractured val images with boxes:",
+        "",
+        "| | IoU ≥ 0.5 | IoU ≥ 0.3 | IoU ≥ 0.1 | pointing |",
+        "|---|---|---|---|---|",
+        f"| MSFM fused box | {fmt(loc.get('iou50'))} | {fmt(loc.get('iou30'))} | {fmt(loc.get('iou10'))} | {fmt(loc.get('pointing'))} |",
+        f"| CAM box baseline | {fmt(cam.get('iou50'))} | {fmt(cam.get('iou30'))} | {fmt(cam.get('iou10'))} | {fmt(cam.get('pointing'))} |",
+        "",
+        "Per body part (MSFM ensemble):",
+        "",
+        "| body part | n | AUC | κ | accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for part, pm in sorted(m.get("per_body_part", {}).items()):
+        lines.append(f"| {part} | {pm.get('n')} | {fmt(pm.get('auc'))} | {fmt(pm.get('kappa'))} | {fmt(pm.get('accuracy'))} |")
+    lines += [
+        "",
+        "## Known limitations",
+        "- Metal hardware: 97 fractured but only 2 normal source images show orthopaedic hardware; the model can learn \"metal means fracture\".",
+        "- Boxes are weak evidence: fractures cover ~0.4 % of the image (median) and the model never saw a box; treat the box as where to look first.",
+        "- Body parts are coarse (hand = upper limb, leg = lower limb, few hips and shoulders); no finer part is known to the model.",
+        "- Single source (three hospitals in Bangladesh), label noise and possible patient overlap between splits (see SOURCES.md).",
+        "",
+        f"Reproduce these numbers: `msfm evaluate ../shared/data/xray/labels.csv --checkpoint default`.",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
