@@ -29,9 +29,12 @@ STAMP="$VENV/.msfm-installed"
 WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[bootstrap] installing the project into $VENV (first run takes a few minutes)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  # The torch pair first, by exact version, so pip takes the tested wheels.
-  "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  LOG="$VENV/bootstrap.log"
+  {
+    "$VENV/bin/python" -m pip install -q --upgrade pip &&
+    # The torch pair first, by exact version, so pip takes the tested wheels.
+    "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 &&
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  } > "$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; echo "[bootstrap] pip failed; full log: $LOG" >&2; exit 1; }
   echo "$WANT" > "$STAMP"
 fi
