@@ -151,8 +151,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 v = ev.val
                 auc = "n/a" if v.get("auc") is None else f"{v['auc']:.3f}"
                 loc = v.get("localization") or {}
+                iou = f"IoU>=0.1 {loc['iou10']:.3f}, " if loc.get("iou10") is not None else ""
                 print(f"epoch {ev.epoch + 1}: loss {ev.train_loss:.4f}, val AUC {auc}, kappa {v['kappa']:.3f}, acc {v['accuracy']:.3f}, "
-                      f"IoU>=0.1 {loc.get('iou10', float('nan')):.3f}, {ev.seconds_per_image:.3f} s/train image{' *best*' if ev.best else ''}", file=sys.stderr)
+                      f"{iou}{ev.seconds_per_image:.3f} s/train image{' *best*' if ev.best else ''}", file=sys.stderr)
         elif isinstance(ev, CheckpointSaved) and ev.kind == "best" and not quiet:
             print(f"  best checkpoint {ev.path} sha256 {ev.sha256[:12]}", file=sys.stderr)
         elif isinstance(ev, TrainMessage) and not quiet:
