@@ -87,14 +87,24 @@ def evaluate_predictions(samples: Sequence[Sample], preds: Sequence[Prediction],
 
 
 @torch.inference_mode()
-def plain_outputs(model: MSFM, samples: Sequence[Sample], device: torch.device, batch_size: int = 16) -> tuple[list[float], list[np.ndarray], list[tuple[int, int]]]:
-    """Backbone + GAP + FC only: abnormal probability, CAM of the predicted class (g, g) and
-    (width, height) per sample (unreadable samples must already be filtered out)."""
+def plain_outputs(model: MSFM, samples: Sequence[Sample], device: torch.device, batch_size: int = 16) -> tuple[list[Sample], list[float], list[np.ndarray], list[tuple[int, int]]]:
+    """Backbone + GAP + FC only. Returns the readable samples and, for each, the abnormal
+    probability, the CAM of the predicted class (g, g) and (width, height); unreadable
+    samples are left out."""
     model = model.to(device).eval()
     k = model.config.abnormal_index
+    kept: list[Sample] = []
     probs, cams, sizes = [], [], []
     for i in range(0, len(samples), batch_size):
-        ims = [load_image(s.path) for s in samples[i : i + batch_size]]
+        ims = []
+        for s in samples[i : i + batch_size]:
+            try:
+                ims.append(load_image(s.path))
+                kept.append(s)
+            except ImageLoadError:
+                continue
+        if not ims:
+            continue
         x = make_batch(ims, model.config.input_size).to(device)
         f, logits = model.backbone(x)
         _, cfm, _ = activation_maps(f, model.backbone.fc.weight)
@@ -104,7 +114,7 @@ def plain_outputs(model: MSFM, samples: Sequence[Sample], device: torch.device, 
         probs += pr[:, k].cpu().tolist()
         cams += list(cam.cpu().numpy())
         sizes += [(im.width, im.height) for im in ims]
-    return probs, cams, sizes
+    return kept, probs, cams, sizes
 
 
 def baseline_metrics(samples: Sequence[Sample], probs: Sequence[float], cams: Sequence[np.ndarray], sizes, threshold: float, source: str) -> dict:
@@ -133,9 +143,9 @@ def evaluate(
     thr = predictor.model.config.threshold
     out = evaluate_predictions(kept, preds, thr)
     if baseline is not None:
-        probs, cams, sizes = plain_outputs(baseline, kept, predictor.device)
+        base_kept, probs, cams, sizes = plain_outputs(baseline, kept, predictor.device)
         bthr = baseline_threshold if baseline_threshold is not None else baseline.config.threshold
-        out["baselines"] = baseline_metrics(kept, probs, cams, sizes, bthr, "plain classifier checkpoint")
+        out["baselines"] = baseline_metrics(base_kept, probs, cams, sizes, bthr, "plain classifier checkpoint")
     else:
         # No separately trained plain classifier: MSFM's main stage (backbone + GAP + FC on
         # the FMA'd image) stands in; its CAM is that of the predicted class.

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Sampler
 from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
 from ..errors import MSFMError
-from ..evaluate import evaluate_predictions, predict_samples, tune_gamma
+from ..evaluate import evaluate_predictions, plain_outputs, predict_samples, tune_gamma
 from ..infer import Predictor, resolve_device
-from ..metrics import best_kappa_threshold
+from ..metrics import best_kappa_threshold, classification_metrics
 from ..model.msfm import MSFM
 from ..types import ModelInfo
 from . import ddp
@@ -251,22 +251,11 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
 
 
 def _validate_plain(model: MSFM, val, device, cfg: TrainConfig) -> tuple[dict, float, float]:
-    from ..evaluate import plain_outputs
-    from ..io import load_image
-
-    kept = []
-    for s in val:
-        try:
-            load_image(s.path)
-            kept.append(s)
-        except Exception:
-            continue
-    probs, _, _ = plain_outputs(model, kept, device, cfg.val_batch_size)
+    """Validation of the plain classifier (backbone + GAP + FC): classification only."""
+    kept, probs, _, _ = plain_outputs(model, val, device, cfg.val_batch_size)
     model.train()
     y = [s.label for s in kept]
     thr = best_kappa_threshold(y, probs) if cfg.tune_threshold else 0.5
-    from ..metrics import classification_metrics
-
     m = classification_metrics(y, probs, thr)
     m["gamma"] = model.config.gamma
     return m, thr, model.config.gamma
