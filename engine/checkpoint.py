@@ -87,18 +87,26 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         pass
 
 
+def _stored(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    t = t.detach().to("cpu")
+    return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
     meta: dict[str, Any] | None = None,
     config: ModelConfig | None = None,
     train_state: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> str:
     """Save ``model`` (an :class:`~engine.model.msfm.MSFM`) with metadata; returns the file's SHA-256.
 
     ``config`` overrides ``model.config`` (e.g. with a threshold tuned on validation);
     ``train_state`` (optimiser and scheduler state dicts, epoch, step...) makes the file
-    resumable. Both must hold only tensors and plain Python values.
+    resumable. Both must hold only tensors and plain Python values. ``weights_dtype``
+    (e.g. ``torch.float16``) stores floating-point weights in that type to halve the file;
+    :func:`load_checkpoint` restores them into the float32 model.
     """
     meta = dict(meta or {})
     try:
@@ -112,7 +120,7 @@ def save_checkpoint(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": json.dumps((config or model.config).to_dict()),
         "meta": json.dumps(meta),
-        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "state_dict": {k: _stored(v, weights_dtype) for k, v in model.state_dict().items()},
     }
     if train_state is not None:
         payload["train_state"] = train_state
@@ -161,3 +169,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     meta.setdefault("created", payload.get("created"))
     meta.setdefault("engine_version", payload.get("engine_version"))
     return LoadedCheckpoint(model=model, config=config, meta=meta, sha256=file_sha256(p), path=p, train_state=payload.get("train_state"))
+
+
+def describe_checkpoint(path: str | Path) -> dict[str, Any]:
+    """What a checkpoint holds, without building the model: name, kind, backbone, input
+    size, threshold, weights dtype, SHA-256, creation time. :class:`CheckpointError` when
+    the file is missing or not a valid checkpoint."""
+    p = Path(path)
+    payload = read_checkpoint(p)
+    try:
+        config = ModelConfig.from_dict(json.loads(payload["config"]))
+        meta = json.loads(payload.get("meta", "{}"))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{p}: invalid configuration in checkpoint: {exc}") from exc
+    return {
+        "name": meta.get("name", f"MSFM-{config.backbone}"),
+        "kind": meta.get("kind", "msfm"),
+        "backbone": config.backbone,
+        "input_size": config.input_size,
+        "threshold": config.threshold,
+        "weights_dtype": meta.get("weights_dtype", "float32"),
+        "sha256": file_sha256(p),
+        "created": payload.get("created"),
+        "metrics": meta.get("metrics"),
+    }

@@ -15,21 +15,13 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MSFMError
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "default.pt"
+from .recipes import RECIPES
+from .resources import resolve_checkpoint
 
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"msfm: error: {msg}", file=sys.stderr)
     return code
-
-
-def resolve_checkpoint(value: str) -> Path:
-    if value == "default":
-        if not DEFAULT_MODEL.is_file():
-            raise MSFMError(f"no default model is bundled at {DEFAULT_MODEL}; pass --checkpoint FILE")
-        return DEFAULT_MODEL
-    return Path(value)
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
@@ -222,7 +214,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--val", help="validation data (default: the data's val split, else a 15%% stratified hold-out)")
     t.add_argument("--backbone", default="efficientnet_lite0", choices=["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0"])
     t.add_argument("--pretrained", default="auto", help="ImageNet weights: FILE, auto (Lite0: bundled package; ResNet: hub cache only) or none")
-    t.add_argument("--init", metavar="CHECKPOINT", help="fine-tune from this MSFM checkpoint")
+    t.add_argument("--init", metavar="CHECKPOINT", help="fine-tune this MSFM checkpoint, or warm-start MSFM from a plain-classifier checkpoint (msfm train --model plain)")
     t.add_argument("--model", default="msfm", choices=["msfm", "plain"], help="plain = the baseline classifier (backbone + GAP + FC)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=5)
@@ -245,12 +237,10 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")
     t.add_argument("--limit-val", type=int)
     t.add_argument("--max-steps", type=int, help="at most N steps per epoch")
-    t.add_argument("--recipe", choices=["default"], help="settings of a shipped model (flags given explicitly win)")
+    t.add_argument("--recipe", choices=list(RECIPES), help="settings of a shipped model (flags given explicitly win; see engine/recipes.py)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
     if recipe:
-        from .recipes import RECIPES
-
         settings = dict(RECIPES[recipe])
         settings["no_fma"] = not settings.pop("fma", True)
         t.set_defaults(**settings)
@@ -271,7 +261,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="msfm: %(levelname)s: %(message)s")
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", choices=["default"])
+    pre.add_argument("--recipe", choices=list(RECIPES))
     known, _ = pre.parse_known_args(argv)
     args = build_parser(known.recipe).parse_args(argv)
     try:

@@ -1,6 +1,5 @@
 """Box mapping, fusion (eq. 11) and batched crop+resize."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,6 +1,5 @@
 """Checkpoints: atomic save, weights-only load, pickle refused, hash identity."""
 
-import pickle
 
 import numpy as np
 import pytest
@@ -66,3 +65,22 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, resnet18_model,
         save_checkpoint(path, resnet18_model, {"new": True})
     assert file_sha256(path) == sha
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path, resnet18_model):
+    from engine.checkpoint import describe_checkpoint
+
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    save_checkpoint(full, resnet18_model, {"name": "x"})
+    save_checkpoint(half, resnet18_model, {"name": "x", "weights_dtype": "float16"}, weights_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    ck = load_checkpoint(half)
+    ref = resnet18_model.state_dict()
+    for k, v in ck.model.state_dict().items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32, k
+            torch.testing.assert_close(v, ref[k].half().float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(v, ref[k]), k  # integer buffers (BN step counters) are kept as they are
+    d = describe_checkpoint(half)
+    assert d["weights_dtype"] == "float16" and d["sha256"] == file_sha256(half) and d["backbone"] == "resnet18"

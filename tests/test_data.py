@@ -1,6 +1,5 @@
 """Data sources (labels CSV, MURA, class folders) and the training dataset."""
 
-import numpy as np
 import pytest
 import torch
 

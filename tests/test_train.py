@@ -100,6 +100,25 @@ def test_fine_tune_from_checkpoint_and_plain_baseline(tiny_csv, tmp_path):
     assert plain.meta["kind"] == "plain" and not plain.config.fma.enabled
 
 
+def test_plain_classifier_warm_starts_msfm(tiny_csv, tmp_path):
+    """--init with a plain checkpoint builds the configured MSFM around its encoder + FC."""
+    for _ in train(cfg_for(tiny_csv, tmp_path / "plain", model="plain", max_steps_per_epoch=1)):
+        pass
+    plain = load_checkpoint(tmp_path / "plain" / "best.pt")
+    cfg = cfg_for(tiny_csv, tmp_path / "msfm", init=str(tmp_path / "plain" / "best.pt"), max_steps_per_epoch=1, part_size=96, fma=True)
+    gen = train(cfg)
+    started, first = next(gen), next(gen)
+    assert isinstance(started, TrainStarted)
+    start = load_checkpoint(tmp_path / "msfm" / "last.pt")  # the step-0 state, saved before the first step
+    assert start.config.fma.enabled and start.config.part_size == 96  # MSFM's config, not the classifier's
+    assert state_sha256(start.model.backbone) == state_sha256(plain.model.backbone)
+    assert start.meta["pretrained"].startswith("plain classifier best.pt")
+    events = [started, first, *gen]
+    assert any(isinstance(e, BatchEnd) and set(e.losses) > {"main", "object"} for e in events)
+    with pytest.raises(TrainingError, match="resnet18 classifier"):
+        next(train(cfg_for(tiny_csv, tmp_path / "bad", init=str(tmp_path / "plain" / "best.pt"), backbone="resnet34")))
+
+
 def test_bad_training_data_is_refused(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels.csv").write_text("file,label\n")

@@ -1,6 +1,5 @@
 """Stage-2 windows: geometry, scoring by average pooling, per-scale NMS (torchvision)."""
 
-import numpy as np
 import pytest
 import torch
 from torchvision.ops import nms

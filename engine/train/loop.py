@@ -32,7 +32,7 @@ from ..metrics import best_kappa_threshold, classification_metrics
 from ..model.msfm import MSFM
 from ..types import ModelInfo
 from . import ddp
-from .events import BatchEnd, CheckpointSaved, EpochEnd, TrainEvent, TrainFinished, TrainMessage, TrainStarted
+from .events import BatchEnd, CheckpointSaved, EpochEnd, TrainEvent, TrainFinished, TrainStarted
 from .losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 from .setup import TrainConfig, resolve_splits
 
@@ -124,7 +124,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
             raise TrainingError(f"{last_path} holds no training state; cannot resume")
         model, state, pretrained_weights = ck.model, ck.train_state, True
     elif cfg.init:
-        model, pretrained_weights = load_checkpoint(cfg.init, "cpu").model, True
+        model, pretrained_weights = _init_model(cfg), True
     else:
         model = MSFM(cfg.model_config(), pretrained=cfg.pretrained)
         pretrained_weights = model.backbone.pretrained_source != "random"
@@ -248,6 +248,25 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
             (run / "ddp" / f"rank{dist.rank}.sha256").write_text(state_sha256(model))
         ddp.shutdown(dist)
     yield TrainFinished(str(run), str(best_path) if best_path.exists() else None, str(last_path), best_entry)
+
+
+def _init_model(cfg: TrainConfig) -> MSFM:
+    """The model ``--init`` starts from.
+
+    An MSFM checkpoint is fine-tuned as it is (its own configuration). A plain-classifier
+    checkpoint warm-starts MSFM: the configured MSFM gets that classifier's encoder and FC,
+    which the three stages share, as the paper starts from a backbone already trained on
+    the target data (its ResNet-50 "pre-trained on the MURA dataset").
+    """
+    ck = load_checkpoint(cfg.init, "cpu")
+    if ck.meta.get("kind") != "plain" or cfg.model == "plain":
+        return ck.model
+    if ck.config.backbone != cfg.backbone:
+        raise TrainingError(f"--init {cfg.init} is a {ck.config.backbone} classifier but --backbone is {cfg.backbone}")
+    model = MSFM(cfg.model_config(), pretrained="none")
+    model.backbone.load_state_dict(ck.model.backbone.state_dict())
+    model.backbone.pretrained_source = f"plain classifier {Path(cfg.init).name} (sha256 {ck.sha256[:12]})"
+    return model
 
 
 def _validate_plain(model: MSFM, val, device, cfg: TrainConfig) -> tuple[dict, float, float]:
