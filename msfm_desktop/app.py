@@ -1,7 +1,8 @@
 """``msfm-desktop``: the application entry point.
 
-Until the desktop issue lands this opens a minimal window that names the engine and the
-path it was given; the study browser, viewer and overlays come with that issue.
+Until the desktop issue lands this opens a minimal window that names the engine, the
+study it was given (the bundled demo study by default) and the model it will use (the
+bundled default model); the study browser, viewer and overlays come with that issue.
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ import sys
 from pathlib import Path
 
 from engine import __version__
+from engine.checkpoint import describe_checkpoint
+from engine.errors import CheckpointError
+from engine.resources import DEFAULT_MODEL, DEMO_STUDY
 
-#: Opened when the app starts without a path (SPEC §2 resources/).
-DEMO_STUDY = Path(__file__).resolve().parent.parent / "resources" / "demo"
+
+def model_summary(path: Path = DEFAULT_MODEL) -> str:
+    """One line naming the model the app will use, or why there is none."""
+    try:
+        d = describe_checkpoint(path)
+    except CheckpointError as exc:
+        return f"no model: {exc}"
+    return f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
-def build_window(path: str | None = None):
+def build_window(path: str | None = None, model: Path = DEFAULT_MODEL):
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QLabel, QMainWindow
 
@@ -26,6 +36,7 @@ def build_window(path: str | None = None):
         f"<h2>MSFM Desktop {__version__}</h2>"
         "<p>Weakly supervised abnormality classification and localisation in radiographs.</p>"
         f"<p>Study: {path or 'none opened'}</p>"
+        f"<p>Model: {model_summary(model)}</p>"
         "<p>The engine and the <tt>msfm</tt> command line are ready; the study browser and viewer follow.</p>"
     )
     label = QLabel(text)

