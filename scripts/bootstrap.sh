@@ -21,9 +21,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-if [ ! -x "$VENV/bin/python" ]; then
+# A venv whose creation was interrupted has a python but no pip: make it again.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
   echo "[bootstrap] creating $VENV"
-  "$PY" -m venv "$VENV"
+  "$PY" -m venv --clear "$VENV"
 fi
 STAMP="$VENV/.msfm-installed"
 WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
