@@ -215,14 +215,16 @@ def _add_dicom(index: StudyIndex, path: Path) -> None:
 
 def _add_raster(index: StudyIndex, path: Path) -> None:
     """PNG/JPEG: the folder is the series and the study; a MURA ``patientNNNNN`` folder is
-    the patient, and its ``studyN_positive|negative`` folder carries the study's label."""
+    the patient, and its ``studyN_positive|negative`` folder carries the study's label.
+    Elsewhere all PNG/JPEG folders sit under one pseudo-patient."""
     folder = path.parent
     if MURA_STUDY.match(folder.name) and MURA_PATIENT.match(folder.parent.name):
         patient = PatientEntry(key=f"folder:{folder.parent}", name=folder.parent.name, patient_id=folder.parent.name)
         label = 1 if folder.name.endswith("_positive") else 0
         study = StudyEntry(key=f"folder:{folder}", description=f"{folder.parent.parent.name} {folder.name}", label=label)
     else:
-        patient = PatientEntry(key=f"folder:{folder.parent}", name=f"{folder.parent.name or folder.parent} (no DICOM patient)")
+        # PNG/JPEG carry no patient: one pseudo-patient holds every such folder.
+        patient = PatientEntry(key="raster", name="PNG/JPEG images (no patient data)")
         study = StudyEntry(key=f"folder:{folder}", description=folder.name)
     series = SeriesEntry(key=f"folder:{folder}", description=folder.name)
     index.add(patient, study, series, ImageEntry(path=path, kind="raster"))
@@ -240,6 +242,9 @@ def index_study(
     """
     index = StudyIndex()
     files = find_candidates(paths, index.problems, cancel)
+    if cancel and cancel():
+        index.cancelled = True
+        return index
     for i, f in enumerate(files):
         if cancel and cancel():
             index.cancelled = True

@@ -1,8 +1,10 @@
-"""``msfm-desktop``: the application entry point.
+"""``msfm-desktop``: the application entry point and main window.
 
-Until the desktop issue lands this opens a minimal window that names the engine, the
-study it was given (the bundled demo study by default) and the model it will use (the
-bundled default model); the study browser, viewer and overlays come with that issue.
+The window opens a study (command-line path, File ▸ Open, drag and drop, recent folders),
+indexes it in a worker thread with a progress bar and cancel, and shows the Patient ▸
+Study ▸ Series ▸ Image browser with a panel of the files that could not be used. It
+names the model it will use (the bundled default model). The viewer, overlays and
+analysis come with the rest of the desktop issue.
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QSettings, Qt, QThread
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton
+
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
 from engine.resources import DEFAULT_MODEL, DEMO_STUDY
+from engine.study import StudyIndex
+
+from .browser import ProblemPanel, StudyBrowser
+from .workers import ScanWorker, start_in_thread
+
+MAX_RECENT = 8
 
 
 def model_summary(path: Path = DEFAULT_MODEL) -> str:
@@ -26,31 +38,171 @@ def model_summary(path: Path = DEFAULT_MODEL) -> str:
     return f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
-def build_window(path: str | None = None, model: Path = DEFAULT_MODEL):
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QLabel, QMainWindow
+class MainWindow(QMainWindow):
+    def __init__(self, model: Path = DEFAULT_MODEL, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.settings = settings or QSettings("MSFM", "MSFM Desktop")
+        self.study: str | None = None
+        self.index: StudyIndex | None = None
+        self._scan: ScanWorker | None = None
+        self._thread: QThread | None = None
+        self.setWindowTitle(f"MSFM Desktop {__version__}")
+        self.setAcceptDrops(True)
 
-    win = QMainWindow()
-    win.setWindowTitle(f"MSFM Desktop {__version__}")
-    text = (
-        f"<h2>MSFM Desktop {__version__}</h2>"
-        "<p>Weakly supervised abnormality classification and localisation in radiographs.</p>"
-        f"<p>Study: {path or 'none opened'}</p>"
-        f"<p>Model: {model_summary(model)}</p>"
-        "<p>The engine and the <tt>msfm</tt> command line are ready; the study browser and viewer follow.</p>"
-    )
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.RichText)
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    label.setObjectName("placeholder")
-    win.setCentralWidget(label)
-    win.resize(720, 420)
+        self.info = QLabel()
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.info.setObjectName("placeholder")
+        self.setCentralWidget(self.info)
+
+        self.browser = StudyBrowser()
+        self.problems = ProblemPanel()
+        docks = []
+        for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea)):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock-{title.lower()}")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            docks.append(dock)
+        self.resizeDocks([docks[0]], [400], Qt.Orientation.Horizontal)
+        self.resizeDocks([docks[1]], [120], Qt.Orientation.Vertical)
+
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+        self._set_busy(False)
+        self._build_menu()
+        self._refresh_info()
+        self.resize(1100, 700)
+
+    # ----- menu and recent folders
+    def _build_menu(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        act = QAction("&Open folder…", self)
+        act.setShortcut(QKeySequence.StandardKey.Open)
+        act.triggered.connect(self._open_folder_dialog)
+        m.addAction(act)
+        act = QAction("Open &file…", self)
+        act.triggered.connect(self._open_file_dialog)
+        m.addAction(act)
+        self.recent_menu = m.addMenu("Open &recent")
+        self._refresh_recent()
+        m.addSeparator()
+        act = QAction("&Quit", self)
+        act.setShortcut(QKeySequence.StandardKey.Quit)
+        act.triggered.connect(self.close)
+        m.addAction(act)
+
+    def recent(self) -> list[str]:
+        v = self.settings.value("recent", [])
+        return [v] if isinstance(v, str) else list(v or [])
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.recent():
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self.recent()))
+
+    def _open_folder_dialog(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open study folder")
+        if d:
+            self.open_path(d)
+
+    def _open_file_dialog(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Radiographs (*.dcm *.png *.jpg *.jpeg DICOMDIR);;All files (*)")
+        if f:
+            self.open_path(f)
+
+    # ----- drag and drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_path(paths[0])
+
+    # ----- scanning
+    def open_path(self, path: str | Path) -> None:
+        """Index ``path`` in a worker thread; the browser fills when it finishes."""
+        self.cancel_scan(wait=True)
+        self.study = str(path)
+        self.browser.clear()
+        self.problems.clear()
+        self._refresh_info()
+        if Path(path).exists():
+            recent = [str(path)] + [p for p in self.recent() if p != str(path)]
+            self.settings.setValue("recent", recent[:MAX_RECENT])
+            self._refresh_recent()
+        self._scan = ScanWorker([path])
+        self._scan.progress.connect(self._on_progress)
+        self._scan.finished.connect(self._on_scanned)
+        self._set_busy(True)
+        self.statusBar().showMessage(f"Scanning {path}…")
+        self._thread = start_in_thread(self._scan, self)
+
+    def cancel_scan(self, wait: bool = False) -> None:
+        if self._scan is not None:
+            self._scan.cancel()
+        if wait and self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+
+    def scanning(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def _on_progress(self, done: int, total: int, _path: str) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_scanned(self, index: StudyIndex) -> None:
+        self.index = index
+        self.browser.set_index(index)
+        for p in index.problems:
+            self.problems.add_problem(p.path, p.reason)
+        n = len(index.images())
+        state = "cancelled" if index.cancelled else "done"
+        self.statusBar().showMessage(f"{self.study}: {n} image(s), {len(index.problems)} problem(s) ({state})")
+        self._scan = None
+        self._set_busy(False)
+        self._refresh_info()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)  # indeterminate until the first file is counted
+
+    def _refresh_info(self) -> None:
+        n = f" ({len(self.index.images())} images)" if self.index is not None else ""
+        self.info.setText(
+            f"<h2>MSFM Desktop {__version__}</h2>"
+            "<p>Weakly supervised abnormality classification and localisation in radiographs.</p>"
+            f"<p>Study: {self.study or 'none opened'}{n}</p>"
+            f"<p>Model: {model_summary(self.model)}</p>"
+            "<p>The image viewer and analysis follow; the study browser is on the left.</p>"
+        )
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.cancel_scan(wait=True)
+        super().closeEvent(event)
+
+
+def build_window(path: str | None = None, model: Path = DEFAULT_MODEL, settings: QSettings | None = None) -> MainWindow:
+    win = MainWindow(model, settings)
+    if path:
+        win.open_path(path)
     return win
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="msfm-desktop", description="MSFM Desktop")
-    parser.add_argument("path", nargs="?", help="study folder or image file to open")
+    parser.add_argument("path", nargs="?", help="study folder, image file or DICOMDIR to open")
     parser.add_argument("--version", action="version", version=f"msfm-desktop {__version__}")
     args = parser.parse_args(argv)
     from PySide6.QtWidgets import QApplication

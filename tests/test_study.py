@@ -50,7 +50,8 @@ def test_png_folders_and_mura_study_folders(tmp_path):
     patient = next(p for p in index.patients.values() if p.patient_id == "patient11185")
     labels = {st.description: st.label for st in patient.studies.values()}
     assert labels == {"XR_WRIST study1_positive": 1, "XR_WRIST study2_negative": 0}
-    loose = next(p for p in index.patients.values() if "(no DICOM patient)" in p.name)
+    loose = index.patients["raster"]
+    assert loose.name == "PNG/JPEG images (no patient data)"
     assert [im.path.name for st in loose.studies.values() for se in st.series.values() for im in se.images] == ["image3.png"]
     # A file named explicitly that is neither PNG/JPEG nor DICOM is reported, not skipped silently.
     index = index_study([tmp_path / "loose" / "notes.txt"])

@@ -1,0 +1,53 @@
+"""Background workers: long engine calls run in a QThread and report through signals.
+
+The engine reports progress as plain data and polls a cancel callable; these wrappers
+turn that into Qt signals, so the UI thread only ever receives results.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from engine.study import StudyIndex, index_study
+
+
+class ScanWorker(QObject):
+    """Indexes study paths (:func:`engine.study.index_study`) off the UI thread."""
+
+    progress = Signal(int, int, str)  # done, total, latest path
+    finished = Signal(object)  # StudyIndex (partial, with ``cancelled`` set, after cancel)
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        super().__init__()
+        self.paths = [Path(p) for p in paths]
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Thread-safe: the scan stops before its next file."""
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            index = index_study(self.paths, progress=lambda p: self.progress.emit(p.done, p.total, p.path), cancel=self._cancel.is_set)
+        except Exception as exc:  # never let a scan take the app down; say what happened
+            from engine.study import ScanProblem
+
+            index = StudyIndex(problems=[ScanProblem(self.paths[0] if self.paths else Path("."), f"scan failed: {type(exc).__name__}: {exc}")])
+        self.finished.emit(index)
+
+
+def start_in_thread(worker: QObject, parent: QObject) -> QThread:
+    """Move ``worker`` to a new QThread, run its ``run`` slot there, and clean both up
+    when it emits ``finished``."""
+    thread = QThread(parent)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    thread.finished.connect(worker.deleteLater)
+    thread.start()
+    return thread

@@ -1,0 +1,78 @@
+"""The desktop main window: real (offscreen) widgets, real scans of the shared data."""
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from tests.conftest import DICOM  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def open_and_wait(qtbot, win, path):
+    win.open_path(path)
+    qtbot.waitUntil(lambda: win._scan is None and not win.scanning(), timeout=60000)
+
+
+def test_window_names_the_study_and_the_model(qtbot, resnet18_model, tmp_path, settings):
+    from engine.checkpoint import file_sha256, save_checkpoint
+    from msfm_desktop.app import build_window
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    win = build_window(None, model=ck, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.windowTitle().startswith("MSFM Desktop")
+    text = win.centralWidget().text()
+    assert "none opened" in text and "MSFM-test" in text and file_sha256(ck)[:12] in text
+    open_and_wait(qtbot, win, tmp_path / "no-such-study")
+    assert "no-such-study" in win.centralWidget().text()
+    assert win.problems.rows() == ["no-such-study — no such file or folder"]
+
+
+def test_window_says_when_there_is_no_model(qtbot, tmp_path, settings):
+    from msfm_desktop.app import build_window
+
+    win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
+    qtbot.addWidget(win)
+    assert "no model: checkpoint not found" in win.centralWidget().text()
+
+
+def test_open_the_shared_dicom_folder(qtbot, tmp_path, settings):
+    from msfm_desktop.app import build_window
+
+    win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    open_and_wait(qtbot, win, DICOM)
+    paths = win.browser.image_paths()
+    assert len(paths) == 21 and all(p.exists() for p in paths)
+    assert any("Doe^Archibald" in win.browser.topLevelItem(i).text(0) for i in range(win.browser.topLevelItemCount()))
+    assert win.problems.rows() == ["pydicom_test-SR.dcm — no pixel data (Comprehensive SR Storage); not an image"]
+    assert win.recent()[0] == str(DICOM)  # remembered in the (test's own) settings
+    assert win.recent_menu.actions()[0].text() == str(DICOM)
+
+
+def test_cancel_stops_the_scan_and_keeps_the_window_usable(qtbot, tmp_path, settings):
+    from msfm_desktop.app import build_window
+    from msfm_desktop.workers import ScanWorker
+
+    worker, got = ScanWorker([DICOM]), []
+    worker.finished.connect(got.append)
+    worker.cancel()
+    worker.run()  # synchronously: a cancelled scan returns at once, partial and marked
+    assert got[0].cancelled and got[0].images() == []
+    win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
+    qtbot.addWidget(win)
+    win.open_path(DICOM)
+    win.cancel_scan()
+    qtbot.waitUntil(lambda: win._scan is None, timeout=60000)
+    open_and_wait(qtbot, win, DICOM)  # a new scan after a cancelled one runs to the end
+    assert len(win.browser.image_paths()) == 21 and not win.index.cancelled
