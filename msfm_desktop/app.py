@@ -2,9 +2,9 @@
 
 The window opens a study (command-line path, File ▸ Open, drag and drop, recent folders),
 indexes it in a worker thread with a progress bar and cancel, and shows the Patient ▸
-Study ▸ Series ▸ Image browser with a panel of the files that could not be used. It
-names the model it will use (the bundled default model). The viewer, overlays and
-analysis come with the rest of the desktop issue.
+Study ▸ Series ▸ Image browser with a panel of the files that could not be used, and the
+viewer (images decoded in a worker thread). It names the model it will use (the bundled
+default model). Analysis and overlays come with the rest of the desktop issue.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
@@ -24,7 +24,8 @@ from engine.resources import DEFAULT_MODEL, DEMO_STUDY
 from engine.study import StudyIndex
 
 from .browser import ProblemPanel, StudyBrowser
-from .workers import ScanWorker, start_in_thread
+from .viewer import ImageViewer
+from .workers import LoadWorker, ScanWorker, start_in_thread
 
 MAX_RECENT = 8
 
@@ -52,11 +53,19 @@ class MainWindow(QMainWindow):
 
         self.info = QLabel()
         self.info.setTextFormat(Qt.TextFormat.RichText)
-        self.info.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.info.setObjectName("placeholder")
-        self.setCentralWidget(self.info)
+        self.info.setObjectName("session-info")
+        self.viewer = ImageViewer()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.addWidget(self.info)
+        lay.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+        self.current: Path | None = None
+        self._loads: list[tuple[LoadWorker, QThread]] = []
 
         self.browser = StudyBrowser()
+        self.browser.imageActivated.connect(self.show_image)
+        self.browser.setMinimumWidth(320)
         self.problems = ProblemPanel()
         docks = []
         for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea)):
@@ -92,6 +101,18 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &recent")
         self._refresh_recent()
         m.addSeparator()
+        v = self.menuBar().addMenu("&View")
+        for text, key, slot in (
+            ("&Next image", Qt.Key.Key_PageDown, lambda: self.step_image(1)),
+            ("&Previous image", Qt.Key.Key_PageUp, lambda: self.step_image(-1)),
+            ("&Fit", Qt.Key.Key_F, lambda: self.viewer.fit()),
+            ("&1:1", Qt.Key.Key_1, lambda: self.viewer.one_to_one()),
+            ("&Invert", Qt.Key.Key_I, lambda: self.viewer.set_inverted(not self.viewer.inverted)),
+        ):
+            a = QAction(text, self)
+            a.setShortcut(QKeySequence(key))
+            a.triggered.connect(slot)
+            v.addAction(a)
         act = QAction("&Quit", self)
         act.setShortcut(QKeySequence.StandardKey.Quit)
         act.triggered.connect(self.close)
@@ -171,6 +192,37 @@ class MainWindow(QMainWindow):
         self._scan = None
         self._set_busy(False)
         self._refresh_info()
+        paths = self.browser.image_paths()
+        if paths:
+            self.show_image(paths[0])
+
+    # ----- images
+    def show_image(self, path: str | Path) -> None:
+        """Decode ``path`` in a worker thread and show it; failures go to the problems panel."""
+        worker = LoadWorker(path)
+        worker.finished.connect(self._on_loaded)
+        self._loads.append((worker, start_in_thread(worker, self)))
+        self.current = Path(path)
+
+    def loading(self) -> bool:
+        return any(t.isRunning() for _, t in self._loads)
+
+    def step_image(self, step: int) -> None:
+        paths = self.browser.image_paths()
+        if not paths:
+            return
+        i = paths.index(self.current) if self.current in paths else -1
+        self.show_image(paths[(i + step) % len(paths)])
+
+    def _on_loaded(self, path: Path, result: object) -> None:
+        self._loads = [(w, t) for w, t in self._loads if t.isRunning()]
+        if path != self.current:
+            return  # the user moved on while this one decoded
+        if isinstance(result, Exception):
+            self.problems.add_problem(path, getattr(result, "reason", str(result)))
+            self.statusBar().showMessage(f"{path.name}: {getattr(result, 'reason', result)}")
+            return
+        self.viewer.set_image(result)
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -181,15 +233,15 @@ class MainWindow(QMainWindow):
     def _refresh_info(self) -> None:
         n = f" ({len(self.index.images())} images)" if self.index is not None else ""
         self.info.setText(
-            f"<h2>MSFM Desktop {__version__}</h2>"
-            "<p>Weakly supervised abnormality classification and localisation in radiographs.</p>"
-            f"<p>Study: {self.study or 'none opened'}{n}</p>"
-            f"<p>Model: {model_summary(self.model)}</p>"
-            "<p>The image viewer and analysis follow; the study browser is on the left.</p>"
+            f"<b>Study:</b> {self.study or 'none opened'}{n} &nbsp; "
+            f"<b>Model:</b> {model_summary(self.model)}"
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.cancel_scan(wait=True)
+        for _, t in self._loads:
+            t.quit()
+            t.wait()
         super().closeEvent(event)
 
 

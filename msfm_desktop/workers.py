@@ -51,3 +51,26 @@ def start_in_thread(worker: QObject, parent: QObject) -> QThread:
     thread.finished.connect(worker.deleteLater)
     thread.start()
     return thread
+
+
+class LoadWorker(QObject):
+    """Decodes one image (any transfer syntax) off the UI thread."""
+
+    finished = Signal(object, object)  # path, LoadedImage or an ImageLoadError
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    @Slot()
+    def run(self) -> None:
+        from engine.errors import ImageLoadError
+        from engine.io import load_image
+
+        try:
+            result: object = load_image(self.path)
+        except ImageLoadError as exc:
+            result = exc
+        except Exception as exc:  # report, never crash the UI
+            result = ImageLoadError(self.path, f"{type(exc).__name__}: {exc}")
+        self.finished.emit(self.path, result)

@@ -30,10 +30,10 @@ def test_window_names_the_study_and_the_model(qtbot, resnet18_model, tmp_path, s
     win.show()
     qtbot.waitExposed(win)
     assert win.windowTitle().startswith("MSFM Desktop")
-    text = win.centralWidget().text()
+    text = win.info.text()
     assert "none opened" in text and "MSFM-test" in text and file_sha256(ck)[:12] in text
     open_and_wait(qtbot, win, tmp_path / "no-such-study")
-    assert "no-such-study" in win.centralWidget().text()
+    assert "no-such-study" in win.info.text()
     assert win.problems.rows() == ["no-such-study — no such file or folder"]
 
 
@@ -42,7 +42,7 @@ def test_window_says_when_there_is_no_model(qtbot, tmp_path, settings):
 
     win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
     qtbot.addWidget(win)
-    assert "no model: checkpoint not found" in win.centralWidget().text()
+    assert "no model: checkpoint not found" in win.info.text()
 
 
 def test_open_the_shared_dicom_folder(qtbot, tmp_path, settings):
@@ -76,3 +76,42 @@ def test_cancel_stops_the_scan_and_keeps_the_window_usable(qtbot, tmp_path, sett
     qtbot.waitUntil(lambda: win._scan is None, timeout=60000)
     open_and_wait(qtbot, win, DICOM)  # a new scan after a cancelled one runs to the end
     assert len(win.browser.image_paths()) == 21 and not win.index.cancelled
+
+
+def test_viewer_shows_the_image_as_the_engine_loads_it(qtbot, tmp_path, settings):
+    import numpy as np
+
+    from engine.io import load_image
+    from msfm_desktop.app import build_window
+    from msfm_desktop.viewer import auto_levels
+
+    win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    open_and_wait(qtbot, win, DICOM / "nested_extensionless")
+    qtbot.waitUntil(lambda: win.viewer.image is not None and not win.loading(), timeout=60000)
+    first = win.browser.image_paths()[0]
+    ref = load_image(first).pixels
+    np.testing.assert_array_equal(win.viewer.item.image, ref)  # row-major, MONOCHROME1 inverted by the engine
+    assert win.viewer.levels == (0.0, 1.0)
+    win.viewer.preset.setCurrentText("Auto (histogram)")
+    assert win.viewer.levels == pytest.approx(auto_levels(ref))
+    win.viewer.set_inverted(True)
+    assert win.viewer.invert_button.isChecked() and win.viewer.item.lut[0] == 255
+    r, c = 5, 7
+    assert win.viewer.pixel_at(c + 0.5, r + 0.5) == (c, r, pytest.approx(float(ref[r, c])))
+    assert win.viewer.pixel_at(-1, 0) is None
+    assert "Doe^Archibald" in win.viewer.meta_label.text()
+    win.step_image(1)  # next image (PageDown)
+    qtbot.waitUntil(lambda: not win.loading() and win.viewer.image.source == win.browser.image_paths()[1], timeout=60000)
+
+
+def test_undecodable_image_goes_to_the_problems_panel(qtbot, tmp_path, settings):
+    from msfm_desktop.app import build_window
+
+    win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
+    qtbot.addWidget(win)
+    win.show_image(DICOM / "RG3_JPLY.dcm")
+    qtbot.waitUntil(lambda: win.problems.count() == 1 and not win.loading(), timeout=60000)
+    assert win.problems.rows()[0].startswith("RG3_JPLY.dcm — cannot decode pixel data (JPEG Extended")
+    assert win.viewer.image is None
