@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QSlider, QVBoxLayout, QWidget
 
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
@@ -24,8 +24,11 @@ from engine.resources import DEFAULT_MODEL, DEMO_STUDY
 from engine.study import StudyIndex
 
 from .browser import ProblemPanel, StudyBrowser
+from .overlays import LAYERS, Overlays
 from .viewer import ImageViewer
-from .workers import LoadWorker, ScanWorker, start_in_thread
+from .workers import AnalyseWorker, LoadWorker, ScanWorker, start_in_thread
+
+LAYER_NAMES = {"cam": "&CAM (abnormal class)", "object": "&Object box", "windows": "&Part windows", "fused": "F&used box"}
 
 MAX_RECENT = 8
 
@@ -54,6 +57,7 @@ class MainWindow(QMainWindow):
         self.info = QLabel()
         self.info.setTextFormat(Qt.TextFormat.RichText)
         self.info.setObjectName("session-info")
+        self.info.setWordWrap(True)  # a long study path must not widen the window past the screen
         self.viewer = ImageViewer()
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -62,13 +66,33 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.current: Path | None = None
         self._loads: list[tuple[LoadWorker, QThread]] = []
+        self.overlays = Overlays(self.viewer.view)
+        self.prediction = None
+        self._analyse: tuple[AnalyseWorker, QThread] | None = None
+        self.findings = QLabel("Not analysed. View ▸ Analyse (Ctrl+R).")
+        self.findings.setWordWrap(True)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.opacity.valueChanged.connect(lambda v: self.overlays.set_opacity(v / 100))
+        legend = QLabel("<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
+                        "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
+                        "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)")
+        panel = QWidget()
+        pl = QVBoxLayout(panel)
+        pl.addWidget(self.findings)
+        pl.addWidget(QLabel("CAM opacity"))
+        pl.addWidget(self.opacity)
+        pl.addWidget(legend)
+        pl.addStretch(1)
 
         self.browser = StudyBrowser()
         self.browser.imageActivated.connect(self.show_image)
         self.browser.setMinimumWidth(320)
         self.problems = ProblemPanel()
         docks = []
-        for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea)):
+        for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
+                                    ("Findings", panel, Qt.DockWidgetArea.LeftDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock-{title.lower()}")
             dock.setWidget(widget)
@@ -113,6 +137,28 @@ class MainWindow(QMainWindow):
             a.setShortcut(QKeySequence(key))
             a.triggered.connect(slot)
             v.addAction(a)
+        v.addSeparator()
+        a = QAction("&Analyse", self)
+        a.setShortcut(QKeySequence("Ctrl+R"))
+        a.triggered.connect(self.analyse)
+        v.addAction(a)
+        self.auto_action = QAction("Analyse &automatically on open", self)
+        self.auto_action.setCheckable(True)
+        self.auto_action.setChecked(self.auto_analyse())
+        self.auto_action.toggled.connect(lambda on: self.settings.setValue("auto_analyse", bool(on)))
+        v.addAction(self.auto_action)
+        self.layer_actions: dict[str, QAction] = {}
+        for layer in LAYERS:
+            a = QAction(LAYER_NAMES[layer], self)
+            a.setCheckable(True)
+            a.setChecked(True)
+            a.toggled.connect(lambda on, layer=layer: self.overlays.set_visible(layer, on))
+            v.addAction(a)
+            self.layer_actions[layer] = a
+        a = QAction("Toggle all &overlays", self)
+        a.setShortcut(QKeySequence(Qt.Key.Key_O))
+        a.triggered.connect(self.toggle_overlays)
+        v.addAction(a)
         act = QAction("&Quit", self)
         act.setShortcut(QKeySequence.StandardKey.Quit)
         act.triggered.connect(self.close)
@@ -223,6 +269,49 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{path.name}: {getattr(result, 'reason', result)}")
             return
         self.viewer.set_image(result)
+        self.overlays.clear()
+        self.prediction = None
+        self.findings.setText("Not analysed. View ▸ Analyse (Ctrl+R).")
+        if self.auto_analyse():
+            self.analyse()
+
+    # ----- analysis
+    def auto_analyse(self) -> bool:
+        return str(self.settings.value("auto_analyse", False)).lower() == "true"
+
+    def analyse(self) -> None:
+        """Run MSFM on the shown image in a worker thread (one analysis at a time)."""
+        if self.viewer.image is None or self.analysing():
+            return
+        self.findings.setText("Analysing…")
+        worker = AnalyseWorker(self.model, self.viewer.image, str(self.settings.value("device", "auto")))
+        worker.finished.connect(self._on_analysed)
+        self._analyse = (worker, start_in_thread(worker, self))
+
+    def analysing(self) -> bool:
+        return self._analyse is not None and self._analyse[1].isRunning()
+
+    def toggle_overlays(self) -> None:
+        on = not any(a.isChecked() for a in self.layer_actions.values())
+        for a in self.layer_actions.values():
+            a.setChecked(on)
+
+    def _on_analysed(self, path, result: object) -> None:
+        if isinstance(result, Exception):
+            self.findings.setText(f"Analysis failed: {result}")
+            return
+        if self.viewer.image is None or path != self.viewer.image.source:
+            return  # the image changed while the model ran
+        p = result
+        self.prediction = p
+        self.overlays.show(p)
+        verdict = "ABNORMAL" if p.label else "normal"
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in p.stages.items())
+        self.findings.setText(
+            f"<b>{verdict}</b> — abnormal probability {p.probability:.3f}<br>stages: {stages}<br>"
+            f"model {p.model.backbone}, sha256 {p.model.sha256[:12]}<br>"
+            "<i>Decision support, not a diagnosis.</i>"
+        )
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -239,7 +328,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.cancel_scan(wait=True)
-        for _, t in self._loads:
+        for _, t in self._loads + ([self._analyse] if self._analyse else []):
             t.quit()
             t.wait()
         super().closeEvent(event)

@@ -74,3 +74,30 @@ class LoadWorker(QObject):
         except Exception as exc:  # report, never crash the UI
             result = ImageLoadError(self.path, f"{type(exc).__name__}: {exc}")
         self.finished.emit(self.path, result)
+
+
+class AnalyseWorker(QObject):
+    """Runs MSFM on one decoded image off the UI thread; the predictor is built once per
+    checkpoint and device and reused."""
+
+    finished = Signal(object, object)  # path, Prediction or an exception
+
+    _cache: dict[tuple[str, str], object] = {}
+
+    def __init__(self, checkpoint: str | Path, image, device: str = "auto") -> None:
+        super().__init__()
+        self.checkpoint, self.image, self.device = Path(checkpoint), image, device
+
+    @Slot()
+    def run(self) -> None:
+        from engine.infer import Predictor
+
+        try:
+            key = (str(self.checkpoint), self.device)
+            predictor = AnalyseWorker._cache.get(key)
+            if predictor is None:
+                predictor = AnalyseWorker._cache[key] = Predictor.from_checkpoint(self.checkpoint, self.device)
+            result: object = predictor.predict_batch([self.image])[0]
+        except Exception as exc:  # a bad checkpoint or device must not crash the UI
+            result = exc
+        self.finished.emit(self.image.source, result)

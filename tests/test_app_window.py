@@ -6,7 +6,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from tests.conftest import DICOM  # noqa: E402
+from tests.conftest import DICOM, XRAY  # noqa: E402
 
 
 @pytest.fixture
@@ -115,3 +115,46 @@ def test_undecodable_image_goes_to_the_problems_panel(qtbot, tmp_path, settings)
     qtbot.waitUntil(lambda: win.problems.count() == 1 and not win.loading(), timeout=60000)
     assert win.problems.rows()[0].startswith("RG3_JPLY.dcm — cannot decode pixel data (JPEG Extended")
     assert win.viewer.image is None
+
+
+def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_model, tmp_path, settings):
+    from engine.checkpoint import save_checkpoint
+    from msfm_desktop.app import build_window
+    from msfm_desktop.overlays import LAYERS
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    win = build_window(None, model=ck, settings=settings)
+    qtbot.addWidget(win)
+    win.show_image(png)
+    qtbot.waitUntil(lambda: win.viewer.image is not None and not win.loading(), timeout=60000)
+    win.analyse()
+    qtbot.waitUntil(lambda: win.prediction is not None, timeout=120000)
+    p = win.prediction
+    assert win.overlays.boxes("fused") == [pytest.approx(tuple(p.fused_box), abs=1e-3)]
+    assert win.overlays.boxes("object") == [pytest.approx(tuple(p.object_box), abs=1e-3)]
+    assert win.overlays.boxes("windows") == [pytest.approx(tuple(w.box), abs=1e-3) for w in p.windows]
+    assert f"{p.probability:.3f}" in win.findings.text()
+    for layer in LAYERS:
+        win.layer_actions[layer].setChecked(False)
+        assert not any(it.isVisible() for it in win.overlays.items[layer])
+    win.toggle_overlays()  # all back on
+    assert all(it.isVisible() for layer in LAYERS for it in win.overlays.items[layer])
+    win.opacity.setValue(80)
+    assert win.overlays.items["cam"][0].opacity() == pytest.approx(0.8)
+
+
+def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, tmp_path, settings):
+    from engine.checkpoint import save_checkpoint
+    from msfm_desktop.app import build_window
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    win = build_window(None, model=ck, settings=settings)
+    qtbot.addWidget(win)
+    win.auto_action.setChecked(True)
+    assert settings.value("auto_analyse") in (True, "true")  # persisted
+    win.show_image(sorted((XRAY / "images").glob("*.png"))[1])
+    qtbot.waitUntil(lambda: win.prediction is not None, timeout=120000)
+    assert win.prediction.file.endswith(".png")
