@@ -25,8 +25,9 @@ from engine.study import StudyIndex
 
 from .browser import ProblemPanel, StudyBrowser
 from .overlays import LAYERS, Overlays
+from .summary import StudySummary
 from .viewer import ImageViewer
-from .workers import AnalyseWorker, LoadWorker, ScanWorker, start_in_thread
+from .workers import AnalyseWorker, LoadWorker, ScanWorker, StudyAnalyseWorker, start_in_thread
 
 LAYER_NAMES = {"cam": "&CAM (abnormal class)", "object": "&Object box", "windows": "&Part windows", "fused": "F&used box"}
 
@@ -90,11 +91,13 @@ class MainWindow(QMainWindow):
         self.browser.imageActivated.connect(self.show_image)
         self.browser.setMinimumWidth(320)
         self.problems = ProblemPanel()
+        self.summary = StudySummary()
+        self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
         docks = []
         for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
-                                    ("Findings", panel, Qt.DockWidgetArea.LeftDockWidgetArea)):
+                                    ("Findings", panel, Qt.DockWidgetArea.LeftDockWidgetArea), ("Study summary", self.summary, Qt.DockWidgetArea.BottomDockWidgetArea)):
             dock = QDockWidget(title, self)
-            dock.setObjectName(f"dock-{title.lower()}")
+            dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             docks.append(dock)
@@ -104,7 +107,7 @@ class MainWindow(QMainWindow):
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.cancel_button.clicked.connect(self.cancel_all)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
@@ -141,6 +144,10 @@ class MainWindow(QMainWindow):
         a = QAction("&Analyse", self)
         a.setShortcut(QKeySequence("Ctrl+R"))
         a.triggered.connect(self.analyse)
+        v.addAction(a)
+        a = QAction("Analyse &study", self)
+        a.setShortcut(QKeySequence("Ctrl+Shift+R"))
+        a.triggered.connect(self.analyse_study)
         v.addAction(a)
         self.auto_action = QAction("Analyse &automatically on open", self)
         self.auto_action.setCheckable(True)
@@ -288,6 +295,45 @@ class MainWindow(QMainWindow):
         worker.finished.connect(self._on_analysed)
         self._analyse = (worker, start_in_thread(worker, self))
 
+    def analyse_study(self) -> None:
+        """Batched analysis of every image in the browser, with progress and Cancel."""
+        paths = self.browser.image_paths()
+        if not paths or self.analysing_study():
+            return
+        try:
+            threshold = describe_checkpoint(self.model)["threshold"]
+        except CheckpointError as exc:
+            self.summary.headline.setText(f"Cannot analyse: {exc}")
+            return
+        self.summary.clear()
+        worker = StudyAnalyseWorker(self.model, paths, str(self.settings.value("device", "auto")))
+        worker.batch.connect(lambda preds, errors: self._on_study_batch(preds, errors, threshold))
+        worker.progress.connect(lambda done, total: self._on_progress(done, total, ""))
+        worker.finished.connect(self._on_study_done)
+        self._set_busy(True)
+        self.statusBar().showMessage(f"Analysing {len(paths)} image(s)…")
+        self._study_run = (worker, start_in_thread(worker, self))
+
+    def analysing_study(self) -> bool:
+        return self._study_run is not None and self._study_run[1].isRunning()
+
+    def _on_study_batch(self, preds, errors, threshold: float) -> None:
+        self.summary.add(preds, threshold)
+        for e in errors:
+            self.problems.add_problem(e.path, e.reason)
+
+    def _on_study_done(self, cancelled: bool) -> None:
+        self._set_busy(False)
+        n = len(self.summary.predictions)
+        self.statusBar().showMessage(f"Study analysis {'cancelled' if cancelled else 'done'}: {n} image(s)")
+        if cancelled and n == 0:
+            self.summary.headline.setText("Study analysis cancelled.")
+
+    def cancel_all(self) -> None:
+        self.cancel_scan()
+        if self._study_run is not None:
+            self._study_run[0].cancel()
+
     def analysing(self) -> bool:
         return self._analyse is not None and self._analyse[1].isRunning()
 
@@ -328,7 +374,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.cancel_scan(wait=True)
-        for _, t in self._loads + ([self._analyse] if self._analyse else []):
+        if self._study_run is not None:
+            self._study_run[0].cancel()
+        for _, t in self._loads + [r for r in (self._analyse, self._study_run) if r]:
             t.quit()
             t.wait()
         super().closeEvent(event)

@@ -101,3 +101,40 @@ class AnalyseWorker(QObject):
         except Exception as exc:  # a bad checkpoint or device must not crash the UI
             result = exc
         self.finished.emit(self.image.source, result)
+
+
+class StudyAnalyseWorker(QObject):
+    """Batched MSFM over a list of files (:meth:`Predictor.iter_predict`) off the UI thread.
+
+    ``batch`` carries each finished batch (predictions, load failures) as it comes, so the
+    study table fills while the rest runs; ``finished`` says whether it was cancelled.
+    """
+
+    progress = Signal(int, int)  # done, total
+    batch = Signal(object, object)  # list[Prediction], list[LoadFailure]
+    finished = Signal(bool)  # cancelled
+
+    def __init__(self, checkpoint: str | Path, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 8) -> None:
+        super().__init__()
+        self.checkpoint, self.paths, self.device, self.batch_size = Path(checkpoint), [Path(p) for p in paths], device, batch_size
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        from engine.infer import LoadFailure, Predictor
+
+        cancelled = False
+        try:
+            predictor = Predictor.from_checkpoint(self.checkpoint, self.device, self.batch_size)
+            for step in predictor.iter_predict(self.paths):
+                self.batch.emit(step.predictions, step.errors)
+                self.progress.emit(step.done, step.total or len(self.paths))
+                if self._cancel.is_set():
+                    cancelled = True
+                    break
+        except Exception as exc:  # a bad checkpoint must not crash the UI
+            self.batch.emit([], [LoadFailure(str(self.checkpoint), f"analysis failed: {type(exc).__name__}: {exc}")])
+        self.finished.emit(cancelled)

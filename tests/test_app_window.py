@@ -158,3 +158,33 @@ def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, 
     win.show_image(sorted((XRAY / "images").glob("*.png"))[1])
     qtbot.waitUntil(lambda: win.prediction is not None, timeout=120000)
     assert win.prediction.file.endswith(".png")
+
+
+def test_analyse_study_fills_a_sortable_table_and_reports_undecodable_files(qtbot, resnet18_model, tmp_path, settings):
+    import shutil
+
+    from engine.checkpoint import save_checkpoint
+    from msfm_desktop.app import build_window
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    study = tmp_path / "study"
+    study.mkdir()
+    for src in sorted((XRAY / "images").glob("*.png"))[:3]:
+        shutil.copy(src, study / src.name)
+    shutil.copy(DICOM / "RG3_JPLY.dcm", study / "RG3_JPLY.dcm")  # indexes, but cannot be decoded
+    win = build_window(None, model=ck, settings=settings)
+    qtbot.addWidget(win)
+    open_and_wait(qtbot, win, study)
+    qtbot.waitUntil(lambda: not win.loading(), timeout=60000)
+    win.problems.clear()
+    win.analyse_study()
+    qtbot.waitUntil(lambda: not win.analysing_study() and win._study_run is not None, timeout=180000)
+    qtbot.waitUntil(lambda: win.summary.table.rowCount() == 3, timeout=10000)
+    probs = sorted(p.probability for p in win.summary.predictions)
+    assert win.summary.study_probability() == pytest.approx(sum(probs) / 3)
+    assert f"{sum(probs) / 3:.3f}" in win.summary.headline.text()
+    win.summary.table.sortItems(1)
+    shown = [float(win.summary.table.item(r, 1).text()) for r in range(3)]
+    assert shown == pytest.approx([round(v, 3) for v in probs], abs=1e-3)
+    assert [r.split(" — ")[0] for r in win.problems.rows()] == ["RG3_JPLY.dcm"]
