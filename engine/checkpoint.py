@@ -149,17 +149,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _header(p: Path, payload: dict[str, Any]) -> tuple[ModelConfig, dict[str, Any]]:
+    """The configuration and metadata of a payload from :func:`read_checkpoint`."""
+    try:
+        config = ModelConfig.from_dict(json.loads(payload["config"]))
+        meta = json.loads(payload.get("meta", "{}"))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{p}: invalid configuration in checkpoint: {exc}") from exc
+    return config, meta
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Restore an MSFM model in eval mode on ``device``."""
     from .model.msfm import MSFM
 
     p = Path(path)
     payload = read_checkpoint(p)
-    try:
-        config = ModelConfig.from_dict(json.loads(payload["config"]))
-        meta = json.loads(payload.get("meta", "{}"))
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{p}: invalid configuration in checkpoint: {exc}") from exc
+    config, meta = _header(p, payload)
     model = MSFM(config, pretrained="none")
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -177,11 +183,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     the file is missing or not a valid checkpoint."""
     p = Path(path)
     payload = read_checkpoint(p)
-    try:
-        config = ModelConfig.from_dict(json.loads(payload["config"]))
-        meta = json.loads(payload.get("meta", "{}"))
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{p}: invalid configuration in checkpoint: {exc}") from exc
+    config, meta = _header(p, payload)
     return {
         "name": meta.get("name", f"MSFM-{config.backbone}"),
         "kind": meta.get("kind", "msfm"),

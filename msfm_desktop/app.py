@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
@@ -24,6 +24,7 @@ from engine.resources import DEFAULT_MODEL, DEMO_STUDY
 from engine.study import StudyIndex
 
 from .browser import ProblemPanel, StudyBrowser
+from .findings import FindingsPanel
 from .overlays import LAYERS, Overlays
 from .summary import StudySummary
 from .viewer import ImageViewer
@@ -34,19 +35,21 @@ LAYER_NAMES = {"cam": "&CAM (abnormal class)", "object": "&Object box", "windows
 MAX_RECENT = 8
 
 
-def model_summary(path: Path = DEFAULT_MODEL) -> str:
-    """One line naming the model the app will use, or why there is none."""
+def describe_model(path: Path = DEFAULT_MODEL) -> tuple[dict | None, str]:
+    """The checkpoint's description (None when unusable) and one line naming it, or why
+    there is none. Read once per window: it hashes the whole file."""
     try:
         d = describe_checkpoint(path)
     except CheckpointError as exc:
-        return f"no model: {exc}"
-    return f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
+        return None, f"no model: {exc}"
+    return d, f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
 class MainWindow(QMainWindow):
     def __init__(self, model: Path = DEFAULT_MODEL, settings: QSettings | None = None) -> None:
         super().__init__()
         self.model = model
+        self.model_info, self.model_line = describe_model(model)
         self.settings = settings or QSettings("MSFM", "MSFM Desktop")
         self.study: str | None = None
         self.index: StudyIndex | None = None
@@ -70,22 +73,8 @@ class MainWindow(QMainWindow):
         self.overlays = Overlays(self.viewer.view)
         self.prediction = None
         self._analyse: tuple[AnalyseWorker, QThread] | None = None
-        self.findings = QLabel("Not analysed. View ▸ Analyse (Ctrl+R).")
-        self.findings.setWordWrap(True)
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(45)
-        self.opacity.valueChanged.connect(lambda v: self.overlays.set_opacity(v / 100))
-        legend = QLabel("<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
-                        "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
-                        "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)")
-        panel = QWidget()
-        pl = QVBoxLayout(panel)
-        pl.addWidget(self.findings)
-        pl.addWidget(QLabel("CAM opacity"))
-        pl.addWidget(self.opacity)
-        pl.addWidget(legend)
-        pl.addStretch(1)
+        self.findings = FindingsPanel()
+        self.findings.opacity.valueChanged.connect(lambda v: self.overlays.set_opacity(v / 100))
 
         self.browser = StudyBrowser()
         self.browser.imageActivated.connect(self.show_image)
@@ -95,7 +84,7 @@ class MainWindow(QMainWindow):
         self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
         docks = []
         for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
-                                    ("Findings", panel, Qt.DockWidgetArea.LeftDockWidgetArea), ("Study summary", self.summary, Qt.DockWidgetArea.BottomDockWidgetArea)):
+                                    ("Findings", self.findings, Qt.DockWidgetArea.LeftDockWidgetArea), ("Study summary", self.summary, Qt.DockWidgetArea.BottomDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
             dock.setWidget(widget)
@@ -278,7 +267,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_image(result)
         self.overlays.clear()
         self.prediction = None
-        self.findings.setText("Not analysed. View ▸ Analyse (Ctrl+R).")
+        self.findings.reset()
         if self.auto_analyse():
             self.analyse()
 
@@ -290,7 +279,7 @@ class MainWindow(QMainWindow):
         """Run MSFM on the shown image in a worker thread (one analysis at a time)."""
         if self.viewer.image is None or self.analysing():
             return
-        self.findings.setText("Analysing…")
+        self.findings.text.setText("Analysing…")
         worker = AnalyseWorker(self.model, self.viewer.image, str(self.settings.value("device", "auto")))
         worker.finished.connect(self._on_analysed)
         self._analyse = (worker, start_in_thread(worker, self))
@@ -300,11 +289,10 @@ class MainWindow(QMainWindow):
         paths = self.browser.image_paths()
         if not paths or self.analysing_study():
             return
-        try:
-            threshold = describe_checkpoint(self.model)["threshold"]
-        except CheckpointError as exc:
-            self.summary.headline.setText(f"Cannot analyse: {exc}")
+        if self.model_info is None:
+            self.summary.headline.setText(f"Cannot analyse: {self.model_line}")
             return
+        threshold = self.model_info["threshold"]
         self.summary.clear()
         worker = StudyAnalyseWorker(self.model, paths, str(self.settings.value("device", "auto")))
         worker.batch.connect(lambda preds, errors: self._on_study_batch(preds, errors, threshold))
@@ -344,20 +332,14 @@ class MainWindow(QMainWindow):
 
     def _on_analysed(self, path, result: object) -> None:
         if isinstance(result, Exception):
-            self.findings.setText(f"Analysis failed: {result}")
+            self.findings.text.setText(f"Analysis failed: {result}")
             return
         if self.viewer.image is None or path != self.viewer.image.source:
             return  # the image changed while the model ran
         p = result
         self.prediction = p
         self.overlays.show(p)
-        verdict = "ABNORMAL" if p.label else "normal"
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in p.stages.items())
-        self.findings.setText(
-            f"<b>{verdict}</b> — abnormal probability {p.probability:.3f}<br>stages: {stages}<br>"
-            f"model {p.model.backbone}, sha256 {p.model.sha256[:12]}<br>"
-            "<i>Decision support, not a diagnosis.</i>"
-        )
+        self.findings.show_prediction(p)
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -369,7 +351,7 @@ class MainWindow(QMainWindow):
         n = f" ({len(self.index.images())} images)" if self.index is not None else ""
         self.info.setText(
             f"<b>Study:</b> {self.study or 'none opened'}{n} &nbsp; "
-            f"<b>Model:</b> {model_summary(self.model)}"
+            f"<b>Model:</b> {self.model_line}"
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -135,13 +135,13 @@ def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_mod
     assert win.overlays.boxes("fused") == [pytest.approx(tuple(p.fused_box), abs=1e-3)]
     assert win.overlays.boxes("object") == [pytest.approx(tuple(p.object_box), abs=1e-3)]
     assert win.overlays.boxes("windows") == [pytest.approx(tuple(w.box), abs=1e-3) for w in p.windows]
-    assert f"{p.probability:.3f}" in win.findings.text()
+    assert f"{p.probability:.3f}" in win.findings.text.text()
     for layer in LAYERS:
         win.layer_actions[layer].setChecked(False)
         assert not any(it.isVisible() for it in win.overlays.items[layer])
     win.toggle_overlays()  # all back on
     assert all(it.isVisible() for layer in LAYERS for it in win.overlays.items[layer])
-    win.opacity.setValue(80)
+    win.findings.opacity.setValue(80)
     assert win.overlays.items["cam"][0].opacity() == pytest.approx(0.8)
 
 
