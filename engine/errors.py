@@ -27,6 +27,10 @@ class ImageLoadError(MSFMError):
         self.reason = " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self):
+        # Crosses process boundaries (the desktop decodes in a child process).
+        return (type(self), (self.path, self.reason))
+
 
 class CheckpointError(MSFMError):
     """A checkpoint file is missing, corrupt, needs pickle, or does not match the model."""

@@ -9,7 +9,7 @@ batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
@@ -28,6 +28,8 @@ from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
 log = logging.getLogger(__name__)
 
 ImageInput = Union[str, Path, LoadedImage, np.ndarray]
+#: Turns a file into its frames; raises ImageLoadError. The default decodes in this process.
+Loader = Callable[[Path], list[LoadedImage]]
 Device = Literal["auto", "cpu", "cuda"] | str
 
 
@@ -100,9 +102,15 @@ class Predictor:
             out.extend(step.predictions)
         return out
 
-    def iter_predict(self, inputs: Iterable[ImageInput] | ImageInput) -> Iterator[PredictProgress]:
+    def iter_predict(self, inputs: Iterable[ImageInput] | ImageInput, loader: Loader | None = None, batch_size: int | None = None) -> Iterator[PredictProgress]:
         """Load and predict batch by batch, yielding a :class:`PredictProgress` after each
-        batch (and after each unreadable input). Stop iterating to cancel."""
+        batch (and after each unreadable input). Stop iterating to cancel.
+
+        ``loader`` decodes file inputs (default :func:`engine.io.load_images`); the desktop
+        passes one that decodes in a child process, because some DICOM decoders hold the
+        GIL for 100+ ms and would stall its event loop. ``batch_size`` overrides the
+        predictor's for this call."""
+        bs = max(1, int(batch_size or self.batch_size))
         if isinstance(inputs, (str, Path, LoadedImage, np.ndarray)):
             inputs = [inputs]
         total = len(inputs) if isinstance(inputs, Sequence) else None
@@ -111,18 +119,18 @@ class Predictor:
         for item in inputs:
             done += 1
             try:
-                pending.extend(self._load(item))
+                pending.extend(self._load(item, loader))
             except ImageLoadError as exc:
                 yield PredictProgress(done, total, errors=[LoadFailure(str(exc.path), exc.reason)])
                 continue
-            while len(pending) >= self.batch_size:
-                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+            while len(pending) >= bs:
+                batch, pending = pending[:bs], pending[bs:]
                 yield PredictProgress(done - (1 if pending else 0), total, predictions=self.predict_batch(batch))
         if pending:
             yield PredictProgress(done, total, predictions=self.predict_batch(pending))
 
     @staticmethod
-    def _load(item: ImageInput) -> list[LoadedImage]:
+    def _load(item: ImageInput, loader: Loader | None = None) -> list[LoadedImage]:
         if isinstance(item, LoadedImage):
             return [item]
         if isinstance(item, np.ndarray):
@@ -130,7 +138,7 @@ class Predictor:
                 raise ImageLoadError("<array>", f"expected a non-empty 2-D array, got shape {item.shape}")
             arr = item.astype(np.float32)
             return [LoadedImage(pixels=np.clip(arr, 0.0, 1.0))]
-        return load_images(item)
+        return (loader or load_images)(Path(item))
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[LoadedImage]) -> list[Prediction]:

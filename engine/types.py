@@ -15,6 +15,16 @@ import numpy as np
 BoxXYXY = tuple[float, float, float, float]
 
 
+@dataclass(frozen=True)
+class DisplayWindow:
+    """A display window from the DICOM header (VOI LUT module), in the units of
+    :attr:`LoadedImage.pixels`: show ``lo`` as black and ``hi`` as white."""
+
+    name: str
+    lo: float
+    hi: float
+
+
 @dataclass
 class LoadedImage:
     """A radiograph ready for the model.
@@ -27,6 +37,11 @@ class LoadedImage:
         kind: the file format.
         meta: DICOM header values (patient/study/series/instance ids, modality, ...),
             strings only; empty for PNG/JPEG.
+        value_range: the stored (Modality LUT) values that pixels 0 and 1 stand for, when
+            no VOI was applied (``raw = v0 + p * (v1 - v0)``; v0 > v1 for MONOCHROME1);
+            None when the pixels went through a VOI transform or have no such units.
+        windows: the header's display windows (every Window Center/Width pair and VOI
+            LUT), for images loaded with ``apply_voi=False``.
     """
 
     pixels: np.ndarray
@@ -34,6 +49,15 @@ class LoadedImage:
     frame: int | None = None
     kind: Literal["dicom", "png", "jpeg", "array"] = "array"
     meta: dict[str, str] = field(default_factory=dict)
+    value_range: tuple[float, float] | None = None
+    windows: tuple[DisplayWindow, ...] = ()
+
+    def raw_value(self, p: float) -> float | None:
+        """The stored (Modality LUT) value of pixel value ``p``, or None without units."""
+        if self.value_range is None:
+            return None
+        v0, v1 = self.value_range
+        return v0 + p * (v1 - v0)
 
     @property
     def height(self) -> int:

@@ -2,19 +2,21 @@
 
 The window opens a study (command-line path, File ▸ Open, drag and drop, recent folders),
 indexes it in a worker thread with a progress bar and cancel, and shows the Patient ▸
-Study ▸ Series ▸ Image browser with a panel of the files that could not be used, and the
-viewer (images decoded in a worker thread). It names the model it will use (the bundled
-default model). Analysis and overlays come with the rest of the desktop issue.
+Study ▸ Series ▸ Image browser (thumbnails made lazily in a worker), a panel of the files
+that could not be used, and the viewer (images decoded in a worker thread). Analysis of
+the image or the whole study runs in worker threads (:mod:`.analysis`); its evidence is
+drawn over the image (:mod:`.overlays`) and summarised in the Findings and Study summary
+panels. Settings persist in QSettings (:mod:`.settings`).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import __version__
@@ -23,21 +25,25 @@ from engine.errors import CheckpointError
 from engine.resources import DEFAULT_MODEL, DEMO_STUDY
 from engine.study import StudyIndex
 
+from .about import AboutDialog
+from .analysis import AnalysisMixin
 from .browser import ProblemPanel, StudyBrowser
+from .decoder import shared_pool
 from .findings import FindingsPanel
+from .menus import build_menus
 from .overlays import LAYERS, Overlays
+from .settings import AppSettings, SettingsDialog
 from .summary import StudySummary
+from .thumbs import ThumbnailLoader
 from .viewer import ImageViewer
-from .workers import AnalyseWorker, LoadWorker, ScanWorker, StudyAnalyseWorker, start_in_thread
-
-LAYER_NAMES = {"cam": "&CAM (abnormal class)", "object": "&Object box", "windows": "&Part windows", "fused": "F&used box"}
+from .workers import LoadWorker, ScanWorker, start_in_thread, warm_up_engine
 
 MAX_RECENT = 8
 
 
 def describe_model(path: Path = DEFAULT_MODEL) -> tuple[dict | None, str]:
     """The checkpoint's description (None when unusable) and one line naming it, or why
-    there is none. Read once per window: it hashes the whole file."""
+    there is none. Read once per model choice: it hashes the whole file."""
     try:
         d = describe_checkpoint(path)
     except CheckpointError as exc:
@@ -45,12 +51,19 @@ def describe_model(path: Path = DEFAULT_MODEL) -> tuple[dict | None, str]:
     return d, f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
-class MainWindow(QMainWindow):
-    def __init__(self, model: Path = DEFAULT_MODEL, settings: QSettings | None = None) -> None:
+class MainWindow(AnalysisMixin, QMainWindow):
+    """The application window. ``model`` overrides the checkpoint chosen in the settings
+    (tests use it); ``settings`` is the QSettings store (the user's by default)."""
+
+    def __init__(self, model: Path | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
-        self.model = model
-        self.model_info, self.model_line = describe_model(model)
-        self.settings = settings or QSettings("MSFM", "MSFM Desktop")
+        warm_up_engine()  # before the window shows: no one-time stall once the user works
+        shared_pool().start()  # the decoder process starts while the window builds
+        self.prefs = AppSettings(settings)
+        self.settings = self.prefs.qs
+        self._model_override = model
+        self.model = model or self.prefs.model
+        self.model_info, self.model_line = describe_model(self.model)
         self.study: str | None = None
         self.index: StudyIndex | None = None
         self._scan: ScanWorker | None = None
@@ -71,17 +84,21 @@ class MainWindow(QMainWindow):
         self.current: Path | None = None
         self._loads: list[tuple[LoadWorker, QThread]] = []
         self.overlays = Overlays(self.viewer.view)
-        self.prediction = None
-        self._analyse: tuple[AnalyseWorker, QThread] | None = None
         self.findings = FindingsPanel()
         self.findings.opacity.valueChanged.connect(lambda v: self.overlays.set_opacity(v / 100))
+        self._apply_overlay_defaults()
 
         self.browser = StudyBrowser()
         self.browser.imageActivated.connect(self.show_image)
         self.browser.setMinimumWidth(320)
         self.problems = ProblemPanel()
         self.summary = StudySummary()
-        self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
+        self.thumbs = ThumbnailLoader()
+        self.thumbs.ready.connect(self.browser.set_thumbnail)
+        self.thumbs.failed.connect(self.problems.add_problem)  # a bound method: runs in the UI thread
+        self.browser.thumbnailsWanted.connect(lambda paths: self.thumbs.request(paths, urgent=True))
+        self._thumb_thread = start_in_thread(self.thumbs, self)
+        self._init_analysis()
         docks = []
         for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
                                     ("Findings", self.findings, Qt.DockWidgetArea.LeftDockWidgetArea), ("Study summary", self.summary, Qt.DockWidgetArea.BottomDockWidgetArea)):
@@ -100,82 +117,59 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
-        self._build_menu()
+        build_menus(self)
         self._refresh_info()
         self.resize(1100, 700)
 
-    # ----- menu and recent folders
-    def _build_menu(self) -> None:
-        m = self.menuBar().addMenu("&File")
-        act = QAction("&Open folder…", self)
-        act.setShortcut(QKeySequence.StandardKey.Open)
-        act.triggered.connect(self._open_folder_dialog)
-        m.addAction(act)
-        act = QAction("Open &file…", self)
-        act.triggered.connect(self._open_file_dialog)
-        m.addAction(act)
-        self.recent_menu = m.addMenu("Open &recent")
-        self._refresh_recent()
-        m.addSeparator()
-        v = self.menuBar().addMenu("&View")
-        for text, key, slot in (
-            ("&Next image", Qt.Key.Key_PageDown, lambda: self.step_image(1)),
-            ("&Previous image", Qt.Key.Key_PageUp, lambda: self.step_image(-1)),
-            ("&Fit", Qt.Key.Key_F, lambda: self.viewer.fit()),
-            ("&1:1", Qt.Key.Key_1, lambda: self.viewer.one_to_one()),
-            ("&Invert", Qt.Key.Key_I, lambda: self.viewer.set_inverted(not self.viewer.inverted)),
-        ):
-            a = QAction(text, self)
-            a.setShortcut(QKeySequence(key))
-            a.triggered.connect(slot)
-            v.addAction(a)
-        v.addSeparator()
-        a = QAction("&Analyse", self)
-        a.setShortcut(QKeySequence("Ctrl+R"))
-        a.triggered.connect(self.analyse)
-        v.addAction(a)
-        a = QAction("Analyse &study", self)
-        a.setShortcut(QKeySequence("Ctrl+Shift+R"))
-        a.triggered.connect(self.analyse_study)
-        v.addAction(a)
-        self.auto_action = QAction("Analyse &automatically on open", self)
-        self.auto_action.setCheckable(True)
-        self.auto_action.setChecked(self.auto_analyse())
-        self.auto_action.toggled.connect(lambda on: self.settings.setValue("auto_analyse", bool(on)))
-        v.addAction(self.auto_action)
-        self.layer_actions: dict[str, QAction] = {}
+    # ----- settings, about, recent folders
+    def _apply_overlay_defaults(self) -> None:
         for layer in LAYERS:
-            a = QAction(LAYER_NAMES[layer], self)
-            a.setCheckable(True)
-            a.setChecked(True)
-            a.toggled.connect(lambda on, layer=layer: self.overlays.set_visible(layer, on))
-            v.addAction(a)
-            self.layer_actions[layer] = a
-        a = QAction("Toggle all &overlays", self)
-        a.setShortcut(QKeySequence(Qt.Key.Key_O))
-        a.triggered.connect(self.toggle_overlays)
-        v.addAction(a)
-        act = QAction("&Quit", self)
-        act.setShortcut(QKeySequence.StandardKey.Quit)
-        act.triggered.connect(self.close)
-        m.addAction(act)
+            self.overlays.set_visible(layer, self.prefs.overlay_visible(layer))
+        self.findings.opacity.setValue(self.prefs.opacity)
+
+    def open_settings(self) -> bool:
+        """Show the Settings dialog; apply what was accepted. True when accepted."""
+        dialog = SettingsDialog(self.prefs, self)
+        if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+            return False
+        self.apply_settings()
+        return True
+
+    def apply_settings(self) -> None:
+        """Take the stored settings into use: model, overlay defaults, auto-analyse."""
+        model = self._model_override or self.prefs.model
+        if model != self.model:
+            self.model = model
+            self.model_info, self.model_line = describe_model(model)
+            self.overlays.clear()
+            self.prediction = None
+            self.findings.reset()
+        self._apply_overlay_defaults()
+        for layer, a in self.layer_actions.items():
+            a.setChecked(self.overlays.visible[layer])
+        self.auto_action.setChecked(self.prefs.auto_analyse)
+        self._refresh_info()
+
+    def open_about(self) -> AboutDialog:
+        dialog = AboutDialog(self.model, self.model_info, self)
+        dialog.show()
+        return dialog
 
     def recent(self) -> list[str]:
-        v = self.settings.value("recent", [])
-        return [v] if isinstance(v, str) else list(v or [])
+        return self.prefs.recent()
 
-    def _refresh_recent(self) -> None:
+    def refresh_recent(self) -> None:
         self.recent_menu.clear()
         for p in self.recent():
             self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
         self.recent_menu.setEnabled(bool(self.recent()))
 
-    def _open_folder_dialog(self) -> None:
+    def open_folder_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Open study folder")
         if d:
             self.open_path(d)
 
-    def _open_file_dialog(self) -> None:
+    def open_file_dialog(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Radiographs (*.dcm *.png *.jpg *.jpeg DICOMDIR);;All files (*)")
         if f:
             self.open_path(f)
@@ -197,11 +191,12 @@ class MainWindow(QMainWindow):
         self.study = str(path)
         self.browser.clear()
         self.problems.clear()
+        self.thumbs.reset()
         self._refresh_info()
         if Path(path).exists():
             recent = [str(path)] + [p for p in self.recent() if p != str(path)]
-            self.settings.setValue("recent", recent[:MAX_RECENT])
-            self._refresh_recent()
+            self.prefs.set_recent(recent[:MAX_RECENT])
+            self.refresh_recent()
         self._scan = ScanWorker([path])
         self._scan.progress.connect(self._on_progress)
         self._scan.finished.connect(self._on_scanned)
@@ -219,7 +214,7 @@ class MainWindow(QMainWindow):
     def scanning(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
-    def _on_progress(self, done: int, total: int, _path: str) -> None:
+    def _on_progress(self, done: int, total: int, _path: str = "") -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
 
@@ -235,6 +230,7 @@ class MainWindow(QMainWindow):
         self._set_busy(False)
         self._refresh_info()
         paths = self.browser.image_paths()
+        self.thumbs.request(paths)  # the rest of the study, behind the rows on screen
         if paths:
             self.show_image(paths[0])
 
@@ -268,78 +264,13 @@ class MainWindow(QMainWindow):
         self.overlays.clear()
         self.prediction = None
         self.findings.reset()
-        if self.auto_analyse():
+        if self.prefs.auto_analyse:
             self.analyse()
-
-    # ----- analysis
-    def auto_analyse(self) -> bool:
-        return str(self.settings.value("auto_analyse", False)).lower() == "true"
-
-    def analyse(self) -> None:
-        """Run MSFM on the shown image in a worker thread (one analysis at a time)."""
-        if self.viewer.image is None or self.analysing():
-            return
-        self.findings.text.setText("Analysing…")
-        worker = AnalyseWorker(self.model, self.viewer.image, str(self.settings.value("device", "auto")))
-        worker.finished.connect(self._on_analysed)
-        self._analyse = (worker, start_in_thread(worker, self))
-
-    def analyse_study(self) -> None:
-        """Batched analysis of every image in the browser, with progress and Cancel."""
-        paths = self.browser.image_paths()
-        if not paths or self.analysing_study():
-            return
-        if self.model_info is None:
-            self.summary.headline.setText(f"Cannot analyse: {self.model_line}")
-            return
-        threshold = self.model_info["threshold"]
-        self.summary.clear()
-        worker = StudyAnalyseWorker(self.model, paths, str(self.settings.value("device", "auto")))
-        worker.batch.connect(lambda preds, errors: self._on_study_batch(preds, errors, threshold))
-        worker.progress.connect(lambda done, total: self._on_progress(done, total, ""))
-        worker.finished.connect(self._on_study_done)
-        self._set_busy(True)
-        self.statusBar().showMessage(f"Analysing {len(paths)} image(s)…")
-        self._study_run = (worker, start_in_thread(worker, self))
-
-    def analysing_study(self) -> bool:
-        return self._study_run is not None and self._study_run[1].isRunning()
-
-    def _on_study_batch(self, preds, errors, threshold: float) -> None:
-        self.summary.add(preds, threshold)
-        for e in errors:
-            self.problems.add_problem(e.path, e.reason)
-
-    def _on_study_done(self, cancelled: bool) -> None:
-        self._set_busy(False)
-        n = len(self.summary.predictions)
-        self.statusBar().showMessage(f"Study analysis {'cancelled' if cancelled else 'done'}: {n} image(s)")
-        if cancelled and n == 0:
-            self.summary.headline.setText("Study analysis cancelled.")
-
-    def cancel_all(self) -> None:
-        self.cancel_scan()
-        if self._study_run is not None:
-            self._study_run[0].cancel()
-
-    def analysing(self) -> bool:
-        return self._analyse is not None and self._analyse[1].isRunning()
 
     def toggle_overlays(self) -> None:
         on = not any(a.isChecked() for a in self.layer_actions.values())
         for a in self.layer_actions.values():
             a.setChecked(on)
-
-    def _on_analysed(self, path, result: object) -> None:
-        if isinstance(result, Exception):
-            self.findings.text.setText(f"Analysis failed: {result}")
-            return
-        if self.viewer.image is None or path != self.viewer.image.source:
-            return  # the image changed while the model ran
-        p = result
-        self.prediction = p
-        self.overlays.show(p)
-        self.findings.show_prediction(p)
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -350,21 +281,21 @@ class MainWindow(QMainWindow):
     def _refresh_info(self) -> None:
         n = f" ({len(self.index.images())} images)" if self.index is not None else ""
         self.info.setText(
-            f"<b>Study:</b> {self.study or 'none opened'}{n} &nbsp; "
-            f"<b>Model:</b> {self.model_line}"
+            f"<b>Study:</b> {html.escape(self.study or 'none opened')}{n} &nbsp; "
+            f"<b>Model:</b> {html.escape(self.model_line)}"
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.cancel_scan(wait=True)
-        if self._study_run is not None:
-            self._study_run[0].cancel()
-        for _, t in self._loads + [r for r in (self._analyse, self._study_run) if r]:
+        self.thumbs.stop()
+        self._stop_analysis()
+        for t in [t for _, t in self._loads] + [self._thumb_thread]:
             t.quit()
             t.wait()
         super().closeEvent(event)
 
 
-def build_window(path: str | None = None, model: Path = DEFAULT_MODEL, settings: QSettings | None = None) -> MainWindow:
+def build_window(path: str | None = None, model: Path | None = None, settings: QSettings | None = None) -> MainWindow:
     win = MainWindow(model, settings)
     if path:
         win.open_path(path)

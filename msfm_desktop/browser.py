@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+import numpy as np
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QTreeWidget, QTreeWidgetItem
 
 from engine.study import StudyIndex
@@ -16,12 +18,47 @@ class StudyBrowser(QTreeWidget):
     """Tree of a :class:`StudyIndex`; image rows carry their file path in ``PATH_ROLE``."""
 
     imageActivated = Signal(object)  # Path of the image the user opened
+    thumbnailsWanted = Signal(object)  # list[Path] of image rows now on screen without an icon
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setHeaderLabels(["Study", "Images"])
         self.setColumnWidth(0, 260)
+        self.setIconSize(QSize(48, 48))
         self.itemActivated.connect(self._activated)
+        self._rows: dict[Path, QTreeWidgetItem] = {}
+        # Scrolling and expanding emit many events; ask for thumbnails once they settle.
+        self._visible_timer = QTimer(self, singleShot=True, interval=50)
+        self._visible_timer.timeout.connect(self._emit_visible)
+        self.verticalScrollBar().valueChanged.connect(lambda _v: self._visible_timer.start())
+        self.itemExpanded.connect(lambda _i: self._visible_timer.start())
+
+    def clear(self) -> None:
+        self._rows = {}
+        super().clear()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        self._visible_timer.start()
+
+    def visible_paths(self) -> list[Path]:
+        """Image rows whose rectangle is on screen now (collapsed rows have none)."""
+        view = self.viewport().rect()
+        return [p for p, it in self._rows.items() if self.visualItemRect(it).intersects(view)]
+
+    def _emit_visible(self) -> None:
+        want = [p for p in self.visible_paths() if self._rows[p].icon(0).isNull()]
+        if want:
+            self.thumbnailsWanted.emit(want)
+
+    def set_thumbnail(self, path: str | Path, thumb: np.ndarray) -> None:
+        """Show a (h, w) uint8 thumbnail as the icon of ``path``'s row (if still listed)."""
+        item = self._rows.get(Path(path))
+        if item is None:
+            return
+        t = np.ascontiguousarray(thumb, dtype=np.uint8)
+        image = QImage(t.data, t.shape[1], t.shape[0], t.strides[0], QImage.Format.Format_Grayscale8).copy()
+        item.setIcon(0, QIcon(QPixmap.fromImage(image)))
 
     def set_index(self, index: StudyIndex) -> None:
         self.clear()
@@ -45,10 +82,9 @@ class StudyBrowser(QTreeWidget):
                         i_item = QTreeWidgetItem(se_item, [name, ""])
                         i_item.setData(0, PATH_ROLE, str(im.path))
                         i_item.setToolTip(0, str(im.path))
-            p_item.setExpanded(True)
-        for i in range(self.topLevelItemCount()):
-            for j in range(self.topLevelItem(i).childCount()):
-                self.topLevelItem(i).child(j).setExpanded(True)
+                        self._rows[Path(im.path)] = i_item
+        self.expandAll()
+        self._visible_timer.start()
 
     def image_paths(self) -> list[Path]:
         """Every image row's path, in tree order."""
@@ -72,11 +108,24 @@ class StudyBrowser(QTreeWidget):
 
 
 class ProblemPanel(QListWidget):
-    """One row per file that could not be used: ``name — reason`` (full path as tooltip)."""
+    """One row per file that could not be used: ``name — reason`` (full path as tooltip).
+    The same file and reason, found again (on opening, thumbnailing, analysing), is listed once."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._keys: set[str] = set()
+
+    def clear(self) -> None:
+        self._keys.clear()
+        super().clear()
 
     def add_problem(self, path: str | Path, reason: str) -> None:
+        key = f"{path}\n{reason}"
+        if key in self._keys:
+            return
+        self._keys.add(key)
         item = QListWidgetItem(f"{Path(path).name} — {reason}")
-        item.setToolTip(f"{path}\n{reason}")
+        item.setToolTip(key)
         self.addItem(item)
 
     def rows(self) -> list[str]:

@@ -2,14 +2,18 @@
 
 Boxes are ``QGraphicsRectItem`` s in the ViewBox, so zoom, pan and window/level never move
 them off the anatomy: the object box (cyan), the part windows in rank colours (red,
-orange, yellow, green, …) and the fused box (white). The abnormal-class CAM is a
-semi-transparent colour-mapped image stretched over the whole radiograph (its (g, g)
-cells cover the image as :class:`engine.types.StageMaps` says).
+orange, yellow, green, …) and the fused box (white). The two maps, the abnormal-class
+CAM (class feature map) and the activation map A, are colour-mapped images stretched
+over the whole radiograph (their (g, g) cells cover the image as
+:class:`engine.types.StageMaps` says). Each map is scaled to its own min..max on this
+image, and its colour table fades to transparent at the low end so that only the
+evidence tints the radiograph.
 """
 
 from __future__ import annotations
 
 import pyqtgraph as pg
+import numpy as np
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsSimpleTextItem
@@ -17,7 +21,24 @@ from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsSimpleTextItem
 from engine.types import Prediction
 
 RANK_COLOURS = ("#ff0000", "#ff8000", "#ffff00", "#00c000", "#00c0ff", "#0040ff", "#c000ff")
-LAYERS = ("cam", "object", "windows", "fused")
+LAYERS = ("cam", "a", "object", "windows", "fused")
+MAP_LAYERS = ("cam", "a")
+COLOUR_MAP = "turbo"
+#: Default visibility: the CAM and A share colours, so only one map is on at first.
+DEFAULT_VISIBLE = {"cam": True, "a": False, "object": True, "windows": True, "fused": True}
+
+
+def map_lut(n: int = 256) -> np.ndarray:
+    """(n, 4) uint8 RGBA colour table: turbo colours, alpha rising from 0 over the lowest
+    quarter, so weak activation leaves the radiograph untinted."""
+    lut = pg.colormap.get(COLOUR_MAP).getLookupTable(nPts=n, alpha=True)
+    lut[:, 3] = (255 * np.clip(np.linspace(0.0, 4.0, n), 0.0, 1.0)).astype(np.uint8)
+    return lut
+
+
+def map_levels(m: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(m.min()), float(m.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1e-6)
 
 
 def _rect(box, colour: str, width: float = 2.0) -> QGraphicsRectItem:
@@ -36,8 +57,8 @@ class Overlays:
     def __init__(self, view: pg.ViewBox) -> None:
         self.view = view
         self.items: dict[str, list] = {k: [] for k in LAYERS}
-        self.visible = {k: True for k in LAYERS}
-        self.opacity = 0.45
+        self.visible = dict(DEFAULT_VISIBLE)
+        self.opacity = 0.6
 
     def clear(self) -> None:
         for items in self.items.values():
@@ -47,12 +68,13 @@ class Overlays:
 
     def show(self, p: Prediction) -> None:
         self.clear()
-        cam = pg.ImageItem(p.maps.cam, axisOrder="row-major")
-        cam.setLookupTable(pg.colormap.get("turbo").getLookupTable(nPts=256))
-        cam.setRect(QRectF(0, 0, p.width, p.height))
-        cam.setOpacity(self.opacity)
-        cam.setZValue(5)
-        self.items["cam"].append(cam)
+        for layer, m in (("cam", p.maps.cam), ("a", p.maps.a)):
+            item = pg.ImageItem(m, axisOrder="row-major", levels=map_levels(m))
+            item.setLookupTable(map_lut())
+            item.setRect(QRectF(0, 0, p.width, p.height))
+            item.setOpacity(self.opacity)
+            item.setZValue(5)
+            self.items[layer].append(item)
         self.items["object"].append(_rect(p.object_box, "#00ffff"))
         for rank, w in enumerate(p.windows):
             r = _rect(w.box, RANK_COLOURS[rank % len(RANK_COLOURS)], 1.5)
@@ -64,7 +86,7 @@ class Overlays:
         self.items["fused"].append(_rect(p.fused_box, "#ffffff", 3.0))
         for layer, items in self.items.items():
             for it in items:
-                if layer != "cam":
+                if layer not in MAP_LAYERS:
                     it.setZValue(10)
                 self.view.addItem(it)
                 it.setVisible(self.visible[layer])
@@ -76,8 +98,9 @@ class Overlays:
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(opacity)
-        for it in self.items["cam"]:
-            it.setOpacity(self.opacity)
+        for layer in MAP_LAYERS:
+            for it in self.items[layer]:
+                it.setOpacity(self.opacity)
 
     def boxes(self, layer: str) -> list[tuple[float, float, float, float]]:
         """xyxy scene (= image pixel) coordinates of a box layer's rectangles."""

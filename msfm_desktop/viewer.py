@@ -1,10 +1,12 @@
 """The radiograph viewer: pyqtgraph, row-major, zoom/pan/fit/1:1, invert, window/level.
 
-Pixels arrive as the engine loads them: (H, W) float32 in [0, 1] with the DICOM Modality
-and VOI LUT applied and MONOCHROME1 already inverted, so 1 is always bright. Display
-window/level act on that [0, 1] range: "DICOM window" shows it as stored (0, 1), "Auto"
-clips the histogram's 0.5/99.5 percentiles, and a right-button drag changes level
-(vertical) and width (horizontal). Scene coordinates are original image pixels, which is
+Pixels arrive as the engine loads them for display (``apply_voi=False``): (H, W) float32
+in [0, 1] with the DICOM Modality LUT applied and MONOCHROME1 already inverted, so 1 is
+always bright. Display window/level act on that [0, 1] range: the presets are every
+window of the DICOM header (VOI LUT module; the first is the default and matches what the
+model sees), "Auto" clips the histogram's 0.5/99.5 percentiles, "Full range" shows
+(0, 1), and a right-button drag changes level (vertical) and width (horizontal). The
+cursor reads the stored value (Modality LUT units) where the file has them. Scene coordinates are original image pixels, which is
 what keeps overlays aligned under zoom, pan and window/level.
 """
 
@@ -19,7 +21,8 @@ from engine.types import LoadedImage
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
-PRESETS = ("DICOM window", "Auto (histogram)", "Full range")
+AUTO, FULL = "Auto (histogram)", "Full range"
+PRESETS = (AUTO, FULL)  # after the header's own windows
 
 
 def auto_levels(pixels: np.ndarray) -> tuple[float, float]:
@@ -63,6 +66,7 @@ class ImageViewer(QWidget):
 
         self.preset = QComboBox()
         self.preset.addItems(PRESETS)
+        self.preset.setCurrentText(FULL)
         self.preset.currentTextChanged.connect(self.apply_preset)
         self.fit_button, self.one_button, self.invert_button = QPushButton("Fit"), QPushButton("1:1"), QPushButton("Invert")
         self.invert_button.setCheckable(True)
@@ -84,6 +88,14 @@ class ImageViewer(QWidget):
     def set_image(self, image: LoadedImage) -> None:
         self.image = image
         self.item.setImage(image.pixels, autoLevels=False)
+        keep = self.preset.currentText()
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        self.preset.addItems([f"Header: {w.name}" for w in image.windows] + list(PRESETS))
+        # The header's first window is the reading default; a generic choice carries over;
+        # an image without header windows starts as stored (full range).
+        self.preset.setCurrentIndex(0 if image.windows else self.preset.findText(keep if keep in PRESETS else FULL))
+        self.preset.blockSignals(False)
         self.apply_preset(self.preset.currentText())
         m = image.meta
         parts = [m.get("PatientName", ""), m.get("PatientID", ""), m.get("StudyDate", ""), m.get("StudyDescription", ""), m.get("Modality", ""), m.get("BodyPartExamined", "")]
@@ -96,9 +108,13 @@ class ImageViewer(QWidget):
         self.item.setLevels(self.levels)
 
     def apply_preset(self, name: str) -> None:
-        if self.image is None:
+        if self.image is None or not name:
             return
-        self.set_levels(*(auto_levels(self.image.pixels) if name.startswith("Auto") else (0.0, 1.0)))
+        for w in self.image.windows:
+            if name == f"Header: {w.name}":
+                self.set_levels(w.lo, w.hi)
+                return
+        self.set_levels(*(auto_levels(self.image.pixels) if name == AUTO else (0.0, 1.0)))
 
     def _drag_window(self, d_level: float, d_width: float) -> None:
         lo, hi = self.levels
@@ -139,5 +155,7 @@ class ImageViewer(QWidget):
         if hit is None:
             self.cursor_label.setText(" ")
             return
-        self.cursor_label.setText(f"x {hit[0]}  y {hit[1]}  value {hit[2]:.3f}")
+        raw = self.image.raw_value(hit[2]) if self.image is not None else None
+        value = f"value {raw:.6g}" if raw is not None else f"value {hit[2]:.3f}"
+        self.cursor_label.setText(f"x {hit[0]}  y {hit[1]}  {value}")
         self.cursorMoved.emit(*hit)

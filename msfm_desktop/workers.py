@@ -1,11 +1,15 @@
 """Background workers: long engine calls run in a QThread and report through signals.
 
 The engine reports progress as plain data and polls a cancel callable; these wrappers
-turn that into Qt signals, so the UI thread only ever receives results.
+turn that into Qt signals, so the UI thread only ever receives results. Connect their
+signals to bound methods of objects that live in the UI thread (queued connections):
+PySide6 calls a lambda slot directly in the worker thread, and widgets touched from
+there crash the application.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +45,44 @@ class ScanWorker(QObject):
         self.finished.emit(index)
 
 
+_warm = False
+
+
+def warm_up_engine() -> None:
+    """Pay the engine's one-time costs on the UI thread before the window shows (once per
+    process): importing the model code and timm (the backbones import it lazily), torch's
+    first ``torch.load`` (it initialises its pytree registry), the ImageNet Lite0 weights
+    every FMA network starts from (a legacy pickle), and a full garbage collection. Each
+    holds the GIL: measured, each stalled the event loop by 140–220 ms when it happened
+    in a worker. Afterwards a model loads in a worker with no stall above ~20 ms
+    (``benchmarks/ui_responsiveness.py``)."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    import importlib
+    import io
+
+    import torch
+
+    from engine.model.backbones import load_lite0_imagenet_state
+
+    for module in ("timm", "engine.infer"):
+        importlib.import_module(module)
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(1)}, buf)
+    buf.seek(0)
+    torch.load(buf, weights_only=True)
+    load_lite0_imagenet_state()
+    # A full collection walks every live object with the GIL held: with torch, Qt and
+    # pyqtgraph loaded that is 150-200 ms, and building a model allocates enough to set
+    # one off in a worker. Objects alive now live as long as the app; freezing them
+    # keeps later collections short.
+    gc.collect()
+    gc.freeze()
+
+
 def start_in_thread(worker: QObject, parent: QObject) -> QThread:
     """Move ``worker`` to a new QThread, run its ``run`` slot there, and clean both up
     when it emits ``finished``."""
@@ -54,7 +96,8 @@ def start_in_thread(worker: QObject, parent: QObject) -> QThread:
 
 
 class LoadWorker(QObject):
-    """Decodes one image (any transfer syntax) off the UI thread."""
+    """Decodes one image (any transfer syntax) for display off the UI thread: DICOM
+    without its VOI LUT, so the viewer can offer every header window."""
 
     finished = Signal(object, object)  # path, LoadedImage or an ImageLoadError
 
@@ -65,10 +108,11 @@ class LoadWorker(QObject):
     @Slot()
     def run(self) -> None:
         from engine.errors import ImageLoadError
-        from engine.io import load_image
+
+        from .decoder import shared_pool
 
         try:
-            result: object = load_image(self.path)
+            result: object = shared_pool().load_image(self.path, apply_voi=False)
         except ImageLoadError as exc:
             result = exc
         except Exception as exc:  # report, never crash the UI
@@ -76,13 +120,30 @@ class LoadWorker(QObject):
         self.finished.emit(self.path, result)
 
 
+_predictors: dict[tuple, object] = {}
+_predictors_lock = threading.Lock()
+
+
+def get_predictor(checkpoint: Path, device: str):
+    """The :class:`engine.infer.Predictor` for a checkpoint file and device, built once
+    (0.5 s) and shared by the image and study workers: inference only reads the model,
+    so concurrent use is safe. Keyed by the file's size and mtime too, so a file replaced
+    at the same path is loaded afresh."""
+    from engine.infer import Predictor
+
+    st = checkpoint.stat() if checkpoint.exists() else None
+    key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device)
+    with _predictors_lock:
+        predictor = _predictors.get(key)
+        if predictor is None:
+            predictor = _predictors[key] = Predictor.from_checkpoint(checkpoint, device)
+        return predictor
+
+
 class AnalyseWorker(QObject):
-    """Runs MSFM on one decoded image off the UI thread; the predictor is built once per
-    checkpoint and device and reused."""
+    """Runs MSFM on one decoded image off the UI thread (:func:`get_predictor`)."""
 
-    finished = Signal(object, object)  # path, Prediction or an exception
-
-    _cache: dict[tuple[str, str], object] = {}
+    finished = Signal(object, object, object)  # path, Prediction or an exception, {"device", "threshold"}
 
     def __init__(self, checkpoint: str | Path, image, device: str = "auto") -> None:
         super().__init__()
@@ -90,17 +151,19 @@ class AnalyseWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from engine.infer import Predictor
-
         try:
-            key = (str(self.checkpoint), self.device)
-            predictor = AnalyseWorker._cache.get(key)
-            if predictor is None:
-                predictor = AnalyseWorker._cache[key] = Predictor.from_checkpoint(self.checkpoint, self.device)
-            result: object = predictor.predict_batch([self.image])[0]
+            predictor = get_predictor(self.checkpoint, self.device)
+            image = self.image
+            if image.kind == "dicom" and image.source is not None:
+                # The viewer's copy skipped the VOI LUT; the model sees the file as the CLI does.
+                from .decoder import shared_pool
+
+                image = shared_pool().load_image(image.source, image.frame or 0)
+            result: object = predictor.predict_batch([image])[0]
+            info = {"device": str(predictor.device), "threshold": float(predictor.model.config.threshold)}
         except Exception as exc:  # a bad checkpoint or device must not crash the UI
-            result = exc
-        self.finished.emit(self.image.source, result)
+            result, info = exc, {}
+        self.finished.emit(self.image.source, result, info)
 
 
 class StudyAnalyseWorker(QObject):
@@ -124,12 +187,14 @@ class StudyAnalyseWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from engine.infer import LoadFailure, Predictor
+        from engine.infer import LoadFailure
+
+        from .decoder import shared_pool
 
         cancelled = False
         try:
-            predictor = Predictor.from_checkpoint(self.checkpoint, self.device, self.batch_size)
-            for step in predictor.iter_predict(self.paths):
+            predictor = get_predictor(self.checkpoint, self.device)
+            for step in predictor.iter_predict(self.paths, loader=shared_pool().load_images, batch_size=self.batch_size):
                 self.batch.emit(step.predictions, step.errors)
                 self.progress.emit(step.done, step.total or len(self.paths))
                 if self._cancel.is_set():

@@ -80,6 +80,7 @@ def test_cancel_stops_the_scan_and_keeps_the_window_usable(qtbot, tmp_path, sett
 
 def test_viewer_shows_the_image_as_the_engine_loads_it(qtbot, tmp_path, settings):
     import numpy as np
+    import pydicom
 
     from engine.io import load_image
     from msfm_desktop.app import build_window
@@ -91,9 +92,13 @@ def test_viewer_shows_the_image_as_the_engine_loads_it(qtbot, tmp_path, settings
     open_and_wait(qtbot, win, DICOM / "nested_extensionless")
     qtbot.waitUntil(lambda: win.viewer.image is not None and not win.loading(), timeout=60000)
     first = win.browser.image_paths()[0]
-    ref = load_image(first).pixels
+    ref = load_image(first, apply_voi=False).pixels
     np.testing.assert_array_equal(win.viewer.item.image, ref)  # row-major, MONOCHROME1 inverted by the engine
-    assert win.viewer.levels == (0.0, 1.0)
+    # The header's window is the default preset, and it shows what the model sees.
+    assert win.viewer.preset.currentText() == "Header: window 1 (C 1600 / W 2800)"
+    assert [win.viewer.preset.itemText(i) for i in range(1, 3)] == ["Auto (histogram)", "Full range"]
+    lo, hi = win.viewer.levels
+    np.testing.assert_allclose(np.clip((ref - lo) / (hi - lo), 0, 1), load_image(first).pixels, atol=1e-5)
     win.viewer.preset.setCurrentText("Auto (histogram)")
     assert win.viewer.levels == pytest.approx(auto_levels(ref))
     win.viewer.set_inverted(True)
@@ -101,6 +106,8 @@ def test_viewer_shows_the_image_as_the_engine_loads_it(qtbot, tmp_path, settings
     r, c = 5, 7
     assert win.viewer.pixel_at(c + 0.5, r + 0.5) == (c, r, pytest.approx(float(ref[r, c])))
     assert win.viewer.pixel_at(-1, 0) is None
+    stored = pydicom.dcmread(first).pixel_array[r, c] * 0.684 + 200  # Modality LUT of these files
+    assert win.viewer.image.raw_value(float(ref[r, c])) == pytest.approx(stored, abs=0.01)
     assert "Doe^Archibald" in win.viewer.meta_label.text()
     win.step_image(1)  # next image (PageDown)
     qtbot.waitUntil(lambda: not win.loading() and win.viewer.image.source == win.browser.image_paths()[1], timeout=60000)

@@ -149,3 +149,37 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     assert 100_000 * 100_000 > MAX_PIXELS
     with pytest.raises(ImageLoadError, match="refused before decoding|decompression bomb"):
         load_images(bomb)
+
+
+def test_display_load_skips_voi_and_its_first_window_reproduces_the_model_input():
+    for name in ("RG1_J2KI.dcm", "RG3_UNC.dcm", "nested_extensionless/77654033/CR1/6154", "pydicom_MR_small_implicit.dcm"):
+        model_in, shown = load_image(DICOM / name), load_image(DICOM / name, apply_voi=False)
+        assert model_in.windows == () and len(shown.windows) == 1
+        w = shown.windows[0]
+        np.testing.assert_allclose(np.clip((shown.pixels - w.lo) / (w.hi - w.lo), 0, 1), model_in.pixels, atol=1e-5)
+    ct = load_image(DICOM / "pydicom_CT_small.dcm", apply_voi=False)  # no window in the header: HU under the cursor
+    ds = pydicom.dcmread(DICOM / "pydicom_CT_small.dcm")
+    hu = ds.pixel_array[3, 4] * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert ct.raw_value(float(ct.pixels[3, 4])) == pytest.approx(hu, abs=0.05)
+    mono1 = load_image(DICOM / "RG3_UNC.dcm", apply_voi=False)  # inverted: pixel 1 is stored 0
+    assert mono1.value_range == (1023.0, 0.0) and mono1.raw_value(1.0) == 0.0
+
+
+def test_every_header_window_and_voi_lut_becomes_a_display_preset(tmp_path):
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(DICOM / "RG2_J2KI.dcm")  # MONOCHROME2, 10 bits stored: 0..1023
+    ds.WindowCenter, ds.WindowWidth = [511, 300], [1024, 200]
+    ds.WindowCenterWidthExplanation = ["FULL", "BONE"]
+    lut = Dataset()
+    lut.LUTDescriptor, lut.LUTExplanation = [256, 100, 8], "SOFT"
+    lut.add_new("LUTData", "US", list(range(256)))
+    ds.VOILUTSequence = [lut]
+    out = tmp_path / "multi.dcm"
+    ds.save_as(out)
+    names = [w.name for w in load_image(out, apply_voi=False).windows]
+    assert names == ["FULL (C 511 / W 1024)", "BONE (C 300 / W 200)", "SOFT (LUT, shown linear)"]
+    bone = load_image(out, apply_voi=False).windows[1]
+    assert (bone.lo, bone.hi) == pytest.approx(((299.5 - 99.5) / 1023, (299.5 + 99.5) / 1023))
+    soft = load_image(out, apply_voi=False).windows[2]
+    assert (soft.lo, soft.hi) == pytest.approx((100 / 1023, 355 / 1023))

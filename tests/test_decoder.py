@@ -1,0 +1,64 @@
+"""The desktop's decoder process: same pixels as in-process decoding, the engine's
+errors with their reasons, and a crashing decoder costing one file only."""
+
+import os
+
+import numpy as np
+import pytest
+
+from engine.errors import ImageLoadError
+from engine.io import load_image, load_images
+from tests.conftest import DICOM, XRAY
+
+
+def _die(path, *args):  # runs in the child: a decoder that takes the process down
+    os._exit(3)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from msfm_desktop.decoder import DecodePool
+
+    p = DecodePool()
+    yield p
+    p.shutdown()
+
+
+def test_child_decodes_exactly_as_the_engine(pool):
+    for name, voi in (("RG1_J2KI.dcm", True), ("RG3_JLSN.dcm", False), ("nested_extensionless/77654033/CR1/6154", False)):
+        got, ref = pool.load_image(DICOM / name, apply_voi=voi), load_image(DICOM / name, apply_voi=voi)
+        np.testing.assert_array_equal(got.pixels, ref.pixels)
+        assert (got.meta, got.windows, got.value_range, got.source) == (ref.meta, ref.windows, ref.value_range, ref.source)
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    assert [im.pixels.shape for im in pool.load_images(png)] == [im.pixels.shape for im in load_images(png)]
+    from engine.thumbnails import load_thumbnail
+
+    np.testing.assert_array_equal(pool.thumbnail(png, 32), load_thumbnail(png, 32))
+
+
+def test_child_errors_keep_their_reason(pool):
+    with pytest.raises(ImageLoadError) as e:
+        pool.load_image(DICOM / "RG3_JPLY.dcm")
+    assert e.value.path == DICOM / "RG3_JPLY.dcm" and e.value.reason.startswith("cannot decode pixel data (JPEG Extended")
+    with pytest.raises(ImageLoadError, match="no pixel data"):
+        pool.thumbnail(DICOM / "pydicom_test-SR.dcm")
+
+
+def test_a_crashing_decoder_costs_one_file_and_a_new_child_takes_over(pool):
+    with pytest.raises(ImageLoadError, match="the image decoder crashed on this file"):
+        pool._call(DICOM / "RG3_UNC.dcm", _die)
+    assert pool.load_image(DICOM / "RG3_UNC.dcm").pixels.shape == (1760, 1760)
+
+
+def test_study_prediction_through_the_child_matches_in_process(pool, resnet18_model):
+    from engine.infer import Predictor
+
+    predictor = Predictor(resnet18_model, device="cpu", batch_size=2)
+    paths = [DICOM / "RG1_J2KI.dcm", DICOM / "RG3_JPLY.dcm", sorted((XRAY / "images").glob("*.png"))[0]]
+    steps = list(predictor.iter_predict(paths, loader=pool.load_images, batch_size=1))
+    direct = list(predictor.iter_predict(paths, batch_size=1))
+    assert [len(s.predictions) for s in steps] == [len(s.predictions) for s in direct] == [1, 0, 1]
+    assert [e.reason for s in steps for e in s.errors] == [e.reason for s in direct for e in s.errors]
+    a = [p.probability for s in steps for p in s.predictions]
+    b = [p.probability for s in direct for p in s.predictions]
+    assert a == pytest.approx(b, abs=1e-6)
