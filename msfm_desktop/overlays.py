@@ -5,18 +5,20 @@ them off the anatomy: the object box (cyan), the part windows in rank colours (r
 orange, yellow, green, …) and the fused box (white). The two maps, the abnormal-class
 CAM (class feature map) and the activation map A, are colour-mapped images stretched
 over the whole radiograph (their (g, g) cells cover the image as
-:class:`engine.types.StageMaps` says). Each map is scaled to its own min..max on this
-image, and its colour table fades to transparent at the low end so that only the
-evidence tints the radiograph.
+:class:`engine.types.StageMaps` says), upsampled bilinearly (cell centres stay put) so the
+grid does not read as blocks. Each map is scaled to its own min..max on this image, and
+its colour table is transparent below 35 % of that range and fades in up to 80 %, so only
+the strongest evidence tints the radiograph.
 """
 
 from __future__ import annotations
 
 import pyqtgraph as pg
+import cv2
 import numpy as np
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsSimpleTextItem
+from PySide6.QtWidgets import QGraphicsRectItem
 
 from engine.types import Prediction
 
@@ -28,12 +30,24 @@ COLOUR_MAP = "turbo"
 DEFAULT_VISIBLE = {"cam": True, "a": False, "object": True, "windows": True, "fused": True}
 
 
+MAP_UPSAMPLE = 16
+ALPHA_FROM, ALPHA_FULL = 0.35, 0.80
+
+
 def map_lut(n: int = 256) -> np.ndarray:
-    """(n, 4) uint8 RGBA colour table: turbo colours, alpha rising from 0 over the lowest
-    quarter, so weak activation leaves the radiograph untinted."""
+    """(n, 4) uint8 RGBA colour table: turbo colours; alpha 0 below ``ALPHA_FROM`` of the
+    range, rising linearly to 255 at ``ALPHA_FULL``, so weak activation leaves the
+    radiograph untinted."""
     lut = pg.colormap.get(COLOUR_MAP).getLookupTable(nPts=n, alpha=True)
-    lut[:, 3] = (255 * np.clip(np.linspace(0.0, 4.0, n), 0.0, 1.0)).astype(np.uint8)
+    t = np.linspace(0.0, 1.0, n)
+    lut[:, 3] = (255 * np.clip((t - ALPHA_FROM) / (ALPHA_FULL - ALPHA_FROM), 0.0, 1.0)).astype(np.uint8)
     return lut
+
+
+def display_map(m: np.ndarray) -> np.ndarray:
+    """A (g, g) map upsampled ``MAP_UPSAMPLE`` times bilinearly for display (float32)."""
+    g_h, g_w = m.shape
+    return cv2.resize(np.ascontiguousarray(m, dtype=np.float32), (g_w * MAP_UPSAMPLE, g_h * MAP_UPSAMPLE), interpolation=cv2.INTER_LINEAR)
 
 
 def map_levels(m: np.ndarray) -> tuple[float, float]:
@@ -69,7 +83,7 @@ class Overlays:
     def show(self, p: Prediction) -> None:
         self.clear()
         for layer, m in (("cam", p.maps.cam), ("a", p.maps.a)):
-            item = pg.ImageItem(m, axisOrder="row-major", levels=map_levels(m))
+            item = pg.ImageItem(display_map(m), axisOrder="row-major", levels=map_levels(m))
             item.setLookupTable(map_lut())
             item.setRect(QRectF(0, 0, p.width, p.height))
             item.setOpacity(self.opacity)
@@ -77,17 +91,17 @@ class Overlays:
             self.items[layer].append(item)
         self.items["object"].append(_rect(p.object_box, "#00ffff"))
         for rank, w in enumerate(p.windows):
-            r = _rect(w.box, RANK_COLOURS[rank % len(RANK_COLOURS)], 1.5)
-            label = QGraphicsSimpleTextItem(f"{rank + 1}: {w.score:.2f}", r)
-            label.setBrush(QColor(RANK_COLOURS[rank % len(RANK_COLOURS)]))
-            label.setPos(w.box[0] + 2, w.box[1] + 2)
-            label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
-            self.items["windows"].append(r)
+            colour = RANK_COLOURS[rank % len(RANK_COLOURS)]
+            r = _rect(w.box, colour, 1.5)
+            # On a dark plate: legible over bright bone; fixed screen size at any zoom.
+            label = pg.TextItem(f"{rank + 1}: {w.score:.3g}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
+            label.setPos(w.box[0], w.box[1])
+            self.items["windows"] += [r, label]
         self.items["fused"].append(_rect(p.fused_box, "#ffffff", 3.0))
         for layer, items in self.items.items():
             for it in items:
                 if layer not in MAP_LAYERS:
-                    it.setZValue(10)
+                    it.setZValue(11 if isinstance(it, pg.TextItem) else 10)
                 self.view.addItem(it)
                 it.setVisible(self.visible[layer])
 
@@ -106,6 +120,7 @@ class Overlays:
         """xyxy scene (= image pixel) coordinates of a box layer's rectangles."""
         out = []
         for it in self.items[layer]:
-            r = it.rect()
-            out.append((r.left(), r.top(), r.right(), r.bottom()))
+            if isinstance(it, QGraphicsRectItem):
+                r = it.rect()
+                out.append((r.left(), r.top(), r.right(), r.bottom()))
         return out

@@ -67,6 +67,7 @@ class ImageViewer(QWidget):
         self.preset = QComboBox()
         self.preset.addItems(PRESETS)
         self.preset.setCurrentText(FULL)
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # header window names are long
         self.preset.currentTextChanged.connect(self.apply_preset)
         self.fit_button, self.one_button, self.invert_button = QPushButton("Fit"), QPushButton("1:1"), QPushButton("Invert")
         self.invert_button.setCheckable(True)

@@ -83,7 +83,7 @@ def test_radiograph_folder_opens_by_folder_structure_and_shows_only_visible_rows
 
 
 def test_map_overlays_cover_the_image_and_fade_out_at_low_values(qtbot, ck, settings):
-    from msfm_desktop.overlays import LAYERS, MAP_LAYERS, map_lut
+    from msfm_desktop.overlays import ALPHA_FROM, LAYERS, MAP_LAYERS, MAP_UPSAMPLE, map_lut
 
     win = window(qtbot, settings, ck)
     win.show_image(pngs(1)[0])
@@ -93,12 +93,16 @@ def test_map_overlays_cover_the_image_and_fade_out_at_low_values(qtbot, ck, sett
     p = win.prediction
     for layer, m in (("cam", p.maps.cam), ("a", p.maps.a)):
         (item,) = win.overlays.items[layer]
-        np.testing.assert_array_equal(item.image, m)
+        g = m.shape[0]
+        assert item.image.shape == (g * MAP_UPSAMPLE, g * MAP_UPSAMPLE)
+        # Bilinear upsampling keeps each cell's value at its centre.
+        centre = item.image[MAP_UPSAMPLE // 2 - 1 : MAP_UPSAMPLE // 2 + 1, MAP_UPSAMPLE // 2 - 1 : MAP_UPSAMPLE // 2 + 1].mean()
+        assert centre == pytest.approx(float(m[0, 0]), rel=0.05, abs=1e-3 * float(np.abs(m).max()))
         r = item.mapRectToParent(item.boundingRect())  # the map's extent in image pixels
         assert (r.left(), r.top(), r.width(), r.height()) == pytest.approx((0, 0, p.width, p.height))
         assert item.levels is not None and tuple(item.levels) == pytest.approx((float(m.min()), float(m.max())))
     lut = map_lut()
-    assert lut[0, 3] == 0 and lut[-1, 3] == 255  # weak evidence leaves the radiograph untinted
+    assert lut[int(ALPHA_FROM * 255), 3] == 0 and lut[-1, 3] == 255  # weak evidence leaves the radiograph untinted
     assert not win.overlays.items["a"][0].isVisible()  # one map at a time by default
     win.layer_actions["a"].setChecked(True)
     assert win.overlays.items["a"][0].isVisible()
