@@ -11,7 +11,7 @@ from engine.types import Prediction
 
 from .overlays import map_lut
 
-NOT_ANALYSED = "Not analysed. View ▸ Analyse (Ctrl+R)."
+NOT_ANALYSED = "Not analysed. Analyse ▸ Analyse image (Ctrl+R)."
 LEGEND = ("<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
           "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
           "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)")

@@ -30,7 +30,7 @@ class StudySummary(QWidget):
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.headline = QLabel("No study analysed. View ▸ Analyse study (Ctrl+Shift+R).")
+        self.headline = QLabel("No study analysed. Analyse ▸ Analyse study (Ctrl+Shift+R).")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.headline)

@@ -75,6 +75,7 @@ class ImageViewer(QWidget):
         self.one_button.clicked.connect(self.one_to_one)
         self.invert_button.toggled.connect(self.set_inverted)
         self.cursor_label, self.meta_label = QLabel(" "), QLabel(" ")
+        self.meta_label.setTextFormat(Qt.TextFormat.PlainText)  # header text is data, never markup
         bar = QHBoxLayout()
         for w in (QLabel("Window:"), self.preset, self.fit_button, self.one_button, self.invert_button):
             bar.addWidget(w)
