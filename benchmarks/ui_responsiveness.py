@@ -1,8 +1,9 @@
 """UI responsiveness: the longest event-loop stall while the app works.
 
 A 10 ms QTimer probes the event loop of a real (offscreen) main window while it opens a
-study (scan + thumbnails), analyses one image, and analyses the whole study with the
-given model. Each phase prints its tick count and its longest gap beside the target (the
+study (scan + thumbnails), analyses one image, analyses the whole study with the given
+model, and fine-tunes that model for a few steps on ``--train-data`` (default: the shared
+FracAtlas labels; 10 steps and 16 held-out images, so the phase takes about a minute). Each phase prints its tick count and its longest gap beside the target (the
 desktop issue asks for no stall above 100 ms; the performance issue for 50 ms), and the
 ratio of the longest gap to the probe interval.
 
@@ -38,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("study", nargs="?", default=str(DEMO_STUDY))
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--train-data", default=str(REPO.parent / "shared" / "data" / "xray"))
+    ap.add_argument("--train-steps", type=int, default=10)
     args = ap.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     tmp = tempfile.TemporaryDirectory()
+    os.environ["MSFM_DATA_DIR"] = str(Path(tmp.name) / "user-data")  # the run goes to a scratch folder, not the user's
     settings = QSettings(str(Path(tmp.name) / "settings.ini"), QSettings.Format.IniFormat)
     win = build_window(None, model=resolve_checkpoint(args.checkpoint), settings=settings)
     win.prefs.device = "cpu"
@@ -67,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         run_phase("analyse one image", win.analyse, lambda: win.prediction is None),
         run_phase("analyse the study (batched)", win.analyse_study, win.analysing_study),
     ]
+    if args.train_steps > 0 and Path(args.train_data).exists():
+        from engine.finetune import FineTuneConfig
+
+        panel = win.open_finetune()
+        ft = FineTuneConfig(data=args.train_data, base=str(win.model), epochs=1, device="cpu", max_steps_per_epoch=args.train_steps, limit_val=16)
+        rows.append(run_phase(f"fine-tune ({args.train_steps} steps + validation)", lambda: panel.start(ft), panel.running))
     print(f"{'phase':34} {'s':>6} {'ticks':>6} {'longest gap':>12} {'gap/probe':>10}  targets")
     for r in rows:
         verdict = "  ".join(f"<{t} ms: {'yes' if r['longest_gap_ms'] < t else 'NO'}" for t in TARGETS_MS)

@@ -23,6 +23,7 @@ from engine import __version__
 from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
 from engine.resources import DEFAULT_MODEL, DEMO_STUDY
+from engine.store import ModelStore
 from engine.study import StudyIndex
 
 from .about import AboutDialog
@@ -30,7 +31,9 @@ from .analysis import AnalysisMixin
 from .browser import ProblemPanel, StudyBrowser
 from .decoder import shared_pool
 from .findings import FindingsPanel
+from .finetune_panel import FineTunePanel
 from .menus import build_menus
+from .model_manager import ModelManagerDialog
 from .overlays import LAYERS, Overlays
 from .settings import AppSettings, SettingsDialog
 from .summary import StudySummary
@@ -41,29 +44,36 @@ from .workers import LoadWorker, ScanWorker, start_in_thread, warm_up_engine
 MAX_RECENT = 8
 
 
-def describe_model(path: Path = DEFAULT_MODEL) -> tuple[dict | None, str]:
+def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) -> tuple[dict | None, str]:
     """The checkpoint's description (None when unusable) and one line naming it, or why
-    there is none. Read once per model choice: it hashes the whole file."""
+    there is none. Read once per model choice: it hashes the whole file. An installed
+    fine-tuned model whose file no longer has the SHA-256 recorded at install is refused."""
     try:
         d = describe_checkpoint(path)
     except CheckpointError as exc:
         return None, f"no model: {exc}"
-    return d, f"{d['name']} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
+    installed = store.find(path) if store is not None else None
+    if installed is not None and not installed.builtin and installed.sha256 != d["sha256"]:
+        return None, f"no model: {path} changed since it was installed (SHA-256 {d['sha256'][:12]}, recorded {installed.sha256[:12]}); refused"
+    name = installed.name if installed is not None and not installed.builtin else d["name"]
+    return d, f"{name} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
 class MainWindow(AnalysisMixin, QMainWindow):
     """The application window. ``model`` overrides the checkpoint chosen in the settings
     (tests use it); ``settings`` is the QSettings store (the user's by default)."""
 
-    def __init__(self, model: Path | None = None, settings: QSettings | None = None) -> None:
+    def __init__(self, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None) -> None:
         super().__init__()
         warm_up_engine()  # before the window shows: no one-time stall once the user works
         shared_pool().start()  # the decoder process starts while the window builds
         self.prefs = AppSettings(settings)
         self.settings = self.prefs.qs
+        self.store = store or ModelStore()
         self._model_override = model
         self.model = model or self.prefs.model
-        self.model_info, self.model_line = describe_model(self.model)
+        self.model_info, self.model_line = describe_model(self.model, self.store)
+        self.finetune: FineTunePanel | None = None
         self.study: str | None = None
         self.index: StudyIndex | None = None
         self._scan: ScanWorker | None = None
@@ -140,15 +150,47 @@ class MainWindow(AnalysisMixin, QMainWindow):
         model = self._model_override or self.prefs.model
         if model != self.model:
             self.model = model
-            self.model_info, self.model_line = describe_model(model)
+            self.model_info, self.model_line = describe_model(model, self.store)
             self.overlays.clear()
             self.prediction = None
             self.findings.reset()
         self._apply_overlay_defaults()
+        if self.finetune is not None:
+            self.finetune.device = self.prefs.device
         for layer, a in self.layer_actions.items():
             a.setChecked(self.overlays.visible[layer])
         self.auto_action.setChecked(self.prefs.auto_analyse)
         self._refresh_info()
+
+    def activate_model(self, path: str | Path) -> None:
+        """Make ``path`` the model used from now on (persisted in the settings)."""
+        self._model_override = None
+        self.prefs.model = Path(path)
+        self.apply_settings()
+        self.statusBar().showMessage(f"Active model: {self.model_line}")
+        if self.finetune is not None:
+            self.finetune.active_model = self.model
+            self.finetune.refresh_models()
+
+    def open_finetune(self) -> FineTunePanel:
+        """Show the Fine-tune panel (a dock: the rest of the app stays usable)."""
+        if self.finetune is None:
+            self.finetune = FineTunePanel(self.store, self.prefs.device, self.model)
+            self.finetune.modelAccepted.connect(self.activate_model)
+            dock = QDockWidget("Fine-tune", self)
+            dock.setObjectName("dock-fine-tune")
+            dock.setWidget(self.finetune)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            self._finetune_dock = dock
+        self._finetune_dock.show()
+        self._finetune_dock.raise_()
+        return self.finetune
+
+    def open_models(self) -> ModelManagerDialog:
+        dialog = ModelManagerDialog(self.store, self.model, self)
+        dialog.modelChosen.connect(self.activate_model)
+        dialog.show()
+        return dialog
 
     def open_about(self) -> AboutDialog:
         dialog = AboutDialog(self.model, self.model_info, self)
@@ -289,14 +331,16 @@ class MainWindow(AnalysisMixin, QMainWindow):
         self.cancel_scan(wait=True)
         self.thumbs.stop()
         self._stop_analysis()
+        if self.finetune is not None:
+            self.finetune.shutdown()
         for t in [t for _, t in self._loads] + [self._thumb_thread]:
             t.quit()
             t.wait()
         super().closeEvent(event)
 
 
-def build_window(path: str | None = None, model: Path | None = None, settings: QSettings | None = None) -> MainWindow:
-    win = MainWindow(model, settings)
+def build_window(path: str | None = None, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None) -> MainWindow:
+    win = MainWindow(model, settings, store)
     if path:
         win.open_path(path)
     return win

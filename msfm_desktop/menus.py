@@ -1,4 +1,4 @@
-"""The main window's menus and shortcuts (File, View, Analyse, Help).
+"""The main window's menus and shortcuts (File, View, Analyse, Model, Help).
 
 Built here so the window module holds behaviour, not a page of QAction boilerplate.
 Every action is also reachable from the keyboard; the shortcuts are listed in the README.
@@ -67,6 +67,10 @@ def build_menus(win: "MainWindow") -> None:
     win.auto_action.setChecked(win.prefs.auto_analyse)
     win.auto_action.toggled.connect(lambda on: setattr(win.prefs, "auto_analyse", on))
     an.addAction(win.auto_action)
+
+    mm = bar.addMenu("&Model")
+    _action(win, mm, "&Fine-tune on my folder…", win.open_finetune, QKeySequence("Ctrl+T"))
+    _action(win, mm, "&Manage models…", win.open_models, QKeySequence("Ctrl+M"))
 
     h = bar.addMenu("&Help")
     _action(win, h, "&About MSFM Desktop and the model…", win.open_about, QKeySequence.StandardKey.HelpContents)

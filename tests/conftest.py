@@ -21,6 +21,12 @@ def pytest_configure(config):
         raise pytest.UsageError(f"test data not found under {SHARED} (set MSFM_SHARED)")
 
 
+@pytest.fixture(autouse=True)
+def _user_data_dir(tmp_path, monkeypatch):
+    """Installed models and fine-tuning runs go to a per-test folder, never the user's."""
+    monkeypatch.setenv("MSFM_DATA_DIR", str(tmp_path / "user-data"))
+
+
 @pytest.fixture(scope="session")
 def xray_rows() -> list[dict]:
     with open(XRAY / "labels.csv", newline="") as fh:

@@ -260,7 +260,15 @@ def _init_model(cfg: TrainConfig) -> MSFM:
     """
     ck = load_checkpoint(cfg.init, "cpu")
     if ck.meta.get("kind") != "plain" or cfg.model == "plain":
-        return ck.model
+        s = cfg.init_input_size
+        if not s or s == ck.config.input_size:
+            return ck.model
+        # The weights do not depend on the input size; the window geometry does, so it is
+        # derived afresh for the new grid.
+        part = max(32, round(ck.config.part_size * s / ck.config.input_size))
+        model = MSFM(ck.config.with_(input_size=s, part_size=part, window_scales=None), pretrained="none")
+        model.load_state_dict(ck.model.state_dict())
+        return model
     if ck.config.backbone != cfg.backbone:
         raise TrainingError(f"--init {cfg.init} is a {ck.config.backbone} classifier but --backbone is {cfg.backbone}")
     model = MSFM(cfg.model_config(), pretrained="none")

@@ -24,6 +24,7 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     pretrained: str = "auto"  # auto | none | FILE
     init: str | None = None  # fine-tune from this checkpoint
+    init_input_size: int | None = None  # rebuild the --init MSFM at this input size (parts scaled alike)
     model: str = "msfm"  # msfm | plain (the baseline classifier: backbone + GAP + FC)
     input_size: int = 448
     part_size: int = 224
