@@ -114,9 +114,11 @@ class FineTunePanel(QWidget):
         self.state.setWordWrap(True)
         self.curves = TrainingCurves()
         self.curves.setMinimumHeight(200)
-        self.table = QTableWidget(len(COMPARE_ROWS), 2)
-        self.table.setHorizontalHeaderLabels(["previous model", "new model"])
-        self.table.setVerticalHeaderLabels(list(COMPARE_ROWS))
+        # One row per model, one column per metric: two rows fit under the curves.
+        self.table = QTableWidget(2, len(COMPARE_ROWS))
+        self.table.setVerticalHeaderLabels(["previous", "new"])
+        self.table.setHorizontalHeaderLabels(list(COMPARE_ROWS))
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 2 * self.table.verticalHeader().defaultSectionSize() + 24)
         self.accept_button, self.reject_button = QPushButton("Accept new model"), QPushButton("Keep current model")
         self.accept_button.clicked.connect(self.accept_new)
         self.reject_button.clicked.connect(self.reject_new)
@@ -269,10 +271,11 @@ class FineTunePanel(QWidget):
 
     def _on_compared(self, cmp: dict) -> None:
         self.comparison = cmp
-        for col, key in enumerate(("previous", "new")):
-            for row, metric in enumerate(COMPARE_ROWS):
+        for row, key in enumerate(("previous", "new")):
+            for col, metric in enumerate(COMPARE_ROWS):
                 v = cmp[key].get(metric)
                 self.table.setItem(row, col, QTableWidgetItem("—" if v is None else (str(v) if isinstance(v, int) else f"{v:.3f}")))
+        self.table.resizeColumnsToContents()
 
     def _on_finished(self, status: str, message: str) -> None:
         self.status = status
