@@ -14,6 +14,7 @@ Worker threads call the blocking methods; the UI thread never does.
 from __future__ import annotations
 
 import atexit
+import os
 import logging
 import multiprocessing
 import threading
@@ -47,6 +48,21 @@ def _thumbnail(path: str, size: int) -> np.ndarray:
     return load_thumbnail(path, size)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In the child: end when the app process is gone. A parent that crashed or was
+    killed runs no atexit handler, and an orphaned decoder would wait forever."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def _warm() -> bool:
     import importlib
 
@@ -65,7 +81,8 @@ class DecodePool:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._ex is None:
-                self._ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_exit_with_parent, initargs=(os.getpid(),))
                 self._ex.submit(_warm)  # start the child and its imports now, in the background
             return self._ex
 

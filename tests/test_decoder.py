@@ -62,3 +62,34 @@ def test_study_prediction_through_the_child_matches_in_process(pool, resnet18_mo
     a = [p.probability for s in steps for p in s.predictions]
     b = [p.probability for s in direct for p in s.predictions]
     assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_an_orphaned_decoder_exits_when_the_app_dies(tmp_path):
+    """The app killed with SIGKILL runs no clean-up; its decoder child must not linger."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(__import__('tests.conftest', fromlist=['REPO']).REPO)!r})\n"
+        "if __name__ == '__main__':\n"
+        "    from msfm_desktop.decoder import DecodePool\n"
+        "    pool = DecodePool()\n"
+        f"    pool.load_image({str(DICOM / 'RG3_UNC.dcm')!r})\n"
+        "    import multiprocessing, os\n"
+        "    print(*[c.pid for c in multiprocessing.active_children()], flush=True)\n"
+        "    import time; time.sleep(60)\n"
+    )
+    app = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    children = [int(p) for p in app.stdout.readline().split()]
+    assert children
+    app.send_signal(signal.SIGKILL)
+    app.wait()
+    deadline = time.time() + 15
+    alive = lambda pid: os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read().lower()  # noqa: E731
+    while time.time() < deadline and any(alive(p) for p in children):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in children)
