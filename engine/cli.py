@@ -7,7 +7,6 @@ Exit code 0 on success; on bad input a one-line reason on stderr and a non-zero 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
@@ -29,25 +28,6 @@ def _write_atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-CSV_FIELDS = [
-    "file", "frame", "sop_instance_uid", "width", "height", "probability", "label",
-    "p_main", "p_object", "p_parts", "object_x0", "object_y0", "object_x1", "object_y1",
-    "fused_x0", "fused_y0", "fused_x1", "fused_y1", "model_sha256",
-]
-
-
-def _csv_row(p) -> dict:
-    ob, fb = p.object_box, p.fused_box
-    return {
-        "file": p.file, "frame": "" if p.frame is None else p.frame, "sop_instance_uid": p.meta.get("SOPInstanceUID", ""),
-        "width": p.width, "height": p.height, "probability": f"{p.probability:.6f}", "label": p.label,
-        "p_main": f"{p.stages['main']:.6f}", "p_object": f"{p.stages['object']:.6f}", "p_parts": f"{p.stages['parts']:.6f}",
-        "object_x0": f"{ob[0]:.2f}", "object_y0": f"{ob[1]:.2f}", "object_x1": f"{ob[2]:.2f}", "object_y1": f"{ob[3]:.2f}",
-        "fused_x0": f"{fb[0]:.2f}", "fused_y0": f"{fb[1]:.2f}", "fused_x1": f"{fb[2]:.2f}", "fused_y1": f"{fb[3]:.2f}",
-        "model_sha256": p.model.sha256,
-    }
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -76,25 +56,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
         doc = {"predictions": [p.to_json() for p in preds], "errors": errors}
         _write_atomic_text(Path(args.json), json.dumps(doc, indent=1))
     if args.csv:
-        import io
+        from .exports.csvout import write_csv
 
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for p in preds:
-            w.writerow(_csv_row(p))
-        _write_atomic_text(Path(args.csv), buf.getvalue())
+        try:
+            write_csv(preds, args.csv)
+        except FileExistsError:
+            return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
+    failed = _export_dicom(args, preds)
     if args.overlays:
-        from .overlay import save_overlay
+        from .exports.burn import save_overlay
 
         out = Path(args.overlays)
         for p in preds:
             save_overlay(p, out)
-    if not args.json and not args.csv:
+    if not args.json and not args.csv and not args.dicom_sc and not args.dicom_sr:
         for p in preds:
             print(json.dumps(p.to_json()))
     print(f"{len(preds)} image(s) predicted, {len(errors)} skipped", file=sys.stderr)
-    return 0 if preds else 1
+    return 0 if preds and not failed else 1
+
+
+def _export_dicom(args: argparse.Namespace, preds) -> int:
+    """``--dicom-sc DIR`` / ``--dicom-sr DIR`` (SR and its presentation state); returns
+    the number of images whose export failed (each reported on stderr)."""
+    from .exports.export import ExportOptions, export_dicom
+
+    jobs = []
+    if args.dicom_sc and args.dicom_sr and Path(args.dicom_sc).resolve() == Path(args.dicom_sr).resolve():
+        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise)))
+    else:
+        if args.dicom_sc:
+            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise)))
+        if args.dicom_sr:
+            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise)))
+    failed = 0
+    for folder, options in jobs:
+        for r in export_dicom(preds, folder, options):
+            if r.error:
+                failed += 1
+                print(f"export failed for {r.source}: {r.error}", file=sys.stderr)
+            elif not args.quiet:
+                print(f"exported {r.source}: {', '.join(str(f) for f in r.files.values())}", file=sys.stderr)
+    return failed
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -204,7 +207,10 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", metavar="OUT.json")
-    p.add_argument("--csv", metavar="OUT.csv")
+    p.add_argument("--csv", metavar="OUT.csv", help="one row per image (SPEC §7); the file must not exist")
+    p.add_argument("--dicom-sc", metavar="DIR", help="DICOM Secondary Capture per image with the evidence burned in")
+    p.add_argument("--dicom-sr", metavar="DIR", help="DICOM SR (TID 1500) + grayscale presentation state per image")
+    p.add_argument("--anonymise", action="store_true", help="DICOM exports de-identified (PS3.15 basic profile)")
     p.add_argument("--overlays", metavar="DIR", help="write an overlay PNG per image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)

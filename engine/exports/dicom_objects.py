@@ -1,0 +1,174 @@
+"""The DICOM objects of one prediction, built with highdicom (SPEC §7).
+
+* **Secondary Capture** (RGB, overlays burned in, ``BurnedInAnnotation=YES``,
+  ``ImageType=DERIVED\\SECONDARY``): from a DICOM source via ``SCImage.from_ref_dataset``
+  (same patient and study, a new series, ``SourceImageSequence`` naming the source).
+* **Comprehensive SR** (TID 1500 measurement report): the fused box as a planar ROI, a
+  closed polyline in (column, row) pixels of the source image (origin at the top-left
+  corner of the top-left pixel, as the boxes are), the abnormal probability (DCM
+  "Probability" of finding SCT "Abnormal"),
+  the label at the model's threshold (SCT Abnormal/Normal), and the algorithm (name,
+  version, model SHA-256).
+* **Grayscale Softcopy Presentation State** drawing the fused box and the 7 windows on
+  the source image, so a PACS viewer shows them without burning them in.
+
+A PNG/JPEG source has no DICOM to point at, so it is first wrapped as a grayscale
+Secondary Capture in a new study (the "image" object); SR and GSPS reference that.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from highdicom.sr import CodedConcept
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from .. import __version__
+from ..types import Prediction
+from .burn import DEFAULT_LAYERS, render_overlay
+
+MANUFACTURER = "MSFM Desktop"
+SERIES_NUMBERS = {"image": 9900, "sc": 9901, "sr": 9902, "gsps": 9903}
+RADIOGRAPHIC_PROCEDURE = CodedConcept("363680008", "SCT", "Radiographic imaging procedure")
+NO_UNITS = CodedConcept("1", "UCUM", "no units")
+#: No standard concept names "the label a classifier gave at its threshold"; a private
+#: (99-prefixed) coding scheme, as PS3.16 allows, keeps it from reading as a second finding.
+LABEL_CONCEPT = CodedConcept("MSFM-LABEL", "99MSFM", "Label at the model's threshold")
+
+
+@dataclass
+class SeriesUIDs:
+    """One new series per object kind for a whole export (a study's SCs share a series)."""
+
+    image: str
+    sc: str
+    sr: str
+    gsps: str
+
+    @classmethod
+    def new(cls) -> "SeriesUIDs":
+        return cls(generate_uid(), generate_uid(), generate_uid(), generate_uid())
+
+
+def box_polyline(box) -> np.ndarray:
+    """(5, 2) closed polyline (column, row) of an xyxy box, first point repeated last."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
+
+
+def _series_description(pred: Prediction, what: str) -> str:
+    return f"MSFM {what} {pred.model.backbone} {pred.model.sha256[:12]}"[:64]  # LO: 64 chars
+
+
+def _algorithm(pred: Prediction) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(name="MSFM", version=__version__, parameters=[f"model sha256 {pred.model.sha256}", f"backbone {pred.model.backbone}"])
+
+
+def _fix_type2c(ds: pydicom.Dataset, ref: pydicom.Dataset) -> None:
+    """Type 2C attributes highdicom leaves out: present (maybe empty) as PS3.3 asks."""
+    if "Laterality" not in ds:
+        ds.Laterality = ref.get("Laterality", "") if ref is not None else ""
+
+
+def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study_uid: str, series_uid: str) -> pydicom.Dataset:
+    """A PNG/JPEG radiograph as a grayscale Secondary Capture in a new study (8-bit when
+    the pixels are 8-bit, else 16-bit), so SR and GSPS have a DICOM image to reference."""
+    eight = np.allclose(pixels01 * 255.0, np.round(pixels01 * 255.0), atol=1e-3)
+    arr = np.round(pixels01 * (255.0 if eight else 65535.0)).astype(np.uint8 if eight else np.uint16)
+    now = _dt.datetime.now()
+    ds = hd.sc.SCImage(
+        pixel_array=arr, photometric_interpretation="MONOCHROME2", bits_allocated=8 if eight else 16, coordinate_system="PATIENT",
+        study_instance_uid=study_uid, series_instance_uid=series_uid, series_number=SERIES_NUMBERS["image"], sop_instance_uid=generate_uid(),
+        instance_number=1, manufacturer=MANUFACTURER, patient_orientation=("L", "F"), study_date=now.date(), study_time=now.time(),
+    )
+    ds.PatientOrientation = ""  # unknown for a PNG; Type 2 allows empty
+    ds.SeriesDescription = "MSFM import of a PNG/JPEG radiograph"
+    ds.ImageComments = f"converted from {pred.file.rsplit('/', 1)[-1]}"[:10240]
+    _fix_type2c(ds, None)
+    return ds
+
+
+def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarray, series_uid: str, layers=DEFAULT_LAYERS) -> pydicom.Dataset:
+    """The radiograph with the chosen overlays burned in, in ``ref``'s patient and study."""
+    rgb = render_overlay(pred, pixels01, layers=layers)
+    orientation = tuple(str(v) for v in ref.get("PatientOrientation", []) or [])
+    ds = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=ref, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
+        series_instance_uid=series_uid, series_number=SERIES_NUMBERS["sc"], sop_instance_uid=generate_uid(), instance_number=int(ref.get("InstanceNumber", 1) or 1),
+        manufacturer=MANUFACTURER, patient_orientation=orientation if len(orientation) == 2 else ("L", "F"),
+    )
+    if len(orientation) != 2:
+        ds.PatientOrientation = ""
+    ds.BurnedInAnnotation = "YES"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SeriesDescription = _series_description(pred, "overlay")
+    ds.DerivationDescription = f"MSFM evidence overlay ({', '.join(layers)}); p(abnormal) {pred.probability:.3f}"[:1024]
+    src = pydicom.Dataset()
+    src.ReferencedSOPClassUID, src.ReferencedSOPInstanceUID = ref.SOPClassUID, ref.SOPInstanceUID
+    if pred.frame is not None:
+        src.ReferencedFrameNumber = pred.frame + 1
+    ds.SourceImageSequence = [src]
+    _fix_type2c(ds, ref)
+    return ds
+
+
+def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
+    """TID 1500 measurement report: fused box ROI on ``ref``, probability, label, algorithm."""
+    source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=[pred.frame + 1] if pred.frame is not None else None)
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), source_image=source)
+    algo = _algorithm(pred)
+    finding = codes.SCT.Abnormal
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="MSFM fused box"),
+        referenced_region=region, finding_type=finding, algorithm_id=algo,
+        measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=float(pred.probability), unit=NO_UNITS, algorithm_id=algo)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=LABEL_CONCEPT, value=codes.SCT.Abnormal if pred.label else codes.SCT.Normal)],
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=generate_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
+    )
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer), procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=[group])
+    ds = hd.sr.ComprehensiveSR(
+        evidence=[ref], content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["sr"], sop_instance_uid=generate_uid(),
+        instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, is_complete=True,
+    )
+    ds.SeriesDescription = _series_description(pred, "findings")
+    return ds
+
+
+def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
+    """GSPS on ``ref``: the fused box and the ranked windows as graphics, with a label."""
+    fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM fused box", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
+    wins = hd.pr.GraphicLayer(layer_name="MSFM WINDOWS", order=1, description="MSFM part windows, rank order")
+    px = hd.pr.AnnotationUnitsValues.PIXEL
+    x0, y0 = float(pred.fused_box[0]), float(pred.fused_box[1])
+    annotations = [
+        hd.pr.GraphicAnnotation(
+            referenced_images=[ref], graphic_layer=fused,
+            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), units=px)],
+            text_objects=[hd.pr.TextObject(text_value=f"MSFM p={pred.probability:.2f} {'abnormal' if pred.label else 'normal'}", units=px,
+                                           anchor_point=(x0, max(0.0, y0)), anchor_point_visible=False)],
+        ),
+        hd.pr.GraphicAnnotation(
+            referenced_images=[ref], graphic_layer=wins,
+            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(w.box), units=px) for w in pred.windows],
+        ),
+    ]
+    ds = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=[ref], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["gsps"], sop_instance_uid=generate_uid(),
+        instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, manufacturer_model_name="MSFM Desktop",
+        software_versions=__version__, device_serial_number="none", content_label="MSFM",
+        content_description=f"MSFM boxes, model {pred.model.sha256[:12]}"[:64], graphic_annotations=annotations, graphic_layers=[wins, fused],
+    )
+    ds.SeriesDescription = _series_description(pred, "boxes")
+    _fix_type2c(ds, ref)
+    return ds
+
+
+__all__ = ["SeriesUIDs", "image_from_pixels", "secondary_capture", "structured_report", "presentation_state", "box_polyline"]

@@ -1,0 +1,136 @@
+"""Export predictions as DICOM (SC, SR, GSPS) into a folder: per image, all or nothing.
+
+``export_dicom(preds, out_dir, options)`` writes, per prediction, the objects chosen in
+:class:`ExportOptions` (see :mod:`.dicom_objects`). Objects of one image are written
+together or not at all (:class:`~.writer.WriteGroup`), never over an existing file, and
+never into the source: the source is read, not touched. With ``anonymise`` every object
+goes through one dicognito ``Anonymizer`` (DICOM PS3.15 basic profile): one export shares
+one set of pseudonyms, so the SC, SR and GSPS of an image still point at each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+
+from ..errors import ImageLoadError
+from ..io import is_dicom, load_image
+from ..types import Prediction
+from .burn import DEFAULT_LAYERS
+from .dicom_objects import SeriesUIDs, image_from_pixels, presentation_state, secondary_capture, structured_report
+from .writer import WriteGroup
+
+KINDS = ("image", "sc", "sr", "gsps")
+
+
+@dataclass
+class ExportOptions:
+    """What to write. ``layers``: overlays burned into the SC (:data:`.burn.LAYERS`)."""
+
+    sc: bool = True
+    sr: bool = True
+    gsps: bool = True
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    anonymise: bool = False
+
+
+@dataclass
+class ExportResult:
+    """One image's outcome: the files written by kind, or why nothing was."""
+
+    source: str
+    files: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+
+
+def make_anonymiser():
+    """A dicognito anonymiser: PS3.15 basic profile, consistent within its lifetime."""
+    from dicognito.anonymizer import Anonymizer
+
+    return Anonymizer()
+
+
+def _file_name(pred: Prediction, kind: str, ds: pydicom.Dataset, anonymised: bool) -> str:
+    if anonymised:  # the source's file name may carry identifying text
+        return f"{kind}-{ds.SOPInstanceUID}.dcm"
+    stem = Path(pred.file).stem + (f"_f{pred.frame}" if pred.frame is not None else "")
+    return f"{stem}.msfm-{kind}.dcm"
+
+
+def _writer(ds: pydicom.Dataset) -> Callable:
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID  # anonymisation may have changed it
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    return lambda fh: ds.save_as(fh, enforce_file_format=True)
+
+
+def _as_read(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """The dataset as a reader sees it: highdicom keeps dates and times as Python objects,
+    which the anonymiser (written for values read from files) cannot shift."""
+    import io
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return pydicom.dcmread(buf)
+
+
+def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_study: str) -> dict[str, pydicom.Dataset]:
+    """The datasets of one prediction (not yet written)."""
+    pixels = load_image(pred.file, pred.frame or 0).pixels
+    out: dict[str, pydicom.Dataset] = {}
+    if is_dicom(pred.file):
+        ref = pydicom.dcmread(pred.file, stop_before_pixels=True)
+        uids = series.setdefault(str(ref.StudyInstanceUID), SeriesUIDs.new())
+    else:
+        uids = series.setdefault(new_study, SeriesUIDs.new())
+        ref = out["image"] = image_from_pixels(pred, pixels, new_study, uids.image)
+    if options.sc:
+        out["sc"] = secondary_capture(pred, ref, pixels, uids.sc, options.layers)
+    if options.sr:
+        out["sr"] = structured_report(pred, ref, uids.sr)
+    if options.gsps:
+        out["gsps"] = presentation_state(pred, ref, uids.gsps)
+    return out
+
+
+def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: ExportOptions | None = None,
+                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> list[ExportResult]:
+    """Write the DICOM objects of every prediction into ``out_dir``; a failing image is
+    reported in its :class:`ExportResult` and the others go on."""
+    from pydicom.uid import generate_uid
+
+    options = options or ExportOptions()
+    anonymiser = make_anonymiser() if options.anonymise else None
+    series: dict[str, SeriesUIDs] = {}
+    new_study = generate_uid()  # the PNG/JPEG images of one export share one new study
+    results = []
+    for i, pred in enumerate(preds):
+        if cancel is not None and cancel():
+            break
+        res = ExportResult(pred.file)
+        try:
+            objects = build_objects(pred, options, series, new_study)
+            if anonymiser is not None:
+                objects = {k: _as_read(ds) for k, ds in objects.items()}
+                for ds in objects.values():
+                    anonymiser.anonymize(ds)
+            group = WriteGroup(out_dir)
+            for kind, ds in objects.items():
+                group.add(_file_name(pred, kind, ds, anonymiser is not None), _writer(ds))
+            res.files = dict(zip(objects, group.commit()))
+        except ImageLoadError as exc:
+            res.error = exc.reason
+        except OSError as exc:
+            res.error = f"cannot write to {out_dir}: {exc.strerror or exc}"
+        except Exception as exc:  # a malformed source header, a highdicom refusal...
+            res.error = f"{type(exc).__name__}: {exc}"
+        results.append(res)
+        if progress is not None:
+            progress(i + 1, len(preds))
+    return results
+
+
+__all__ = ["ExportOptions", "ExportResult", "export_dicom", "build_objects", "make_anonymiser", "KINDS"]

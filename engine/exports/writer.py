@@ -1,0 +1,91 @@
+"""Writing export files safely: all or nothing per image, never over an existing file.
+
+Each object is written to a hidden temporary file in the destination folder, flushed
+and fsynced; only when every object of the group is written are they given their final
+names, with ``os.link`` (which fails rather than replace an existing file; a taken name
+gets ``-1``, ``-2``... appended). A failure part-way removes the temporaries and any file
+of the group already named, so a reader never sees a half-written export.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def is_inside(path: str | Path, folder: str | Path) -> bool:
+    """True when ``path`` is ``folder`` or lies under it (symlinks resolved)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+class WriteGroup:
+    """Collect ``(name, writer)`` pairs; :meth:`commit` writes them all or none.
+
+    ``writer(fh)`` writes the content to a binary file object.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.items: list[tuple[str, Callable]] = []
+
+    def add(self, name: str, writer: Callable) -> None:
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"export file name must be a plain name, got {name!r}")
+        self.items.append((name, writer))
+
+    def commit(self) -> list[Path]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temps: list[tuple[str, str]] = []
+        final: list[Path] = []
+        try:
+            for name, writer in self.items:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=self.folder)
+                temps.append((name, tmp))
+                with os.fdopen(fd, "wb") as fh:
+                    writer(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for name, tmp in temps:
+                final.append(_link_unique(tmp, self.folder, name))
+        except BaseException:
+            for p in final:
+                p.unlink(missing_ok=True)
+            raise
+        finally:
+            for _, tmp in temps:
+                Path(tmp).unlink(missing_ok=True)
+        return final
+
+
+def _link_unique(tmp: str, folder: Path, name: str) -> Path:
+    stem, dot, suffix = name.partition(".")
+    n = 0
+    while True:
+        candidate = folder / (name if n == 0 else f"{stem}-{n}{dot}{suffix}")
+        try:
+            os.link(tmp, candidate)  # atomic, and never replaces an existing file
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+__all__ = ["WriteGroup", "is_inside", "write_new_file"]
+
+
+def write_new_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` complete or not at all; :class:`FileExistsError` when
+    ``path`` exists (a name the user chose is never silently changed or replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path

@@ -1,0 +1,239 @@
+"""Exports (SPEC §7): DICOM SC/SR/GSPS from DICOM and PNG sources checked with pydicom and
+dciodvfy, anonymisation, no overwrite, all-or-nothing writes, CSV, and a real storage SCP
+(dcmtk storescp on 127.0.0.1) receiving exactly what was sent."""
+
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.conftest import DICOM, XRAY
+
+SOURCES = ["RG3_UNC.dcm", "highdicom_dx_image.dcm", "nested_extensionless/77654033/CR1/6154"]
+
+
+@pytest.fixture(scope="module")
+def preds(resnet18_model):
+    from engine.infer import Predictor
+
+    files = [DICOM / s for s in SOURCES] + [sorted((XRAY / "images").glob("*.png"))[0]]
+    return Predictor(resnet18_model, device="cpu").predict(files)
+
+
+def dciodvfy_errors(path) -> list[str]:
+    tool = shutil.which("dciodvfy")
+    assert tool, "dciodvfy (Debian package dicom3tools) is needed: scripts/bootstrap.sh installs it"
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def flatten(items) -> list:
+    out = []
+    for it in items:
+        out.append(it)
+        out += flatten(it.get("ContentSequence", []))
+    return out
+
+
+def scoord(sr) -> np.ndarray:
+    def walk(items):
+        for it in items:
+            if it.get("ValueType") == "SCOORD":
+                return it
+            found = walk(it.get("ContentSequence", []))
+            if found is not None:
+                return found
+
+    item = walk(sr.ContentSequence)
+    return np.asarray(item.GraphicData, dtype=float).reshape(-1, 2), item.ContentSequence[0].ReferencedSOPSequence[0]
+
+
+def test_dicom_sources_give_conformant_linked_sc_sr_gsps(tmp_path, preds):
+    from engine.exports.export import ExportOptions, export_dicom
+
+    results = export_dicom(preds[:3], tmp_path, ExportOptions())
+    assert [r.error for r in results] == [None, None, None]
+    for pred, res in zip(preds, results):
+        src = pydicom.dcmread(pred.file, stop_before_pixels=True)
+        assert set(res.files) == {"sc", "sr", "gsps"}
+        for f in res.files.values():
+            assert dciodvfy_errors(f) == [], f
+        sc, sr, pr = (pydicom.dcmread(res.files[k]) for k in ("sc", "sr", "gsps"))
+        for ds in (sc, sr, pr):
+            assert (ds.StudyInstanceUID, ds.PatientID) == (src.StudyInstanceUID, src.PatientID)
+            assert ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.SOPInstanceUID != src.SOPInstanceUID
+            assert pred.model.sha256[:12] in ds.SeriesDescription
+        assert sc.BurnedInAnnotation == "YES" and list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+        assert sc.PhotometricInterpretation == "RGB" and sc.pixel_array.shape == (src.Rows, src.Columns, 3)
+        assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        poly, ref = scoord(sr)
+        x0, y0, x1, y1 = pred.fused_box
+        np.testing.assert_allclose(poly, [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], atol=1e-3)
+        assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+        items = flatten(sr.ContentSequence)
+        values = [float(i.MeasuredValueSequence[0].NumericValue) for i in items if i.get("ValueType") == "NUM"]
+        assert values == [pytest.approx(pred.probability, abs=1e-6)]
+        assert any(pred.model.sha256 in str(i.get("TextValue", "")) for i in items)
+        label = [i.ConceptCodeSequence[0].CodeMeaning for i in items if i.get("ValueType") == "CODE" and i.ConceptNameCodeSequence[0].CodeMeaning == "Label at the model's threshold"]
+        assert label == ["Abnormal" if pred.label else "Normal"]
+        assert pr.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        objects = [g for a in pr.GraphicAnnotationSequence for g in a.get("GraphicObjectSequence", [])]
+        boxes = [np.asarray(g.GraphicData, dtype=float).reshape(-1, 2) for g in objects]
+        assert len(boxes) == 1 + len(pred.windows)
+        assert any(np.allclose(b, poly, atol=1e-3) for b in boxes)
+    assert not list(DICOM.glob("*.msfm-*"))  # nothing written next to the sources
+
+
+def test_png_source_is_wrapped_in_a_new_study_that_sr_and_gsps_reference(tmp_path, preds):
+    from engine.exports.export import export_dicom
+
+    (res,) = export_dicom(preds[3:], tmp_path)
+    assert res.error is None and set(res.files) == {"image", "sc", "sr", "gsps"}
+    image = pydicom.dcmread(res.files["image"])
+    assert image.PhotometricInterpretation == "MONOCHROME2" and (image.Rows, image.Columns) == (preds[3].height, preds[3].width)
+    png = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(preds[3].file).convert("L"))
+    np.testing.assert_array_equal(image.pixel_array, png)  # lossless
+    sc, sr, pr = (pydicom.dcmread(res.files[k]) for k in ("sc", "sr", "gsps"))
+    assert {sc.StudyInstanceUID, sr.StudyInstanceUID, pr.StudyInstanceUID} == {image.StudyInstanceUID}
+    assert scoord(sr)[1].ReferencedSOPInstanceUID == image.SOPInstanceUID == sc.SourceImageSequence[0].ReferencedSOPInstanceUID
+    for f in res.files.values():
+        assert dciodvfy_errors(f) == [], f
+
+
+def test_anonymised_export_keeps_links_and_drops_identity(tmp_path, preds):
+    from engine.exports.export import ExportOptions, export_dicom
+
+    results = export_dicom(preds[:3], tmp_path, ExportOptions(anonymise=True))
+    for pred, res in zip(preds, results):
+        assert res.error is None
+        src = pydicom.dcmread(pred.file, stop_before_pixels=True)
+        secrets = [str(v) for v in (src.get("PatientName"), src.get("PatientID"), src.get("PatientBirthDate"), src.get("AccessionNumber")) if v]
+        assert secrets
+        sc, sr, pr = (pydicom.dcmread(res.files[k]) for k in ("sc", "sr", "gsps"))
+        for kind, f in res.files.items():
+            data, ds = f.read_bytes(), pydicom.dcmread(f)
+            assert not [s for s in secrets if len(s) >= 4 and s.encode() in data], (kind, secrets)  # nowhere in the file
+            for key in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
+                assert not src.get(key) or str(ds.get(key, "")) != str(src.get(key)), (kind, key)
+            assert f.name == f"{kind}-{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm"  # no source name in it
+            assert dciodvfy_errors(f) == [], f
+        ref_uid = sc.SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert ref_uid != src.SOPInstanceUID  # pseudonymised...
+        assert scoord(sr)[1].ReferencedSOPInstanceUID == ref_uid  # ...consistently across SC, SR and GSPS
+        assert pr.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == ref_uid
+        assert sc.StudyInstanceUID == sr.StudyInstanceUID == pr.StudyInstanceUID != src.StudyInstanceUID
+        assert sc.PatientID == sr.PatientID == pr.PatientID
+
+
+def test_exports_never_overwrite_and_a_failure_leaves_no_file(tmp_path, preds, monkeypatch):
+    import engine.exports.export as ex
+
+    first = ex.export_dicom(preds[:1], tmp_path)[0]
+    before = {p: p.read_bytes() for p in first.files.values()}
+    second = ex.export_dicom(preds[:1], tmp_path)[0]
+    assert all(p.exists() and p.read_bytes() == b for p, b in before.items())  # untouched
+    assert set(second.files.values()).isdisjoint(before) and all("-1" in p.name for p in second.files.values())
+
+    real = ex._writer
+
+    def failing(ds):
+        if ds.Modality == "PR":  # the last object of the group fails mid-write
+            def w(fh):
+                fh.write(b"half a file")
+                raise OSError(28, "No space left on device")
+            return w
+        return real(ds)
+
+    monkeypatch.setattr(ex, "_writer", failing)
+    out = tmp_path / "partial"
+    (res,) = ex.export_dicom(preds[:1], out)
+    assert res.error and "No space left on device" in res.error and res.files == {}
+    assert list(out.iterdir()) == []  # neither the SC/SR written before it nor a .partial
+
+
+def test_csv_columns_and_no_overwrite(tmp_path, preds):
+    import csv
+
+    from engine.exports.csvout import CSV_FIELDS, write_csv
+
+    path = write_csv(preds, tmp_path / "findings.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == CSV_FIELDS and len(rows) == len(preds)
+    assert rows[0]["sop_instance_uid"] == pydicom.dcmread(preds[0].file, stop_before_pixels=True).SOPInstanceUID
+    assert float(rows[0]["fused_x1"]) == pytest.approx(preds[0].fused_box[2], abs=0.01) and rows[0]["time"]
+    with pytest.raises(FileExistsError):
+        write_csv(preds, path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dataset_bytes(path) -> bytes:
+    """The file after its File Meta group: 128-byte preamble, DICM, then (0002,0000) UL."""
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM"
+    (meta_len,) = struct.unpack("<I", data[132 + 8:132 + 12])
+    return data[132 + 12 + meta_len:]
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    tool = shutil.which("storescp")
+    assert tool, "storescp (Debian package dcmtk) is needed: scripts/bootstrap.sh installs it"
+    port, out = free_port(), tmp_path / "received"
+    out.mkdir()
+    proc = subprocess.Popen([tool, "-aet", "TESTPACS", "-od", str(out), "+B", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield port, out
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_pacs_echo_and_send_arrive_byte_for_byte(tmp_path, preds, storescp):
+    from engine.exports.export import export_dicom
+    from engine.exports.pacs import PacsConfig, echo, send
+
+    port, received = storescp
+    cfg = PacsConfig("TESTPACS", "127.0.0.1", port)
+    ok, msg = echo(cfg)
+    assert ok, msg
+    (res,) = export_dicom(preds[:1], tmp_path / "out")
+    files = [res.files[k] for k in ("sc", "sr", "gsps")]
+    results = send(files, cfg)
+    assert [r.ok for r in results] == [True] * 3 and [r.status for r in results] == [0] * 3
+    got = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in received.iterdir()}
+    for f in files:
+        sent = pydicom.dcmread(f, stop_before_pixels=True)
+        assert dataset_bytes(got[sent.SOPInstanceUID]) == dataset_bytes(f)
+    closed = PacsConfig("TESTPACS", "127.0.0.1", free_port(), timeout=3)
+    ok, msg = echo(closed)
+    assert not ok and "127.0.0.1" in msg
+    assert [r.ok for r in send(files[:1], closed)] == [False]
+
+
+def test_cli_predict_writes_dicom_and_csv(tmp_path, resnet18_model):
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    r = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--dicom-sc", str(tmp_path / "sc"),
+             "--dicom-sr", str(tmp_path / "sr"), "--csv", str(tmp_path / "f.csv"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "sc").iterdir()] == ["RG3_UNC.msfm-sc.dcm"]
+    assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["RG3_UNC.msfm-gsps.dcm", "RG3_UNC.msfm-sr.dcm"]
+    again = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--csv", str(tmp_path / "f.csv"), "--quiet")
+    assert again.returncode != 0 and "never overwrite" in again.stderr
