@@ -30,6 +30,7 @@ from .about import AboutDialog
 from .analysis import AnalysisMixin
 from .browser import ProblemPanel, StudyBrowser
 from .decoder import shared_pool
+from .export_dialog import ExportDialog
 from .findings import FindingsPanel
 from .finetune_panel import FineTunePanel
 from .menus import build_menus
@@ -189,6 +190,12 @@ class MainWindow(AnalysisMixin, QMainWindow):
     def open_models(self) -> ModelManagerDialog:
         dialog = ModelManagerDialog(self.store, self.model, self)
         dialog.modelChosen.connect(self.activate_model)
+        dialog.show()
+        return dialog
+
+    def open_export(self) -> ExportDialog:
+        """File ▸ Export: the shown image's findings, or the analysed study's."""
+        dialog = ExportDialog(self.prefs, [self.prediction] if self.prediction is not None else [], list(self.summary.predictions), self)
         dialog.show()
         return dialog
 

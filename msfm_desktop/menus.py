@@ -37,6 +37,7 @@ def build_menus(win: "MainWindow") -> None:
     win.recent_menu = f.addMenu("Open &recent")
     win.refresh_recent()
     f.addSeparator()
+    _action(win, f, "&Export findings…", win.open_export, QKeySequence("Ctrl+E"))
     _action(win, f, "&Settings…", win.open_settings, QKeySequence("Ctrl+,"))
     _action(win, f, "&Quit", win.close, QKeySequence.StandardKey.Quit)
 

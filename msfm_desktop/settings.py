@@ -83,6 +83,39 @@ class AppSettings:
     def opacity(self, v: int) -> None:
         self.qs.setValue("overlays/opacity", int(v))
 
+    # ----- exports and PACS
+    @property
+    def export_dir(self) -> Path:
+        """Where exports go unless the user picks another folder: never a source folder."""
+        v = str(self.qs.value("export/dir", "") or "")
+        if v:
+            return Path(v)
+        import platformdirs
+
+        return Path(platformdirs.user_documents_dir()) / "MSFM exports"
+
+    @export_dir.setter
+    def export_dir(self, p: str | Path) -> None:
+        self.qs.setValue("export/dir", str(p))
+
+    def pacs(self):
+        """The configured PACS (:class:`engine.exports.pacs.PacsConfig`), or None."""
+        from engine.exports.pacs import PacsConfig
+
+        host = str(self.qs.value("pacs/host", "") or "")
+        ae = str(self.qs.value("pacs/ae_title", "") or "")
+        try:
+            port = int(self.qs.value("pacs/port", 0) or 0)
+        except (TypeError, ValueError):
+            port = 0
+        if not host or not ae or not 0 < port < 65536:
+            return None
+        return PacsConfig(ae, host, port, str(self.qs.value("pacs/calling_ae", "MSFM") or "MSFM"))
+
+    def set_pacs(self, ae_title: str, host: str, port: int, calling_ae: str = "MSFM") -> None:
+        for k, v in (("ae_title", ae_title), ("host", host), ("port", int(port)), ("calling_ae", calling_ae)):
+            self.qs.setValue(f"pacs/{k}", v)
+
     def recent(self) -> list[str]:
         v = self.qs.value("recent", [])
         return [v] if isinstance(v, str) else list(v or [])
@@ -127,6 +160,19 @@ class SettingsDialog(QDialog):
         self.opacity.setRange(0, 100)
         self.opacity.setSuffix(" %")
         self.opacity.setValue(settings.opacity)
+        self.pacs_ae, self.pacs_host, self.pacs_calling = QLineEdit(), QLineEdit(), QLineEdit()
+        self.pacs_port = QSpinBox()
+        self.pacs_port.setRange(0, 65535)
+        cfg = settings.pacs()
+        self.pacs_ae.setText(cfg.ae_title if cfg else "")
+        self.pacs_host.setText(cfg.host if cfg else "")
+        self.pacs_port.setValue(cfg.port if cfg else 104)
+        self.pacs_calling.setText(cfg.calling_ae if cfg else "MSFM")
+        self.verify_button = QPushButton("Verify (C-ECHO)")
+        self.verify_button.clicked.connect(self.verify_pacs)
+        self.pacs_status = QLabel("")
+        self.pacs_status.setWordWrap(True)
+        self._echo = None
         self.error = QLabel("")
         self.error.setStyleSheet("color: #c00000")
         self.error.setWordWrap(True)
@@ -140,6 +186,11 @@ class SettingsDialog(QDialog):
             shown.addWidget(box)
         form.addRow("Overlays shown", shown)
         form.addRow("Map opacity", self.opacity)
+        form.addRow("PACS AE title", self.pacs_ae)
+        form.addRow("PACS host", self.pacs_host)
+        form.addRow("PACS port", self.pacs_port)
+        form.addRow("Our AE title", self.pacs_calling)
+        form.addRow(self.verify_button, self.pacs_status)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
@@ -152,6 +203,41 @@ class SettingsDialog(QDialog):
         f, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "Checkpoints (*.pt);;All files (*)")
         if f:
             self.model.setText(f)
+
+    def pacs_from_form(self):
+        from engine.exports.pacs import PacsConfig
+
+        ae, host = self.pacs_ae.text().strip(), self.pacs_host.text().strip()
+        if not ae or not host or not self.pacs_port.value():
+            return None
+        return PacsConfig(ae, host, self.pacs_port.value(), self.pacs_calling.text().strip() or "MSFM")
+
+    def verify_pacs(self) -> None:
+        """C-ECHO the PACS in the form, in a worker thread (it may take the whole timeout)."""
+        from engine.exports.pacs import echo
+
+        from .workers import CallWorker, start_in_thread
+
+        cfg = self.pacs_from_form()
+        if cfg is None:
+            self.pacs_status.setText("Enter AE title, host and port first.")
+            return
+        self.pacs_status.setText(f"Contacting {cfg.describe()}…")
+        self.verify_button.setEnabled(False)
+        worker = CallWorker(lambda: echo(cfg))
+        worker.finished.connect(self._on_echo)
+        self._echo = (worker, start_in_thread(worker, self))
+
+    def _on_echo(self, result) -> None:
+        self.verify_button.setEnabled(True)
+        ok, msg = result if isinstance(result, tuple) else (False, str(result))
+        self.pacs_status.setText(("✔ " if ok else "✘ ") + msg)
+
+    def done(self, result: int) -> None:  # noqa: D401 (Qt override)
+        if self._echo is not None:  # a C-ECHO in flight ends within its timeout
+            self._echo[1].quit()
+            self._echo[1].wait()
+        super().done(result)
 
     def accept(self) -> None:
         text = self.model.text().strip()
@@ -168,4 +254,5 @@ class SettingsDialog(QDialog):
         for k, box in self.layers.items():
             s.set_overlay_visible(k, box.isChecked())
         s.opacity = self.opacity.value()
+        s.set_pacs(self.pacs_ae.text().strip(), self.pacs_host.text().strip(), self.pacs_port.value(), self.pacs_calling.text().strip() or "MSFM")
         super().accept()

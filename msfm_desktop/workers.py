@@ -95,6 +95,25 @@ def start_in_thread(worker: QObject, parent: QObject) -> QThread:
     return thread
 
 
+class CallWorker(QObject):
+    """Runs one blocking call off the UI thread; ``finished`` carries its result or the
+    exception it raised."""
+
+    finished = Signal(object)
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except Exception as exc:  # reported to the caller, never raised in the thread
+            result = exc
+        self.finished.emit(result)
+
+
 class LoadWorker(QObject):
     """Decodes one image (any transfer syntax) for display off the UI thread: DICOM
     without its VOI LUT, so the viewer can offer every header window."""

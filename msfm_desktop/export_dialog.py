@@ -1,0 +1,188 @@
+"""File ▸ Export: the findings of the shown image or of the analysed study as DICOM
+(Secondary Capture with the evidence burned in; SR + presentation state), CSV, and
+optionally sent to the configured PACS — all in a worker thread, with progress and a
+line per object.
+
+The default folder is the user's export folder, never a source folder: choosing a folder
+that holds a source image needs a confirmation. Files are never overwritten (a taken
+name gets ``-1``) and an image whose export fails leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMessageBox,
+    QProgressBar, QPushButton, QVBoxLayout,
+)
+
+from engine.exports.burn import DEFAULT_LAYERS
+from engine.exports.csvout import write_csv
+from engine.exports.export import ExportOptions, export_dicom
+from engine.exports.pacs import PacsConfig, send
+from engine.exports.writer import is_inside
+
+from .workers import start_in_thread
+
+LAYER_LABELS = {"a": "activation map A", "cam": "CAM (instead of A)", "object": "object box", "windows": "part windows", "fused": "fused box", "label": "probability label"}
+
+
+class ExportWorker(QObject):
+    line = Signal(str)
+    progress = Signal(int, int)
+    finished = Signal(object)  # {"files": [...], "errors": n, "sent": [...]}
+
+    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None) -> None:
+        super().__init__()
+        self.preds, self.folder, self.options, self.csv, self.pacs = list(preds), Path(folder), options, csv, pacs
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        files, errors, sent = [], 0, []
+        try:
+            if self.options is not None:
+                for r in export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set):
+                    if r.error:
+                        errors += 1
+                        self.line.emit(f"✘ {Path(r.source).name}: {r.error}")
+                    else:
+                        files += list(r.files.values())
+                        self.line.emit(f"✔ {Path(r.source).name}: " + ", ".join(p.name for p in r.files.values()))
+            if self.csv and not self._cancel.is_set():
+                name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+                try:
+                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name).name}")
+                except OSError as exc:
+                    errors += 1
+                    self.line.emit(f"✘ CSV: {exc}")
+            if self.pacs is not None and files and not self._cancel.is_set():
+                self.line.emit(f"Sending {len(files)} object(s) to {self.pacs.describe()}…")
+                for r in send(files, self.pacs, progress=lambda i, n, r: self.progress.emit(i, n)):
+                    sent.append(r)
+                    self.line.emit(f"{'✔' if r.ok else '✘'} PACS {r.path.name}: {r.message}")
+        except Exception as exc:  # report, never take the app down
+            errors += 1
+            self.line.emit(f"✘ export stopped: {type(exc).__name__}: {exc}")
+        self.finished.emit({"files": files, "errors": errors, "sent": sent})
+
+
+class ExportDialog(QDialog):
+    """Choose what and where; ``result_summary`` holds the last run's outcome."""
+
+    def __init__(self, prefs, image_preds: list, study_preds: list, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export findings")
+        self.resize(640, 520)
+        self.prefs, self.image_preds, self.study_preds = prefs, image_preds, study_preds
+        self.worker: ExportWorker | None = None
+        self.thread: QThread | None = None
+        self.result_summary: dict | None = None
+
+        self.scope_study = QCheckBox(f"the whole analysed study ({len(study_preds)} image(s)) instead of the shown image")
+        self.scope_study.setChecked(bool(study_preds) and not image_preds)
+        self.scope_study.setEnabled(bool(study_preds))
+        self.folder = QLineEdit(str(prefs.export_dir))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        self.sc, self.sr, self.csv = QCheckBox("DICOM Secondary Capture (evidence burned in)"), QCheckBox("DICOM SR + presentation state"), QCheckBox("CSV")
+        for b in (self.sc, self.sr, self.csv):
+            b.setChecked(True)
+        self.layers = {k: QCheckBox(v) for k, v in LAYER_LABELS.items()}
+        for k, b in self.layers.items():
+            b.setChecked(k in DEFAULT_LAYERS)
+        self.anonymise = QCheckBox("Anonymise (DICOM PS3.15 basic profile)")
+        pacs = prefs.pacs()
+        self.send = QCheckBox(f"Send to PACS {pacs.describe()}" if pacs else "Send to PACS (configure it in File ▸ Settings)")
+        self.send.setEnabled(pacs is not None)
+        self.progress = QProgressBar()
+        self.log = QListWidget()
+        self.export_button, close = QPushButton("Export"), QPushButton("Close")
+        self.export_button.clicked.connect(lambda: self.start(confirm=True))
+        close.clicked.connect(self.reject)
+
+        form = QFormLayout()
+        form.addRow("Export", self.scope_study)
+        form.addRow("Folder", row)
+        for b in (self.sc, self.sr, self.csv):
+            form.addRow("", b)
+        burn = QVBoxLayout()
+        for b in self.layers.values():
+            burn.addWidget(b)
+        form.addRow("Burn in", burn)
+        form.addRow("", self.anonymise)
+        form.addRow("", self.send)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.progress)
+        lay.addWidget(QLabel("Result"))
+        lay.addWidget(self.log, 1)
+        lay.addLayout(buttons)
+
+    def _browse(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
+        if d:
+            self.folder.setText(d)
+
+    def predictions(self) -> list:
+        return list(self.study_preds if self.scope_study.isChecked() else self.image_preds)
+
+    def start(self, confirm: bool = True) -> bool:
+        preds = self.predictions()
+        if not preds or self.worker is not None:
+            self.log.addItem("Nothing to export: analyse the image or the study first.")
+            return False
+        folder = Path(self.folder.text().strip()).expanduser()
+        sources = {Path(p.file).parent for p in preds}
+        if any(is_inside(folder, s) for s in sources) and confirm:
+            answer = QMessageBox.question(self, "Export into a source folder?", f"{folder} holds the source images. Export there anyway?\n(No file is ever overwritten.)")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        layers = tuple(k for k, b in self.layers.items() if b.isChecked())
+        options = ExportOptions(sc=self.sc.isChecked(), sr=self.sr.isChecked(), gsps=self.sr.isChecked(), layers=layers, anonymise=self.anonymise.isChecked())
+        dicom = options if (options.sc or options.sr) else None
+        self.prefs.export_dir = folder
+        self.log.clear()
+        self.export_button.setEnabled(False)
+        self.worker = ExportWorker(preds, folder, dicom, self.csv.isChecked(), self.prefs.pacs() if self.send.isChecked() else None)
+        self.worker.line.connect(self.log.addItem)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.thread = start_in_thread(self.worker, self)
+        return True
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+
+    def _on_finished(self, summary: dict) -> None:
+        self.result_summary = summary
+        self.worker = None
+        self.export_button.setEnabled(True)
+        n_sent = sum(r.ok for r in summary["sent"])
+        self.log.addItem(f"Done: {len(summary['files'])} DICOM file(s), {summary['errors']} error(s)" + (f", {n_sent} sent to PACS" if summary["sent"] else ""))
+
+    def done(self, result: int) -> None:  # noqa: D401 (Qt override)
+        if self.worker is not None:
+            self.worker.cancel()
+        if self.thread is not None:
+            self.thread.quit()
+            self.thread.wait()
+        super().done(result)
