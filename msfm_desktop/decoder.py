@@ -91,19 +91,25 @@ class DecodePool:
         self._executor()
 
     def _call(self, path: str | Path, fn, *args):
-        ex = self._executor()
-        try:
-            return ex.submit(fn, str(path), *args).result()
-        except ImageLoadError:
-            raise
-        except BrokenProcessPool as exc:
-            with self._lock:
-                if self._ex is ex:
-                    self._ex = None  # the next call spawns a fresh child
-            ex.shutdown(wait=False, cancel_futures=True)
-            raise ImageLoadError(path, "the image decoder crashed on this file") from exc
-        except Exception as exc:  # anything else the decoders raise: report, keep going
-            raise ImageLoadError(path, f"{type(exc).__name__}: {exc}") from exc
+        # A child that died while idle (killed, out of memory) breaks the pool before this
+        # file reaches it: one retry on a fresh child tells that apart from a file that
+        # crashes the decoder itself.
+        for attempt in (1, 2):
+            ex = self._executor()
+            try:
+                return ex.submit(fn, str(path), *args).result()
+            except ImageLoadError:
+                raise
+            except BrokenProcessPool as exc:
+                with self._lock:
+                    if self._ex is ex:
+                        self._ex = None  # the next call spawns a fresh child
+                ex.shutdown(wait=False, cancel_futures=True)
+                if attempt == 2:
+                    raise ImageLoadError(path, "the image decoder crashed on this file") from exc
+                log.warning("decoder process ended unexpectedly; retrying %s in a new one", path)
+            except Exception as exc:  # anything else the decoders raise: report, keep going
+                raise ImageLoadError(path, f"{type(exc).__name__}: {exc}") from exc
 
     def load_images(self, path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
         """Every frame of ``path`` (see :func:`engine.io.load_images`)."""

@@ -36,9 +36,10 @@ class ExportWorker(QObject):
     progress = Signal(int, int)
     finished = Signal(object)  # {"files": [...], "errors": n, "sent": [...]}
 
-    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None) -> None:
+    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None, anonymise: bool = False) -> None:
         super().__init__()
         self.preds, self.folder, self.options, self.csv, self.pacs = list(preds), Path(folder), options, csv, pacs
+        self.anonymise = anonymise
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -59,7 +60,7 @@ class ExportWorker(QObject):
             if self.csv and not self._cancel.is_set():
                 name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
                 try:
-                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name).name}")
+                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise).name}")
                 except OSError as exc:
                     errors += 1
                     self.line.emit(f"✘ CSV: {exc}")
@@ -158,7 +159,8 @@ class ExportDialog(QDialog):
         self.prefs.export_dir = folder
         self.log.clear()
         self.export_button.setEnabled(False)
-        self.worker = ExportWorker(preds, folder, dicom, self.csv.isChecked(), self.prefs.pacs() if self.send.isChecked() else None)
+        self.worker = ExportWorker(preds, folder, dicom, self.csv.isChecked(), self.prefs.pacs() if self.send.isChecked() else None,
+                                   self.anonymise.isChecked())
         self.worker.line.connect(self.log.addItem)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)

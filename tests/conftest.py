@@ -2,6 +2,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -102,3 +107,46 @@ def tiny_csv(tmp_path_factory, xray_rows) -> Path:
 
 #: A training configuration small enough for CPU tests (S=128 -> 4x4 grid, parts 64 px).
 TINY_TRAIN = dict(backbone="resnet18", pretrained="none", input_size=128, part_size=64, batch_size=4, val_batch_size=8)
+
+
+# ----- DICOM conformance and a real storage SCP (dicom3tools, dcmtk: scripts/bootstrap.sh installs both)
+
+def dciodvfy_errors(path) -> list[str]:
+    tool = shutil.which("dciodvfy")
+    assert tool, "dciodvfy (Debian package dicom3tools) is needed: scripts/bootstrap.sh installs it"
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dataset_bytes(path) -> bytes:
+    """The file after its File Meta group: 128-byte preamble, DICM, then (0002,0000) UL."""
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM"
+    (meta_len,) = struct.unpack("<I", data[132 + 8:132 + 12])
+    return data[132 + 12 + meta_len:]
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    tool = shutil.which("storescp")
+    assert tool, "storescp (Debian package dcmtk) is needed: scripts/bootstrap.sh installs it"
+    port, out = free_port(), tmp_path / "received"
+    out.mkdir()
+    proc = subprocess.Popen([tool, "-aet", "TESTPACS", "-od", str(out), "+B", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield port, out
+    proc.terminate()
+    proc.wait(timeout=10)
+
+

@@ -8,11 +8,10 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from tests.conftest import DICOM  # noqa: E402
-from tests.test_exports import dataset_bytes, dciodvfy_errors, storescp  # noqa: E402,F401
+from tests.conftest import DICOM, dataset_bytes, dciodvfy_errors  # noqa: E402
 
 
-def test_export_dialog_writes_and_sends_to_pacs(qtbot, tmp_path, resnet18_model, storescp):  # noqa: F811
+def test_export_dialog_writes_and_sends_to_pacs(qtbot, tmp_path, resnet18_model, storescp):
     from engine.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
     from msfm_desktop.settings import SettingsDialog

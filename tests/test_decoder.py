@@ -50,6 +50,16 @@ def test_a_crashing_decoder_costs_one_file_and_a_new_child_takes_over(pool):
     assert pool.load_image(DICOM / "RG3_UNC.dcm").pixels.shape == (1760, 1760)
 
 
+def test_a_decoder_killed_while_idle_does_not_fail_the_next_file(pool):
+    import signal
+
+    pool.load_image(DICOM / "RG3_UNC.dcm")
+    (child,) = list(pool._executor()._processes.values())
+    os.kill(child.pid, signal.SIGKILL)  # e.g. the out-of-memory killer, between two files
+    child.join(10)
+    assert pool.load_image(DICOM / "RG3_UNC.dcm").pixels.shape == (1760, 1760)
+
+
 def test_study_prediction_through_the_child_matches_in_process(pool, resnet18_model):
     from engine.infer import Predictor
 

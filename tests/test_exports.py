@@ -2,17 +2,11 @@
 dciodvfy, anonymisation, no overwrite, all-or-nothing writes, CSV, and a real storage SCP
 (dcmtk storescp on 127.0.0.1) receiving exactly what was sent."""
 
-import shutil
-import socket
-import struct
-import subprocess
-import time
-
 import numpy as np
 import pydicom
 import pytest
 
-from tests.conftest import DICOM, XRAY
+from tests.conftest import DICOM, XRAY, dataset_bytes, dciodvfy_errors
 
 SOURCES = ["RG3_UNC.dcm", "highdicom_dx_image.dcm", "nested_extensionless/77654033/CR1/6154"]
 
@@ -23,13 +17,6 @@ def preds(resnet18_model):
 
     files = [DICOM / s for s in SOURCES] + [sorted((XRAY / "images").glob("*.png"))[0]]
     return Predictor(resnet18_model, device="cpu").predict(files)
-
-
-def dciodvfy_errors(path) -> list[str]:
-    tool = shutil.which("dciodvfy")
-    assert tool, "dciodvfy (Debian package dicom3tools) is needed: scripts/bootstrap.sh installs it"
-    out = subprocess.run([tool, str(path)], capture_output=True, text=True)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def flatten(items) -> list:
@@ -168,43 +155,15 @@ def test_csv_columns_and_no_overwrite(tmp_path, preds):
     assert float(rows[0]["fused_x1"]) == pytest.approx(preds[0].fused_box[2], abs=0.01) and rows[0]["time"]
     with pytest.raises(FileExistsError):
         write_csv(preds, path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def dataset_bytes(path) -> bytes:
-    """The file after its File Meta group: 128-byte preamble, DICM, then (0002,0000) UL."""
-    data = path.read_bytes()
-    assert data[128:132] == b"DICM"
-    (meta_len,) = struct.unpack("<I", data[132 + 8:132 + 12])
-    return data[132 + 12 + meta_len:]
-
-
-@pytest.fixture
-def storescp(tmp_path):
-    tool = shutil.which("storescp")
-    assert tool, "storescp (Debian package dcmtk) is needed: scripts/bootstrap.sh installs it"
-    port, out = free_port(), tmp_path / "received"
-    out.mkdir()
-    proc = subprocess.Popen([tool, "-aet", "TESTPACS", "-od", str(out), "+B", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    yield port, out
-    proc.terminate()
-    proc.wait(timeout=10)
+    anon = list(csv.DictReader(write_csv(preds, tmp_path / "anon.csv", anonymise=True).open()))
+    assert [r["file"] for r in anon] == [f"image-{i:04d}" for i in range(1, len(preds) + 1)] and not any(r["sop_instance_uid"] for r in anon)
+    assert "RG3_UNC" not in (tmp_path / "anon.csv").read_text()
 
 
 def test_pacs_echo_and_send_arrive_byte_for_byte(tmp_path, preds, storescp):
     from engine.exports.export import export_dicom
     from engine.exports.pacs import PacsConfig, echo, send
+    from tests.conftest import free_port
 
     port, received = storescp
     cfg = PacsConfig("TESTPACS", "127.0.0.1", port)

@@ -31,19 +31,24 @@ def csv_row(p: Prediction, when: str) -> dict:
     }
 
 
-def csv_text(preds: Sequence[Prediction]) -> str:
+def csv_text(preds: Sequence[Prediction], anonymise: bool = False) -> str:
+    """The CSV; ``anonymise`` replaces the path (file names can carry names) by
+    ``image-0001``... and leaves the SOP Instance UID out."""
     when = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     w.writeheader()
-    for p in preds:
-        w.writerow(csv_row(p, when))
+    for i, p in enumerate(preds, 1):
+        row = csv_row(p, when)
+        if anonymise:
+            row.update(file=f"image-{i:04d}", sop_instance_uid="")
+        w.writerow(row)
     return buf.getvalue()
 
 
-def write_csv(preds: Sequence[Prediction], path: str | Path) -> Path:
+def write_csv(preds: Sequence[Prediction], path: str | Path, anonymise: bool = False) -> Path:
     """Write the CSV to ``path``, which must not exist yet (exports never overwrite)."""
-    return write_new_file(Path(path), csv_text(preds).encode("utf-8"))
+    return write_new_file(Path(path), csv_text(preds, anonymise).encode("utf-8"))
 
 
 __all__ = ["CSV_FIELDS", "csv_row", "csv_text", "write_csv"]
