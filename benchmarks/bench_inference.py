@@ -10,7 +10,7 @@ For each backbone and batch size, in rotation within one process (this machine d
 
 It prints per-image milliseconds and the overhead ratio predict / floor, and writes JSON.
 
-    .venv/bin/python benchmarks/bench_inference.py [--sizes 448] [--batches 1 8] [--repeats 5]
+    .venv/bin/python benchmarks/bench_inference.py [--size 448] [--batches 1 8] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -18,22 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 import torch
+
+from common import RESULTS, XRAY, Row, print_rows, rotate
 
 from engine.config import ModelConfig
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.msfm import MSFM
 from engine.preprocess import make_batch
-
-REPO = Path(__file__).resolve().parents[1]
-XRAY = REPO.parent / "shared" / "data" / "xray" / "images"
-
 
 def floor_forward(model: MSFM, x: torch.Tensor) -> None:
     cfg = model.config
@@ -42,49 +38,45 @@ def floor_forward(model: MSFM, x: torch.Tensor) -> None:
         model.fma.net.features(x)
     model.backbone(x)
     model.backbone(x)  # the look-closer crop has the same shape
-    model.backbone(torch.rand(b * cfg.num_windows, 1, cfg.part_size, cfg.part_size))
+    model.backbone(torch.rand(b * cfg.num_windows, 1, cfg.part_size, cfg.part_size).contiguous(memory_format=torch.channels_last))
+
+
+def run(backbones=("resnet18", "resnet50", "efficientnet_lite0"), size: int = 448, batches=(1, 8), repeats: int = 3) -> list[Row]:
+    """Overhead ratio predict / floor per backbone and batch (target <= 1.05 at batch 8)."""
+    torch.set_flush_denormal(True)  # random-init BN can make denormals that distort CPU timings
+    images = [load_image(p) for p in sorted(XRAY.glob("*.png"))[: max(batches)]]
+    rows = []
+    for name in backbones:
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = MSFM(ModelConfig(backbone=name, input_size=size), pretrained="auto").eval()
+        pred = Predictor(model, device="cpu", forward_chunk=max(batches))  # the same batch as the floor's forwards
+        for bs in batches:
+            batch = images[:bs]
+            x = make_batch(batch, size).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                t = rotate({"predict": lambda: pred.predict_batch(batch), "floor": lambda: floor_forward(model, x)}, repeats)
+            ratio = t["predict"] / t["floor"]
+            rows.append(Row("inference", f"{name} S={size} batch {bs}: predict / floor", ratio, 1.05 if bs == 8 else None, "<=", "x",
+                            f"{1000 * t['predict'] / bs:.0f} vs {1000 * t['floor'] / bs:.0f} ms/img"))
+            print_rows(rows[-1:])
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backbones", nargs="+", default=["resnet18", "efficientnet_lite0"])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[448])
+    ap.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50", "efficientnet_lite0"])
+    ap.add_argument("--size", type=int, default=448)
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "inference.json"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=str(RESULTS / "inference.json"))
     args = ap.parse_args()
-    torch.set_flush_denormal(True)  # random-init BN can make denormals that distort CPU timings
-    files = sorted(XRAY.glob("*.png"))[: max(args.batches)]
-    images = [load_image(p) for p in files]
-    rows = []
-    for name in args.backbones:
-        for size in args.sizes:
-            torch.manual_seed(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = MSFM(ModelConfig(backbone=name, input_size=size), pretrained="auto").eval()
-            pred = Predictor(model, device="cpu")
-            for bs in args.batches:
-                batch = images[:bs]
-                x = make_batch(batch, size)
-                with torch.inference_mode():
-                    pred.predict_batch(batch)  # warm-up
-                    floor_forward(model, x)
-                    t_pred, t_floor = [], []
-                    for _ in range(args.repeats):  # alternate the two variants
-                        t0 = time.perf_counter()
-                        pred.predict_batch(batch)
-                        t1 = time.perf_counter()
-                        floor_forward(model, x)
-                        t2 = time.perf_counter()
-                        t_pred.append((t1 - t0) / bs)
-                        t_floor.append((t2 - t1) / bs)
-                mp, mf = statistics.median(t_pred), statistics.median(t_floor)
-                rows.append({"backbone": name, "input_size": size, "batch": bs, "predict_ms_per_image": 1000 * mp, "floor_ms_per_image": 1000 * mf, "overhead_ratio": mp / mf})
-                print(f"{name:20s} S={size} batch={bs}: predict {1000 * mp:7.1f} ms/img, backbone floor {1000 * mf:7.1f} ms/img, ratio {mp / mf:.3f}", flush=True)
+    rows = run(args.backbones, args.size, args.batches, args.repeats)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                               "rows": [r.to_json() for r in rows]}, indent=1))
     print(f"wrote {out}")
 
 

@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device, resume=args.resume,
         limit_train=args.limit_train, limit_val=args.limit_val, max_steps_per_epoch=args.max_steps,
         checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, lr_step=args.lr_step,
-        crop_from=args.crop_from,
+        crop_from=args.crop_from, compile=args.compile,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -239,6 +239,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-workers", type=int, default=0)
+    t.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on long GPU runs)")
     t.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch last.pt saves")
     t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")
     t.add_argument("--limit-val", type=int)

@@ -111,3 +111,16 @@ def test_crop_from_source_gives_boxes_in_original_pixels(xray_sample):
     preds = predict([DICOM / "RG2_J2KI.dcm", xray_sample[0]], model, device="cpu")
     for p in preds:
         _check_prediction(p)
+
+
+def test_mixed_precision_switch_leaves_cpu_results_unchanged(resnet18_model, xray_sample):
+    """AMP is a GPU path: on the CPU the predictor must give float32 results, identical
+    with the switch on or off (the machine's CPU has no fast bf16)."""
+    from engine.accel import amp_context
+
+    images = [load_image(p) for p in xray_sample[:2]]
+    on = Predictor(resnet18_model, device="cpu", amp=True).predict(images)
+    off = Predictor(resnet18_model, device="cpu", amp=False).predict(images)
+    assert [p.probability for p in on] == [p.probability for p in off]
+    assert all(p.maps.a.dtype == np.float32 for p in on)
+    assert amp_context(torch.device("cpu"))[1] is None

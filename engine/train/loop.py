@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
+from ..accel import amp_context, prepare_for_device, to_device
 from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
 from ..errors import MSFMError
@@ -68,13 +69,6 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.per_epoch() - self.skip)
-
-
-def _amp_context(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype
-    return contextlib.nullcontext(), None
 
 
 def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tuple[dict, float, float]:
@@ -130,8 +124,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
         pretrained_weights = model.backbone.pretrained_source != "random"
     mcfg = model.config
     model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    prepare_for_device(model, device)
     model.train()
 
     lr = cfg.default_lr(pretrained_weights)
@@ -150,6 +143,8 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
         best_kappa, history = float(state["best_kappa"]), json.loads(state["history"])
         best_entry = max(history, key=lambda h: h.get("kappa") if h.get("kappa") is not None else -1.0) if history else None
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else model
+    if cfg.compile:
+        net = torch.compile(net)  # checkpoints still save ``model``'s own state dict
 
     loss_cfg = LossConfig(cfg.loss, cfg.alpha, cfg.beta)
     weight_table = body_part_weights([s.label for s in train_s], [s.body_part for s in train_s])
@@ -158,7 +153,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
     steps_per_epoch = math.ceil(sampler.per_epoch() / cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    amp_ctx, amp_dtype = _amp_context(device, cfg.amp)
+    amp_ctx, amp_dtype = amp_context(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     meta_base = {
         "name": f"MSFM-{mcfg.backbone}" if cfg.model == "msfm" else f"plain-{mcfg.backbone}",
@@ -180,7 +175,8 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
             step = start_step if epoch == start_epoch else 0
             ds.set_epoch(epoch)
             sampler.set_epoch(epoch, step * cfg.batch_size)
-            loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
+            loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                                pin_memory=device.type == "cuda")
             main_only = cfg.model == "plain" or epoch < cfg.warmup_epochs
             for batch in loader:
                 if step >= steps_per_epoch:
@@ -190,9 +186,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
                     step += 1
                     yield BatchEnd(epoch, step, steps_per_epoch, {}, opt.param_groups[0]["lr"], 0, 0.0, batch["errors"])
                     continue
-                x = batch["x"].to(device, non_blocking=True)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = to_device(batch["x"], device)
                 y = batch["label"].to(device)
                 w = sample_weights(y, [train_s[i].body_part for i in batch["index"].tolist()], weight_table)
                 theta = model.fma.sample_theta(len(y)) if model.fma is not None else None

@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the network (long GPU runs)
     num_workers: int = 0
     checkpoint_every: int = 50  # steps between mid-epoch last.pt saves (0: epoch ends only)
     resume: bool = False
