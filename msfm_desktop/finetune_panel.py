@@ -279,6 +279,8 @@ class FineTunePanel(QWidget):
 
     def _on_finished(self, status: str, message: str) -> None:
         self.status = status
+        if self.run is not None:  # the child process updated job.json
+            self.run = FineTuneRun.load(self.run.dir) or self.run
         self._set_running(False)
         self.worker = None
         self.progress.setRange(0, 1)
