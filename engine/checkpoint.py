@@ -57,6 +57,12 @@ class LoadedCheckpoint:
     train_state: dict[str, Any] | None = None
 
 
+def _chain(exc: BaseException):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace``.
 
@@ -71,11 +77,17 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, RuntimeError):
+            # torch's zip writer reports a full disk as RuntimeError("unexpected pos ...");
+            # callers handle disk problems as OSError, with the system's own reason.
+            cause = next((e for e in _chain(exc) if isinstance(e, OSError)), None)
+            reason = cause.strerror if cause is not None and cause.strerror else str(exc)
+            raise OSError(getattr(cause, "errno", None), f"cannot write {path}: {reason}") from exc
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)

@@ -87,6 +87,7 @@ def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study_uid: str, se
         instance_number=1, manufacturer=MANUFACTURER, patient_orientation=("L", "F"), study_date=now.date(), study_time=now.time(),
     )
     ds.PatientOrientation = ""  # unknown for a PNG; Type 2 allows empty
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: file names in the comments may be any script
     ds.SeriesDescription = "MSFM import of a PNG/JPEG radiograph"
     ds.ImageComments = f"converted from {pred.file.rsplit('/', 1)[-1]}"[:10240]
     _fix_type2c(ds, None)
@@ -119,7 +120,12 @@ def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarr
 
 def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
     """TID 1500 measurement report: fused box ROI on ``ref``, probability, label, algorithm."""
-    source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=[pred.frame + 1] if pred.frame is not None else None)
+    try:
+        source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=[pred.frame + 1] if pred.frame is not None else None)
+    except TypeError:
+        # Frames in a single-frame SOP class (a non-conformant source): a frame number
+        # cannot be referenced, the image can.
+        source = hd.sr.SourceImageForRegion.from_source_image(ref)
     region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), source_image=source)
     algo = _algorithm(pred)
     finding = codes.SCT.Abnormal

@@ -77,12 +77,26 @@ def _as_read(ds: pydicom.Dataset) -> pydicom.Dataset:
     return pydicom.dcmread(buf)
 
 
+#: Patient/study attributes of Type 2 (present, possibly empty) that highdicom copies from
+#: the source; real files often leave them out altogether.
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _with_type2(ref: pydicom.Dataset) -> pydicom.Dataset:
+    """The source header (in memory only) with missing Type 2 attributes present and empty."""
+    for key in TYPE2:
+        if key not in ref:
+            setattr(ref, key, "")
+    return ref
+
+
 def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_study: str) -> dict[str, pydicom.Dataset]:
     """The datasets of one prediction (not yet written)."""
     pixels = load_image(pred.file, pred.frame or 0).pixels
     out: dict[str, pydicom.Dataset] = {}
     if is_dicom(pred.file):
-        ref = pydicom.dcmread(pred.file, stop_before_pixels=True)
+        ref = _with_type2(pydicom.dcmread(pred.file, stop_before_pixels=True))
         uids = series.setdefault(str(ref.StudyInstanceUID), SeriesUIDs.new())
     else:
         uids = series.setdefault(new_study, SeriesUIDs.new())
