@@ -15,7 +15,7 @@ import pytest
 from engine.errors import ImageLoadError
 from engine.io import load_images
 from tests.conftest import DICOM, REPO, XRAY
-from tests.hostile import make_corpus, png_bomb
+from tests.hostile import make_corpus
 
 
 @pytest.fixture(scope="module")
