@@ -275,3 +275,42 @@ def test_dicom_text_with_markup_and_control_characters_is_shown_as_plain_text(qt
     assert "<b>Bold</b>" in win.browser.topLevelItem(0).text(0)  # a tree item never renders markup
     assert win.viewer.meta_label.textFormat() == Qt.TextFormat.PlainText and "<script>" in win.viewer.meta_label.text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in win.info.text() and "<img" not in win.info.text()  # escaped in the rich label
+
+
+def test_training_skips_hostile_images_with_their_reasons_and_finishes(corpus, tmp_path):
+    """A labels CSV naming the hostile files among good ones: each bad one is reported
+    when its batch is loaded, and the epoch still ends with a checkpoint."""
+    import shutil
+
+    from engine.train.events import BatchEnd, TrainFinished
+    from engine.train.loop import train
+    from engine.train.setup import TrainConfig
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    good = sorted((XRAY / "images").glob("*.png"))[:8]
+    rows = ["file,label,split"]
+    for i, p in enumerate(good):
+        shutil.copy(p, root / "images" / p.name)
+        rows.append(f"{p.name},{i % 2},{'train' if i < 4 else 'val'}")
+    bad = ["empty.png", "random.dcm", "truncated.png", "bomb.png", "no-pixel-data.dcm"]
+    for i, name in enumerate(bad):
+        shutil.copy(corpus[name][0], root / "images" / name)
+        rows.append(f"{name},{i % 2},train")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    cfg = TrainConfig(data=str(root / "labels.csv"), out=str(tmp_path / "run"), backbone="resnet18", pretrained="none", input_size=128,
+                      part_size=64, epochs=1, batch_size=3, device="cpu", tune_gamma=False)
+    events = list(train(cfg))
+    skipped = {path.split("/")[-1]: reason for e in events if isinstance(e, BatchEnd) for path, reason in e.skipped}
+    assert set(skipped) == set(bad) and all(skipped.values())
+    assert "refused" in skipped["bomb.png"] and "empty file" in skipped["empty.png"]
+    assert isinstance(events[-1], TrainFinished) and (tmp_path / "run" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_predicting_2000_images_keeps_memory_flat():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_memory import run
+
+    (row,) = run(n=2000)
+    assert row.value <= 1.05, row.detail  # resident memory at the end / after warm-up
