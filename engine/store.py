@@ -108,16 +108,19 @@ class ModelStore:
                               data={}, metrics=dict(d.get("metrics") or {}))
 
     def list(self) -> list[InstalledModel]:
-        """The bundled model first, then the fine-tuned ones, newest first. A model whose
-        folder is damaged is left out (it cannot be used)."""
-        out = [m for m in [self.builtin()] if m is not None]
+        """The bundled model first, then the fine-tuned ones, newest first."""
+        return [m for m in [self.builtin()] if m is not None] + self.installed()
+
+    def installed(self) -> list[InstalledModel]:
+        """The fine-tuned models, newest first; a damaged folder is left out (it cannot be
+        used). Reads only their info.json: no checkpoint is loaded or hashed."""
         found = []
         if self.models_dir.is_dir():
             for d in self.models_dir.iterdir():
                 m = self._read(d)
                 if m is not None:
                     found.append(m)
-        return out + sorted(found, key=lambda m: m.created, reverse=True)
+        return sorted(found, key=lambda m: m.created, reverse=True)
 
     def _read(self, folder: Path) -> InstalledModel | None:
         try:
@@ -136,9 +139,10 @@ class ModelStore:
                 return m
         raise StoreError(f"no installed model {model_id!r}")
 
-    def find(self, path: str | Path) -> InstalledModel | None:
+    def find_installed(self, path: str | Path) -> InstalledModel | None:
+        """The fine-tuned model stored at ``path``, or None (the bundled one included)."""
         p = Path(path).resolve()
-        return next((m for m in self.list() if m.path.resolve() == p), None)
+        return next((m for m in self.installed() if m.path.resolve() == p), None)
 
     # ----- changing
     def install(self, checkpoint: str | Path, name: str, base_sha256: str | None = None, data: dict | None = None,

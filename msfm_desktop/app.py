@@ -53,10 +53,10 @@ def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) 
         d = describe_checkpoint(path)
     except CheckpointError as exc:
         return None, f"no model: {exc}"
-    installed = store.find(path) if store is not None else None
-    if installed is not None and not installed.builtin and installed.sha256 != d["sha256"]:
+    installed = store.find_installed(path) if store is not None else None
+    if installed is not None and installed.sha256 != d["sha256"]:
         return None, f"no model: {path} changed since it was installed (SHA-256 {d['sha256'][:12]}, recorded {installed.sha256[:12]}); refused"
-    name = installed.name if installed is not None and not installed.builtin else d["name"]
+    name = installed.name if installed is not None else d["name"]
     return d, f"{name} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 

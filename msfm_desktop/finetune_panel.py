@@ -54,6 +54,7 @@ class FineTunePanel(QWidget):
         self.status = "idle"
         self._t_start = 0.0
         self._steps_done = 0
+        self.last_preview = None
 
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("labelled folder: labels.csv, MURA layout, or two class folders")
@@ -186,9 +187,10 @@ class FineTunePanel(QWidget):
 
     def refresh_models(self) -> None:
         self.base.clear()
-        for m in self.store.list():
+        models = self.store.list()
+        for m in models:
             self.base.addItem(m.name + ("  (active)" if self.active_model and m.path == self.active_model else ""), str(m.path))
-        if self.active_model is not None and self.store.find(self.active_model) is None and Path(self.active_model).is_file():
+        if self.active_model is not None and all(m.path != Path(self.active_model) for m in models) and Path(self.active_model).is_file():
             self.base.addItem(f"{Path(self.active_model).name}  (active)", str(self.active_model))
         for i in range(self.base.count()):
             if self.active_model and self.base.itemData(i) == str(self.active_model):
@@ -316,7 +318,7 @@ class FineTunePanel(QWidget):
         self.state.setText("Kept the current model. The new one was not installed.")
 
     def _set_running(self, on: bool) -> None:
-        self.start_button.setEnabled(not on and bool(getattr(self, "last_preview", None) and self.last_preview.usable))
+        self.start_button.setEnabled(not on and bool(self.last_preview and self.last_preview.usable))
         self.cancel_button.setEnabled(on)
         self.resume_button.setEnabled(False if on else self.resume_button.isEnabled())
 

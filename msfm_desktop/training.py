@@ -39,9 +39,6 @@ class TrainWorker(QObject):
         """Thread-safe: the run stops after the batch in progress."""
         self._cancel.set()
 
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
     @Slot()
     def run(self) -> None:
         out = self._ctx.Queue()

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..io import load_image
 from ..types import Prediction
+from .writer import WriteGroup
 
 #: RGB colours of window ranks 1..7.
 RANK_COLOURS = [(255, 0, 0), (255, 140, 0), (255, 230, 0), (0, 200, 0), (0, 160, 255), (60, 60, 255), (200, 0, 200)]
@@ -61,28 +62,14 @@ def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 
     return rgb
 
 
-def unique_path(folder: Path, stem: str, suffix: str) -> Path:
-    """``folder/stem+suffix``, or ``stem-1``, ``stem-2``... if taken: never overwrite."""
-    path = folder / f"{stem}{suffix}"
-    n = 1
-    while path.exists():
-        path = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
-
-
 def save_overlay(pred: Prediction, folder: str | Path, pixels: np.ndarray | None = None) -> Path:
     """Write the overlay PNG of one prediction into ``folder``; returns its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if pixels is None:
         pixels = load_image(pred.file, pred.frame or 0).pixels
     stem = Path(pred.file).stem + (f"_f{pred.frame}" if pred.frame is not None else "") + "_msfm"
-    path = unique_path(folder, stem, ".png")
     ok, buf = cv2.imencode(".png", cv2.cvtColor(render_overlay(pred, pixels), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode overlay for {pred.file}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
-    return path
+    group = WriteGroup(folder)  # complete files only, never over an existing one
+    group.add(f"{stem}.png", lambda fh: fh.write(buf.tobytes()))
+    return group.commit()[0]

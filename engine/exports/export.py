@@ -23,9 +23,6 @@ from .burn import DEFAULT_LAYERS
 from .dicom_objects import SeriesUIDs, image_from_pixels, presentation_state, secondary_capture, structured_report
 from .writer import WriteGroup
 
-KINDS = ("image", "sc", "sr", "gsps")
-
-
 @dataclass
 class ExportOptions:
     """What to write. ``layers``: overlays burned into the SC (:data:`.burn.LAYERS`)."""
@@ -93,9 +90,11 @@ def _with_type2(ref: pydicom.Dataset) -> pydicom.Dataset:
 
 def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_study: str) -> dict[str, pydicom.Dataset]:
     """The datasets of one prediction (not yet written)."""
-    pixels = load_image(pred.file, pred.frame or 0).pixels
+    dicom = is_dicom(pred.file)
+    # Pixels are needed to burn the SC and to wrap a PNG; SR and GSPS of a DICOM need only its header.
+    pixels = load_image(pred.file, pred.frame or 0).pixels if options.sc or not dicom else None
     out: dict[str, pydicom.Dataset] = {}
-    if is_dicom(pred.file):
+    if dicom:
         ref = _with_type2(pydicom.dcmread(pred.file, stop_before_pixels=True))
         uids = series.setdefault(str(ref.StudyInstanceUID), SeriesUIDs.new())
     else:
@@ -147,4 +146,4 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
     return results
 
 
-__all__ = ["ExportOptions", "ExportResult", "export_dicom", "build_objects", "make_anonymiser", "KINDS"]
+__all__ = ["ExportOptions", "ExportResult", "export_dicom", "build_objects", "make_anonymiser"]

@@ -3,7 +3,7 @@
 Each object is written to a hidden temporary file in the destination folder, flushed
 and fsynced; only when every object of the group is written are they given their final
 names, with ``os.link`` (which fails rather than replace an existing file; a taken name
-gets ``-1``, ``-2``... appended). A failure part-way removes the temporaries and any file
+gets ``-1``, ``-2``... before its extension). A failure part-way removes the temporaries and any file
 of the group already named, so a reader never sees a half-written export.
 """
 
@@ -61,10 +61,10 @@ class WriteGroup:
 
 
 def _link_unique(tmp: str, folder: Path, name: str) -> Path:
-    stem, dot, suffix = name.partition(".")
+    stem, suffix = Path(name).stem, Path(name).suffix
     n = 0
     while True:
-        candidate = folder / (name if n == 0 else f"{stem}-{n}{dot}{suffix}")
+        candidate = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
         try:
             os.link(tmp, candidate)  # atomic, and never replaces an existing file
             return candidate
