@@ -19,6 +19,7 @@ class AnalysisMixin:
 
     def _init_analysis(self) -> None:
         self.prediction: Prediction | None = None
+        self.analysis_error: str | None = None
         self.run_info: dict = {}
         self._analyse: tuple[AnalyseWorker, QThread] | None = None
         self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
@@ -38,6 +39,7 @@ class AnalysisMixin:
 
     def _on_analysed(self, path, result: object, info: dict) -> None:
         if isinstance(result, Exception):
+            self.analysis_error = str(result)
             self.findings.text.setText(f"Analysis failed: {result}")
             return
         if self.viewer.image is None or path != self.viewer.image.source:

@@ -11,9 +11,7 @@ panels. Settings persist in QSettings (:mod:`.settings`).
 
 from __future__ import annotations
 
-import argparse
 import html
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread
@@ -22,7 +20,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QPr
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
-from engine.resources import DEFAULT_MODEL, DEMO_STUDY
+from engine.resources import DEFAULT_MODEL
 from engine.store import ModelStore
 from engine.study import StudyIndex
 
@@ -351,21 +349,3 @@ def build_window(path: str | None = None, model: Path | None = None, settings: Q
     if path:
         win.open_path(path)
     return win
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="msfm-desktop", description="MSFM Desktop")
-    parser.add_argument("path", nargs="?", help="study folder, image file or DICOMDIR to open")
-    parser.add_argument("--version", action="version", version=f"msfm-desktop {__version__}")
-    args = parser.parse_args(argv)
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
-    win = build_window(path)
-    win.show()
-    return int(app.exec())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

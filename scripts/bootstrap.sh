@@ -10,8 +10,9 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # System libraries Qt needs even offscreen, and Xvfb for a real window (SPEC §9); the
-# tests' DICOM conformance checker (dciodvfy, dicom3tools) and storage SCP (dcmtk storescp).
-APT_PKGS=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 dicom3tools dcmtk)
+# tests' DICOM conformance checker (dciodvfy, dicom3tools), storage SCP (dcmtk storescp)
+# and desktop-entry checker (desktop-file-validate); zstd packs the bundle tarball.
+APT_PKGS=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 dicom3tools dcmtk desktop-file-utils zstd)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

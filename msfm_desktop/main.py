@@ -1,0 +1,70 @@
+"""``msfm-desktop``: the command line of the desktop app (a study to open, ``--version``,
+``--self-check``), the application object and its icon.
+
+Qt, torch and the window are imported only after the arguments are parsed, so
+``--version`` and ``--help`` answer at once (a bundle's deployment scripts call them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine import __version__
+from engine.resources import DEMO_STUDY, ICONS
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QIcon
+
+
+def app_icon() -> QIcon:
+    """The application icon from the PNG set in ``resources/icons`` (PNG, not the SVG: no
+    dependence on Qt's SVG icon-engine plugin being bundled)."""
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    for png in sorted(ICONS.glob("msfm-desktop-*.png")):
+        icon.addFile(str(png))
+    return icon
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="msfm-desktop", description="MSFM Desktop")
+    parser.add_argument("path", nargs="?", help="study folder, image file or DICOMDIR to open (default: the bundled demo study)")
+    parser.add_argument("--version", action="version", version=f"msfm-desktop {__version__}")
+    parser.add_argument("--self-check", metavar="SCREENSHOT.png", type=Path,
+                        help="check this installation: open the study, analyse its first image, save a picture of the "
+                             "window, print a JSON summary and exit (0 when everything worked)")
+    parser.add_argument("--self-check-timeout", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from PySide6.QtWidgets import QApplication
+
+    from .app import build_window
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("MSFM Desktop")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("msfm-desktop")  # ties the window to installer/linux/msfm-desktop.desktop
+    app.setWindowIcon(app_icon())
+    path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
+    check = None
+    if args.self_check is not None:
+        from .selfcheck import SelfCheck
+
+        if path is None:
+            parser.error("--self-check needs a study: no path given and no demo study bundled")
+        win = build_window(path)
+        check = SelfCheck(win, args.self_check, args.self_check_timeout)
+    else:
+        win = build_window(path)
+    win.show()
+    code = int(app.exec())
+    if check is not None:
+        win.close()  # stops the worker threads and the decoder process before exit
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
