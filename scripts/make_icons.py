@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QImage
 
 ICONS = Path(__file__).resolve().parent.parent / "resources" / "icons"
 SVG = ICONS / "msfm-desktop.svg"
@@ -21,7 +25,7 @@ def png_path(size: int) -> Path:
     return ICONS / f"msfm-desktop-{size}.png"
 
 
-def render(size: int) -> "QImage":  # noqa: F821 - Qt is imported lazily
+def render(size: int) -> QImage:
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
@@ -43,7 +47,8 @@ def main() -> int:
     from PIL import Image
     from PySide6.QtGui import QGuiApplication
 
-    app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])  # noqa: F841 - QPainter needs it
+    if QGuiApplication.instance() is None:
+        QGuiApplication(sys.argv[:1])  # QPainter needs an application object
     for size in PNG_SIZES:
         if not render(size).save(str(png_path(size))):
             raise SystemExit(f"cannot write {png_path(size)}")

@@ -254,3 +254,14 @@ def test_app_icon_has_every_size_for_the_window_and_taskbar(qapp):
 
     sizes = {s.width() for s in app_icon().availableSizes()}
     assert {16, 32, 48, 256} <= sizes
+
+
+def test_compile_is_refused_with_a_reason_inside_a_bundle(monkeypatch):
+    from engine.errors import ConfigError
+    from engine.train.setup import TrainConfig
+
+    TrainConfig(data="x", compile=True)  # a source install may compile
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(ConfigError, match="not available in the desktop bundle"):
+        TrainConfig(data="x", compile=True)
+    TrainConfig(data="x")

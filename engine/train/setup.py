@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,10 @@ class TrainConfig:
             raise ConfigError("epochs and batch size must be >= 1")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError("val_fraction must be in (0, 1)")
+        if self.compile and getattr(sys, "frozen", False):
+            # The desktop bundle leaves Triton out, and torch.compile needs a C compiler.
+            raise ConfigError("--compile is not available in the desktop bundle (torch.compile needs Triton and a C "
+                              "compiler at run time); train without it, or from a source install")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
