@@ -131,6 +131,11 @@ class ProblemPanel(QListWidget):
     def rows(self) -> list[str]:
         return [self.item(i).text() for i in range(self.count())]
 
+    def reason_for(self, path: str | Path) -> str | None:
+        """The first reason listed for ``path``, None when it has no problem."""
+        prefix = f"{path}\n"
+        return next((k[len(prefix):] for k in sorted(self._keys) if k.startswith(prefix)), None)
+
 
 def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d

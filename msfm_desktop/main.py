@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                              "window, print a JSON summary and exit (0 when everything worked)")
     parser.add_argument("--self-check-timeout", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
+    if args.self_check is not None and path is None:
+        parser.error("--self-check needs a study: no path given and no demo study bundled")
     from PySide6.QtWidgets import QApplication
 
     from .app import build_window
@@ -48,17 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("msfm-desktop")  # ties the window to installer/linux/msfm-desktop.desktop
     app.setWindowIcon(app_icon())
-    path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
+    win = build_window(path)
     check = None
     if args.self_check is not None:
         from .selfcheck import SelfCheck
 
-        if path is None:
-            parser.error("--self-check needs a study: no path given and no demo study bundled")
-        win = build_window(path)
         check = SelfCheck(win, args.self_check, args.self_check_timeout)
-    else:
-        win = build_window(path)
     win.show()
     code = int(app.exec())
     if check is not None:

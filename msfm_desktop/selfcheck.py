@@ -56,7 +56,10 @@ class SelfCheck(QObject):
         if w.loading() or w.current is None:
             return
         if w.viewer.image is None or w.viewer.image.source != w.current:
-            return self._fail(f"cannot show {w.current}: {w.statusBar().currentMessage()}")
+            # The decode result reaches the window as a queued signal, possibly after the
+            # load thread has ended: wait for it, unless the file was listed as a problem.
+            reason = w.problems.reason_for(w.current)
+            return self._fail(f"cannot show {w.current}: {reason}") if reason else None
         if w.analysis_error is not None:
             return self._fail(f"analysis failed: {w.analysis_error}")
         if w.prediction is None:

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import DICOM, REPO
 
-REPO = Path(__file__).resolve().parents[1]
+
 INSTALLER = REPO / "installer"
 ICONS = REPO / "resources" / "icons"
 VENV_BIN = Path(sys.executable).parent
@@ -265,3 +266,11 @@ def test_compile_is_refused_with_a_reason_inside_a_bundle(monkeypatch):
     with pytest.raises(ConfigError, match="not available in the desktop bundle"):
         TrainConfig(data="x", compile=True)
     TrainConfig(data="x")
+
+
+def test_self_check_names_the_file_it_could_not_decode(tmp_path):
+    study = tmp_path / "undecodable"
+    study.mkdir()
+    shutil.copy(DICOM / "RG2_JPLY.dcm", study)  # 12-bit JPEG Extended: no decoder for it
+    code, summary = _run_self_check(["--self-check", str(tmp_path / "shot.png"), str(study)], tmp_path)
+    assert code == 1 and "cannot show" in summary["error"] and "JPEG Extended" in summary["error"]
