@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .calibration import Calibration
 from .config import ModelConfig
 from .errors import CheckpointError, ConfigError
 
@@ -55,6 +56,12 @@ class LoadedCheckpoint:
     path: Path | None = None
     #: Optimiser/scheduler/progress state of a training run (``last.pt``), else None.
     train_state: dict[str, Any] | None = None
+
+    @property
+    def calibration(self) -> Calibration:
+        """The validation calibration in ``meta["calibration"]``, or the uncalibrated
+        stand-in of :meth:`Calibration.for_checkpoint` for an older checkpoint."""
+        return Calibration.for_checkpoint(self.meta, self.config.threshold)
 
 
 def _chain(exc: BaseException):
@@ -191,8 +198,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """What a checkpoint holds, without building the model: name, kind, backbone, input
-    size, threshold, weights dtype, SHA-256, creation time. :class:`CheckpointError` when
-    the file is missing or not a valid checkpoint."""
+    size, threshold, weights dtype, SHA-256, creation time, validation metrics and
+    ``calibration`` (a :class:`~engine.calibration.Calibration`: the stored one, or an
+    uncalibrated stand-in at the threshold for an older checkpoint; not JSON, use its
+    ``to_dict()``). :class:`CheckpointError` when the file is missing or not a valid
+    checkpoint."""
     p = Path(path)
     payload = read_checkpoint(p)
     config, meta = _header(p, payload)
@@ -206,4 +216,5 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         "sha256": file_sha256(p),
         "created": payload.get("created"),
         "metrics": meta.get("metrics"),
+        "calibration": Calibration.for_checkpoint(meta, config.threshold),
     }

@@ -35,31 +35,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .infer import Predictor
     from .io.scan import iter_image_files
+    from .scope import describe, describe_research
 
+    research = args.research_outside_intended_use
     try:
-        predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size)
+        predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size, enforce_scope=not research)
     except (MSFMError, RuntimeError) as exc:
         return _fail(str(exc))
     files = list(iter_image_files(args.paths))
     if not files:
         return _fail("no PNG, JPEG or DICOM files found in the given paths")
-    preds, errors = [], []
+    preds, errors, refused = [], [], []
     with tqdm(total=len(files), unit="file", desc="predict", disable=args.quiet, file=sys.stderr) as bar:
         for step in predictor.iter_predict(files):
             preds.extend(step.predictions)
             for e in step.errors:
                 errors.append({"path": e.path, "reason": e.reason})
                 tqdm.write(f"skipped {e.path}: {e.reason}", file=sys.stderr)
+            for o in step.out_of_scope:
+                refused.append(o)
+                tqdm.write(f"not analysed {o.file}{'' if o.frame is None else f' frame {o.frame}'}: {o.message}", file=sys.stderr)
+            for p in step.predictions:
+                if p.outside_intended_use is not None:
+                    tqdm.write(f"{p.file}{'' if p.frame is None else f' frame {p.frame}'}: {describe_research(p.outside_intended_use)}", file=sys.stderr)
             bar.n = step.done
             bar.refresh()
+    marked = sum(p.outside_intended_use is not None for p in preds)
     if args.json:
-        doc = {"predictions": [p.to_json() for p in preds], "errors": errors}
+        doc = {"predictions": [p.to_json() for p in preds], "errors": errors, "out_of_scope": [o.to_json() for o in refused]}
         _write_atomic_text(Path(args.json), json.dumps(doc, indent=1))
     if args.csv:
         from .exports.csvout import write_csv
 
         try:
-            write_csv(preds, args.csv)
+            write_csv(preds, args.csv, out_of_scope=refused)
         except FileExistsError:
             return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
     failed = _export_dicom(args, preds)
@@ -72,8 +81,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.json and not args.csv and not args.dicom_sc and not args.dicom_sr:
         for p in preds:
             print(json.dumps(p.to_json()))
-    print(f"{len(preds)} image(s) predicted, {len(errors)} skipped", file=sys.stderr)
-    return 0 if preds and not failed else 1
+        for o in refused:
+            print(json.dumps({**o.to_json(), "out_of_scope": describe(o.reason)}))
+    summary = f"{len(preds)} image(s) predicted"
+    if marked:
+        summary += f" ({marked} outside the model's intended use, for research use only)"
+    summary += f", {len(refused)} outside the model's intended use (not analysed), {len(errors)} skipped"
+    print(summary, file=sys.stderr)
+    # Refusing an out-of-scope image is a result, not a failure: exit 1 only when
+    # nothing could be read or an export failed.
+    return 0 if (preds or refused) and not failed else 1
 
 
 def _export_dicom(args: argparse.Namespace, preds) -> int:
@@ -171,7 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not samples:
         return _fail(f"{args.data}: no images in split {args.split!r}")
     try:
-        predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size)
+        predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size,
+                                              enforce_scope=not args.research_outside_intended_use)
         baseline = load_checkpoint(args.baseline, predictor.device) if args.baseline else None
     except (MSFMError, RuntimeError) as exc:
         return _fail(str(exc))
@@ -188,6 +206,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _write_atomic_text(Path(args.json), text)
     else:
         print(text)
+    if result["n_out_of_scope"]:
+        kept = "scored anyway, for research use only" if args.research_outside_intended_use else "left out of the metrics"
+        print(f"{result['n_out_of_scope']} image(s) outside the model's intended use, {kept}", file=sys.stderr)
     loc = result.get("localization", {})
     b = result["baselines"]
     print(f"MSFM: AUC {result['auc']}, kappa {result['kappa']:.3f}, acc {result['accuracy']:.3f}, IoU>=0.1 {loc.get('iou10')}, pointing {loc.get('pointing')} | "
@@ -212,6 +233,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dicom-sr", metavar="DIR", help="DICOM SR (TID 1500) + grayscale presentation state per image")
     p.add_argument("--anonymise", action="store_true", help="DICOM exports de-identified (PS3.15 basic profile)")
     p.add_argument("--overlays", metavar="DIR", help="write an overlay PNG per image")
+    p.add_argument("--research-outside-intended-use", action="store_true",
+                   help="also analyse images outside the model's intended use (not limb/hip radiographs, too small, test patterns); "
+                        "every output of those is marked 'research use only'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
@@ -260,6 +284,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="OUT.json")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--research-outside-intended-use", action="store_true",
+                   help="score images outside the model's intended use too (the result is marked research_use_only)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
     return parser

@@ -29,32 +29,48 @@ from .metrics import (
 from .model.msfm import MSFM
 from .model.stage1 import activation_maps
 from .preprocess import make_batch
-from .types import Prediction
+from .scope import OutOfScope, check_scope
+from .types import LoadedImage, Prediction
 
 Progress = Callable[[int, int], None]
 
 
-def predict_samples(predictor: Predictor, samples: Sequence[Sample], progress: Progress | None = None) -> tuple[list[Sample], list[Prediction], list[tuple[str, str]]]:
+def predict_samples(predictor: Predictor, samples: Sequence[Sample], progress: Progress | None = None,
+                    out_of_scope: list[OutOfScope] | None = None) -> tuple[list[Sample], list[Prediction], list[tuple[str, str]]]:
     """Predict the first frame of every sample; returns the kept samples, their predictions
-    and the (path, reason) of those that could not be read."""
+    and the (path, reason) of those that could not be read.
+
+    With an ``out_of_scope`` list, every image is checked against the model's intended
+    use (:func:`engine.scope.check_scope`) first: refused ones are appended to it and
+    left out (``predictor.enforce_scope``) or scored with the research mark (without).
+    Without one nothing is checked: training validation reads the user's own labelled
+    data, whatever it shows."""
     kept: list[Sample] = []
     preds: list[Prediction] = []
     errors: list[tuple[str, str]] = []
-    batch_s, batch_im = [], []
+    batch_s: list[Sample] = []
+    batch_im: list[tuple[LoadedImage, str | None]] = []
     bs = predictor.batch_size
 
     def flush():
-        preds.extend(predictor.predict_batch(batch_im))
+        preds.extend(predictor.predict_marked(batch_im))
         kept.extend(batch_s)
         batch_s.clear()
         batch_im.clear()
 
     for i, s in enumerate(samples):
         try:
-            batch_im.append(load_image(s.path))
-            batch_s.append(s)
+            im = load_image(s.path)
         except ImageLoadError as exc:
             errors.append((str(s.path), exc.reason))
+            im = None
+        if im is not None:
+            reason = check_scope(im) if out_of_scope is not None else None
+            if reason is not None:
+                out_of_scope.append(OutOfScope.of(im, reason))
+            if reason is None or not predictor.enforce_scope:
+                batch_im.append((im, reason))
+                batch_s.append(s)
         if len(batch_im) >= bs:
             flush()
             if progress:
@@ -162,9 +178,16 @@ def evaluate(
     baseline_threshold: float | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Full evaluation: MSFM metrics plus both baselines, JSON-ready."""
-    kept, preds, errors = predict_samples(predictor, samples, progress)
+    """Full evaluation: MSFM metrics plus both baselines, JSON-ready.
+
+    Images outside the model's intended use are counted (``n_out_of_scope``, listed in
+    ``out_of_scope``) and, when ``predictor.enforce_scope``, left out of every metric;
+    under the research override they are scored and ``research_use_only`` is set."""
+    refused: list[OutOfScope] = []
+    kept, preds, errors = predict_samples(predictor, samples, progress, out_of_scope=refused)
     if not kept:
+        if refused and predictor.enforce_scope:
+            raise ImageLoadError(refused[0].file, f"no image of the evaluation set is within the model's intended use (first: {refused[0].reason})")
         raise ImageLoadError(samples[0].path if samples else "<none>", "no image of the evaluation set could be read")
     thr = predictor.model.config.threshold
     out = evaluate_predictions(kept, preds, thr)
@@ -180,6 +203,10 @@ def evaluate(
         cams = [p.maps.cfm[k] if p.stages["main"] >= 0.5 else p.maps.cfm[1 - k] for p in preds]
         out["baselines"] = baseline_metrics(kept, probs, cams, [(p.width, p.height) for p in preds], thr, "msfm main stage (no plain-classifier checkpoint given)")
     out["skipped"] = [{"path": p, "reason": r} for p, r in errors]
+    out["n_out_of_scope"] = len(refused)
+    out["out_of_scope"] = [{"path": o.file, "reason": o.reason} for o in refused]
+    if refused and not predictor.enforce_scope:
+        out["research_use_only"] = True  # out-of-scope images are inside these metrics
     out["model"] = {"sha256": predictor.info.sha256, "backbone": predictor.info.backbone, "input_size": predictor.info.input_size}
     return out
 

@@ -1,12 +1,17 @@
 """Fine-tuning a model on the user's own labelled folder, as one resumable job.
 
-:func:`preview` reads a folder (labels CSV, MURA layout, or two class folders) and says
-what is in it. :func:`run_finetune` drives :func:`engine.train.loop.train` from the
-chosen model, records the job in ``runs/<id>/job.json`` (so it can be resumed after the
-app restarts), retries with a smaller batch when CUDA runs out of memory, and marks the
-job failed with the reason when the loss goes NaN. :func:`compare_models` evaluates the
-previous and the new model on the run's held-out validation images, side by side, before
-the user decides to accept the new one (:meth:`engine.store.ModelStore.install`).
+:func:`preview` reads a folder (labels CSV, MURA layout, or two class folders), checks
+that every listed image exists and decodes, and says whether fine-tuning can start
+(at least :data:`MIN_PER_CLASS` usable images of each class) and why not. A run cannot
+be created (:meth:`FineTuneRun.create`) or started (:func:`run_finetune`) on data that
+fails that check, so nothing ever trains on nothing. :func:`run_finetune` drives
+:func:`engine.train.loop.train` from the chosen model, records the job in
+``runs/<id>/job.json`` (so it can be resumed after the app restarts), retries with a
+smaller batch when CUDA runs out of memory, and marks the job failed with the reason when
+the loss goes NaN. :func:`compare_models` evaluates the previous and the new model on the
+run's held-out validation images, side by side with n and bootstrap 95 % intervals, and
+:func:`assess_comparison` says whether the new model may be accepted
+(:meth:`engine.store.ModelStore.install`) and on which metrics it is worse.
 """
 
 from __future__ import annotations
@@ -14,16 +19,21 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydicom
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import describe_checkpoint, file_sha256
 from .data.sources import DataError, Sample, load_samples
+from .errors import ImageLoadError
 from .evaluate import predict_samples
 from .infer import Predictor
+from .io import is_dicom, load_image
 from .metrics import classification_metrics
 from .store import ModelStore, now_id, write_json_atomic
 from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
@@ -32,20 +42,49 @@ from .train.setup import TrainConfig, resolve_splits
 
 RESUMABLE = ("running", "cancelled", "failed")
 
+#: Fewest usable (found and decoded) images of each class that fine-tuning starts with.
+#: Below this the held-out comparison has a handful of images per class and says nothing.
+MIN_PER_CLASS = 10
+#: How many unusable files a preview names (the rest are counted).
+EXAMPLES_SHOWN = 3
+#: Splits that training reads when a source has splits (``resolve_splits``); others are unused.
+TRAINING_SPLITS = ("train", "val")
 
-@dataclass
+
+class FineTuneError(DataError):
+    """Fine-tuning cannot start on this data; the message says why."""
+
+
+@dataclass(frozen=True)
 class DataPreview:
-    """What a labelled folder holds: its layout, counts per body part and class
-    (``{"hand": {"0": 40, "1": 12}}``), and the problems found while reading it."""
+    """What a labelled folder holds, counting only images that exist and decode.
+
+    ``n_listed``: images the layout lists that training would read (other splits such as
+    ``test`` are counted in ``n_unused``); ``n``: those usable; ``counts``: usable images
+    per body part and class (``{"hand": {"0": 40, "1": 12}}``); ``split_counts``: usable
+    images per split and class when the source has splits. ``n_missing`` were not found,
+    ``n_undecodable`` were found but could not be decoded; ``unusable_examples`` names the
+    first few of each as ``(path, reason)``. ``decoded`` is False for the quick check
+    (headers only) that :func:`run_finetune` repeats. ``can_start`` says whether a run may
+    start; ``reason`` says why not (empty when it may)."""
 
     path: str
     layout: str = ""
+    n_listed: int = 0
     n: int = 0
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    usable: bool = False
+    split_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    n_missing: int = 0
+    n_undecodable: int = 0
+    n_unused: int = 0
+    unusable_examples: tuple[tuple[str, str], ...] = ()
+    problems: tuple[str, ...] = ()
+    decoded: bool = True
+    can_start: bool = False
+    reason: str = ""
 
     def class_totals(self) -> dict[str, int]:
+        """Usable images per class: ``{"0": normal, "1": abnormal}``."""
         out = {"0": 0, "1": 0}
         for c in self.counts.values():
             for k, v in c.items():
@@ -53,21 +92,137 @@ class DataPreview:
         return out
 
 
-def preview(path: str | Path) -> DataPreview:
-    """Read the labels of ``path`` without decoding images; never raises for bad data."""
-    out = DataPreview(str(path))
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _unreadable_header(path: Path) -> str | None:
+    """The quick check: why ``path`` cannot be an image, from its header alone (None: it
+    looks like one). Misses damage in the pixel data; :func:`preview` decodes for that."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        if is_dicom(path):
+            # defer_size: element values above 1 KB (the pixels) are not read, only located.
+            ds = pydicom.dcmread(path, defer_size="1 KB")
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                return "DICOM without pixel data; not an image"
+            return None
+        with Image.open(path) as im:
+            if im.format not in ("PNG", "JPEG"):
+                return f"unsupported image format {im.format or 'unknown'} (PNG, JPEG or DICOM expected)"
+    except UnidentifiedImageError:
+        return "not a PNG, JPEG or DICOM file"
+    except Exception as exc:  # parsers raise many types on damaged headers; all mean "unusable"
+        return f"unreadable header: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _unusable(path: Path, decode: bool) -> tuple[str, str] | None:
+    """``("missing" | "undecodable", reason)`` for a file training could not use, else None.
+    With ``decode`` the file is decoded exactly as training will (:func:`engine.io.load_image`)."""
+    if not path.is_file():
+        return ("missing", "is a folder, not an image file" if path.is_dir() else "file not found")
+    if not decode:
+        reason = _unreadable_header(path)
+        return None if reason is None else ("undecodable", reason)
+    try:
+        load_image(path)
+    except ImageLoadError as exc:
+        return ("undecodable", exc.reason)
+    except Exception as exc:  # a decoder bug must not stop the preview; the file is unusable all the same
+        return ("undecodable", f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _start_verdict(totals: dict[str, int], split_counts: dict[str, dict[str, int]], n_listed: int, n_missing: int, n_undecodable: int) -> str:
+    """Why fine-tuning cannot start on these usable counts ("" when it can)."""
+    if n_listed == 0:
+        return "the folder lists no images that training would read"
+    if totals["0"] + totals["1"] == 0:
+        return (f"none of the {n_listed} listed images can be used ({n_missing} not found, {n_undecodable} could not be decoded); "
+                "nothing to train on")
+    if totals["0"] < MIN_PER_CLASS or totals["1"] < MIN_PER_CLASS:
+        return (f"too few usable images: {totals['0']} normal and {totals['1']} abnormal; fine-tuning needs at least "
+                f"{MIN_PER_CLASS} of each class")
+    if not split_counts:
+        return ""  # no splits of its own: training holds out a stratified share, so both classes are in both parts
+    for split, role in (("train", "training"), ("val", "held-out validation")):
+        c = split_counts.get(split)
+        if split == "val" and not c:
+            continue  # no validation split: a stratified share of the training split is held out
+        for k, name in (("0", "normal"), ("1", "abnormal")):
+            if not (c or {}).get(k):
+                return (f"the {role} split ({split!r}) has no usable {name} images; both classes are needed"
+                        + (" for the held-out comparison" if split == "val" else ""))
+    return ""
+
+
+def preview(path: str | Path, decode: bool = True, progress: Callable[[int, int], None] | None = None,
+            cancel: Callable[[], bool] | None = None) -> DataPreview:
+    """Read the labels of ``path`` and check every image training would read: that it
+    exists and (``decode``, the default) decodes, exactly as training loads it. Only those
+    are counted. Never raises for bad data: problems and the reason it cannot start are in
+    the result. ``progress(done, total)`` is called per image; ``cancel()`` returning True
+    stops early (the result then cannot start). ``decode=False`` checks headers only: a
+    quick guard, not a preview to show."""
+    root = Path(path)
     try:
         ss = load_samples(path)
     except (DataError, OSError) as exc:
-        out.problems.append(str(exc))
-        return out
-    out.layout, out.n, out.counts, out.problems = ss.layout, len(ss.samples), ss.counts(), list(ss.problems)
+        msg = str(exc)
+        return DataPreview(str(path), problems=(msg,), decoded=decode, reason=msg)
+    has_split = any(s.split for s in ss.samples)
+    used = [s for s in ss.samples if s.split in TRAINING_SPLITS] if has_split else list(ss.samples)
+    unused = {s.split or "no split" for s in ss.samples} - set(TRAINING_SPLITS) if has_split else set()
+    counts: dict[str, dict[str, int]] = {}
+    split_counts: dict[str, dict[str, int]] = {}
+    missing: list[tuple[str, str]] = []
+    undecodable: list[tuple[str, str]] = []
+    base = root if root.is_dir() else root.parent
+    for i, s in enumerate(used):
+        if cancel is not None and cancel():
+            return DataPreview(str(path), ss.layout, len(used), problems=("preview cancelled",), decoded=decode,
+                               reason="the check of the images was cancelled")
+        bad = _unusable(Path(s.path), decode)
+        if bad is None:
+            part = counts.setdefault(s.body_part or "all", {})
+            part[str(s.label)] = part.get(str(s.label), 0) + 1
+            if has_split:
+                sc = split_counts.setdefault(s.split, {})
+                sc[str(s.label)] = sc.get(str(s.label), 0) + 1
+        else:
+            (missing if bad[0] == "missing" else undecodable).append((_relative(Path(s.path), base), bad[1]))
+        if progress is not None:
+            progress(i + 1, len(used))
+    problems = list(ss.problems)
+    if missing:
+        hint = (" (file names in labels.csv are read relative to the images/ folder beside it, or to its own folder "
+                "when there is none)" if ss.layout == "labels-csv" else "")
+        problems.append(f"{len(missing)} of {len(used)} listed images not found{hint}: "
+                        + ", ".join(p for p, _ in missing[:EXAMPLES_SHOWN]) + (" …" if len(missing) > EXAMPLES_SHOWN else ""))
+    if undecodable:
+        problems.append(f"{len(undecodable)} of {len(used)} images could not be {'decoded' if decode else 'read'}: "
+                        + "; ".join(f"{p}: {r}" for p, r in undecodable[:EXAMPLES_SHOWN]) + (" …" if len(undecodable) > EXAMPLES_SHOWN else ""))
+    n_unused = len(ss.samples) - len(used)
+    if n_unused:
+        problems.append(f"{n_unused} images in other splits ({', '.join(sorted(unused))}) are not used for fine-tuning")
+    counts = {k: counts[k] for k in sorted(counts)}
+    out = DataPreview(str(path), ss.layout, len(used), sum(sum(c.values()) for c in counts.values()), counts, split_counts,
+                      len(missing), len(undecodable), n_unused,
+                      tuple(missing[:EXAMPLES_SHOWN] + undecodable[:EXAMPLES_SHOWN]), tuple(problems), decode)
     totals = out.class_totals()
-    if totals["0"] and totals["1"] and out.n >= 4:
-        out.usable = True
-    else:
-        out.problems.append(f"needs images of both classes (found {totals['0']} normal, {totals['1']} abnormal)")
-    return out
+    reason = _start_verdict(totals, split_counts, len(used), len(missing), len(undecodable))
+    return replace(out, can_start=not reason, reason=reason)
+
+
+def require_startable(p: DataPreview) -> None:
+    """Raise :class:`FineTuneError` with the reason when ``p`` says fine-tuning cannot start."""
+    if not p.can_start:
+        raise FineTuneError(f"cannot fine-tune on {p.path}: {p.reason}")
 
 
 @dataclass
@@ -145,7 +300,14 @@ class FineTuneRun:
                    job.get("started", ""), job.get("updated", ""), job.get("device", ""))
 
     @classmethod
-    def create(cls, store: ModelStore, config: FineTuneConfig) -> "FineTuneRun":
+    def create(cls, store: ModelStore, config: FineTuneConfig, checked: DataPreview | None = None) -> "FineTuneRun":
+        """Record a new run, after checking its data: ``checked`` is a full (decoding)
+        preview of ``config.data`` already made (the app previews off the UI thread);
+        without one, the folder is previewed here. Raises :class:`FineTuneError` (and
+        creates nothing) when there is too little usable data."""
+        if checked is None or checked.path != str(config.data) or not checked.decoded:
+            checked = preview(config.data)
+        require_startable(checked)
         folder = store.runs_dir / now_id("run")
         folder.mkdir(parents=True, exist_ok=False)
         run = cls(folder, config, base_sha256=file_sha256(config.base), started=_dt.datetime.now().isoformat(timespec="seconds"))
@@ -167,7 +329,9 @@ def _is_oom(exc: BaseException) -> bool:
 
 def run_finetune(run: FineTuneRun, resume: bool = False) -> Iterator[TrainEvent]:
     """Train ``run`` (resuming from its ``last.pt`` when asked), yielding the training
-    events. Closing the generator cancels at the next batch: ``last.pt`` stays resumable
+    events. Data that fails the quick check of :func:`preview` (missing or unreadable
+    images, too few per class) raises :class:`FineTuneError` before any training and marks
+    the job ``failed``. Closing the generator cancels at the next batch: ``last.pt`` stays resumable
     and the job is marked ``cancelled``. CUDA out-of-memory halves the batch and resumes
     (with a :class:`TrainMessage`); a NaN loss or any other failure marks the job
     ``failed`` with the reason and re-raises."""
@@ -175,6 +339,9 @@ def run_finetune(run: FineTuneRun, resume: bool = False) -> Iterator[TrainEvent]
     run.save(status="running", message="")
     outcome, message = "cancelled", "cancelled by the user"
     try:
+        # Again here, not only in create(): a run may be resumed days later, after its
+        # folder moved or emptied. Headers only, so a large folder costs seconds, not minutes.
+        require_startable(preview(cfg.data, decode=False))
         while True:
             gen = train(cfg.train_config(run.dir, resume=resume and run.last.is_file()))
             try:
@@ -214,22 +381,150 @@ def held_out(run: FineTuneRun) -> list[Sample]:
     return val
 
 
-def compare_models(old: str | Path, new: str | Path, samples: Sequence[Sample], device: str = "auto",
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Both models on the same images, each at its own threshold: n, AUC, κ, accuracy,
-    sensitivity, specificity, plus each model's SHA-256 and the images that could not be read."""
-    out: dict[str, Any] = {}
-    total = 2 * len(samples)
-    for i, (key, path) in enumerate((("previous", old), ("new", new))):
-        predictor = Predictor.from_checkpoint(path, device)
-        step = (lambda d, _t, i=i: progress(i * len(samples) + d, total)) if progress else None
-        kept, preds, errors = predict_samples(predictor, samples, step)
-        m = classification_metrics([s.label for s in kept], [p.probability for p in preds], predictor.model.config.threshold)
-        out[key] = {k: m.get(k) for k in ("n", "auc", "kappa", "accuracy", "sensitivity", "specificity")}
-        out[key]["sha256"] = predictor.info.sha256
-        out[key]["threshold"] = predictor.model.config.threshold
-        out["skipped"] = [{"path": p, "reason": r} for p, r in errors]
+#: Bootstrap of the held-out comparison: resamples, seed (fixed, so a comparison can be
+#: reproduced) and interval level. Resampling is stratified (each class resampled within
+#: itself) so that every resample has both classes and an AUC.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+#: The metrics an accept decision rests on; a new model lower on any of them needs confirmation.
+DECISION_METRICS = ("auc", "kappa")
+
+
+def _stratified_indices(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) indices into ``y``: each row draws the positives from the positives
+    and the negatives from the negatives, with replacement."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    return np.concatenate([pos[rng.integers(0, len(pos), (resamples, len(pos)))],
+                           neg[rng.integers(0, len(neg), (resamples, len(neg)))]], axis=1)
+
+
+def _auc_kappa(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """AUC and Cohen's κ of every row of (B, n) labels ``y`` and probabilities ``p``, in
+    one vectorised pass (a loop over scikit-learn would take seconds for 1000 rows).
+    AUC is the Mann–Whitney statistic with tied scores counted half, as ``roc_auc_score``."""
+    from scipy.stats import rankdata
+
+    n1 = y.sum(axis=1).astype(float)
+    n0 = y.shape[1] - n1
+    ranks = rankdata(p, axis=1)
+    auc = ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    pred = p >= threshold
+    tp = (pred & (y == 1)).sum(axis=1)
+    fp = (pred & (y == 0)).sum(axis=1)
+    fn, tn = n1 - tp, n0 - fp
+    n = y.shape[1]
+    po = (tp + tn) / n
+    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(pe < 1, (po - pe) / (1 - pe), 0.0)
+    return auc, kappa
+
+
+def _interval(values: np.ndarray, level: float) -> list[float]:
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> dict[str, Any]:
+    """One model on held-out images: n (and per class), AUC and κ each with a stratified
+    bootstrap interval (``auc_ci``, ``kappa_ci``: ``[low, high]``, None without both
+    classes), accuracy, sensitivity, specificity and the threshold."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(prob, dtype=float)
+    m = classification_metrics(y, p, threshold)
+    out: dict[str, Any] = {k: m.get(k) for k in ("n", "auc", "kappa", "accuracy", "sensitivity", "specificity")}
+    out.update(n_abnormal=int(y.sum()), n_normal=int(len(y) - y.sum()), threshold=float(threshold), auc_ci=None, kappa_ci=None)
+    if out["n_abnormal"] and out["n_normal"]:
+        idx = _stratified_indices(y, resamples, seed)
+        auc, kappa = _auc_kappa(y[idx], p[idx], threshold)
+        out["auc_ci"], out["kappa_ci"] = _interval(auc, level), _interval(kappa, level)
     return out
 
 
-__all__ = ["DataPreview", "preview", "FineTuneConfig", "FineTuneRun", "list_runs", "run_finetune", "held_out", "compare_models"]
+def compare_predictions(y_true: Sequence[int], prob_previous: Sequence[float], prob_new: Sequence[float], threshold_previous: float,
+                        threshold_new: float, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                        level: float = CI_LEVEL) -> dict[str, Any]:
+    """Both models on the same images (paired): :func:`summarize_predictions` of each under
+    ``"previous"`` and ``"new"``, ``"delta"`` (new − previous AUC and κ, each ``{"value",
+    "ci"}`` from the same resamples, so the interval is of the difference itself) and
+    ``"bootstrap"`` (how the intervals were made)."""
+    y = np.asarray(y_true, dtype=int)
+    prev = summarize_predictions(y, prob_previous, threshold_previous, resamples, seed, level)
+    new = summarize_predictions(y, prob_new, threshold_new, resamples, seed, level)
+    out: dict[str, Any] = {"previous": prev, "new": new, "delta": None,
+                           "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "stratified": True}}
+    if prev["auc_ci"] is not None:
+        idx = _stratified_indices(y, resamples, seed)  # the same draws as each model's own intervals
+        a0, k0 = _auc_kappa(y[idx], np.asarray(prob_previous, dtype=float)[idx], threshold_previous)
+        a1, k1 = _auc_kappa(y[idx], np.asarray(prob_new, dtype=float)[idx], threshold_new)
+        out["delta"] = {"auc": {"value": new["auc"] - prev["auc"], "ci": _interval(a1 - a0, level)},
+                        "kappa": {"value": new["kappa"] - prev["kappa"], "ci": _interval(k1 - k0, level)}}
+    return out
+
+
+def compare_models(old: str | Path, new: str | Path, samples: Sequence[Sample], device: str = "auto",
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Both models on the same held-out images, each at its own threshold
+    (:func:`compare_predictions`: n per model and class, AUC and κ with bootstrap 95 %
+    intervals, accuracy, sensitivity, specificity), plus each model's SHA-256 and the
+    images that could not be read (``"skipped"``). The difference is paired only when both
+    models read the same images; otherwise each model is summarised on its own."""
+    runs = []
+    for i, path in enumerate((old, new)):
+        predictor = Predictor.from_checkpoint(path, device)
+        step = (lambda d, _t, i=i: progress(i * len(samples) + d, 2 * len(samples))) if progress else None
+        kept, preds, errors = predict_samples(predictor, samples, step)
+        runs.append(([str(s.path) for s in kept], [s.label for s in kept], [p.probability for p in preds],
+                     float(predictor.model.config.threshold), predictor.info.sha256, errors))
+    (paths0, y0, p0, t0, sha0, err0), (paths1, y1, p1, t1, sha1, err1) = runs
+    if paths0 == paths1:
+        out = compare_predictions(y0, p0, p1, t0, t1)
+    else:
+        out = {"previous": summarize_predictions(y0, p0, t0), "new": summarize_predictions(y1, p1, t1), "delta": None,
+               "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": CI_LEVEL, "stratified": True}}
+    out["previous"]["sha256"], out["new"]["sha256"] = sha0, sha1
+    skipped = {p: r for p, r in err0 + err1}
+    out["skipped"] = [{"path": p, "reason": r} for p, r in skipped.items()]
+    return out
+
+
+@dataclass(frozen=True)
+class ComparisonVerdict:
+    """Whether a new model may be accepted on its held-out comparison. ``acceptable``:
+    both models were measured on images of both classes (n > 0) with an AUC and a κ;
+    ``reason`` says why not. ``worse``: the decision metrics on which the new model
+    scored lower than the previous one (accepting it then needs the user's confirmation)."""
+
+    acceptable: bool
+    reason: str = ""
+    worse: tuple[str, ...] = ()
+
+
+def assess_comparison(cmp: dict[str, Any] | None) -> ComparisonVerdict:
+    """Judge a :func:`compare_models` result; see :class:`ComparisonVerdict`."""
+    if not cmp:
+        return ComparisonVerdict(False, "the new model has not been compared with the current one on held-out images")
+    for key, who in (("previous", "the current model"), ("new", "the new model")):
+        m = cmp.get(key) or {}
+        n, n1, n0 = m.get("n") or 0, m.get("n_abnormal") or 0, m.get("n_normal") or 0
+        if n == 0:
+            return ComparisonVerdict(False, f"no held-out image could be evaluated with {who} (n = 0)")
+        if not n1 or not n0:
+            return ComparisonVerdict(False, f"the held-out images of {who} lack a class ({n0} normal, {n1} abnormal); "
+                                            "AUC and κ need both")
+        missing = [k for k in DECISION_METRICS if m.get(k) is None]
+        if missing:
+            return ComparisonVerdict(False, f"{who} has no held-out {' or '.join(missing)}")
+    worse = tuple(k for k in DECISION_METRICS if cmp["new"][k] < cmp["previous"][k])
+    return ComparisonVerdict(True, "", worse)
+
+
+__all__ = [
+    "MIN_PER_CLASS", "FineTuneError", "DataPreview", "preview", "require_startable", "FineTuneConfig", "FineTuneRun", "list_runs",
+    "run_finetune", "held_out", "summarize_predictions", "compare_predictions", "compare_models", "ComparisonVerdict",
+    "assess_comparison",
+]

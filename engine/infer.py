@@ -4,6 +4,13 @@ Images are batched, run through MSFM under ``torch.inference_mode``, and every b
 mapped back to original image pixels (xyxy). Progress is reported as plain data by
 :meth:`Predictor.iter_predict`, so the CLI and the desktop can show it and stop between
 batches.
+
+Every loaded image is checked against the model's intended use (:mod:`engine.scope`)
+before the network sees it: out-of-scope images are reported, not predicted, unless the
+predictor was built with ``enforce_scope=False`` (research use), in which case they are
+predicted and each such :class:`Prediction` carries ``outside_intended_use``.
+:meth:`Predictor.predict_batch` runs the network only; callers that use it directly
+check first (:meth:`Predictor.triage` or :func:`engine.scope.check_scope`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from .errors import ImageLoadError
 from .io import load_images
 from .model.msfm import MSFM, MSFMOutput
 from .preprocess import make_batch
+from .scope import OutOfScope, check_scope
 from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
 
 log = logging.getLogger(__name__)
@@ -58,12 +66,15 @@ class LoadFailure:
 
 @dataclass
 class PredictProgress:
-    """One step of :meth:`Predictor.iter_predict`: results of the batch just finished."""
+    """One step of :meth:`Predictor.iter_predict`: results of the batch just finished, an
+    unreadable input (``errors``) or images outside the model's intended use, which were
+    not predicted (``out_of_scope``)."""
 
     done: int  # inputs handled so far (files, arrays)
     total: int | None  # inputs in all, when known
     predictions: list[Prediction] = field(default_factory=list)
     errors: list[LoadFailure] = field(default_factory=list)
+    out_of_scope: list[OutOfScope] = field(default_factory=list)
 
 
 class Predictor:
@@ -80,10 +91,14 @@ class Predictor:
             on CUDA, :data:`CPU_FORWARD_CHUNK` on the CPU, where oneDNN convolutions get
             slower per image as the batch grows (Lite0 at 448 px, measured: 197 ms per
             image in chunks of 2, 294 ms as one batch of 8).
+        enforce_scope: True (the default): images outside the model's intended use
+            (:func:`engine.scope.check_scope`) are reported and not predicted. False is the
+            research override: they are predicted, and each such prediction carries the
+            reason in ``outside_intended_use`` for every output to show.
     """
 
     def __init__(self, model: MSFM, info: ModelInfo | None = None, device: Device | torch.device = "auto", batch_size: int = 8, amp: bool = True,
-                 forward_chunk: int | None = None) -> None:
+                 forward_chunk: int | None = None, enforce_scope: bool = True) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         prepare_for_device(self.model, self.device)
@@ -92,17 +107,20 @@ class Predictor:
         cfg = model.config
         self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
         self.batch_size = max(1, int(batch_size))
+        self.enforce_scope = bool(enforce_scope)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
         info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
-        return cls(ck.model, info, dev, batch_size)
+        return cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
 
     # -- public API ------------------------------------------------------------------
     def predict(self, inputs: Iterable[ImageInput] | ImageInput, on_error: Literal["raise", "skip"] = "raise") -> list[Prediction]:
-        """Predictions for every image (every frame of multi-frame DICOM), in input order.
+        """Predictions for every image (every frame of multi-frame DICOM) within the model's
+        intended use, in input order; out-of-scope images are left out (use
+        :meth:`iter_predict` for the reasons) unless ``enforce_scope`` is off.
 
         ``on_error="raise"`` raises :class:`ImageLoadError` for the first unreadable input;
         ``"skip"`` leaves it out (use :meth:`iter_predict` to get the reasons).
@@ -115,9 +133,29 @@ class Predictor:
             out.extend(step.predictions)
         return out
 
+    def triage(self, images: Sequence[LoadedImage]) -> tuple[list[tuple[LoadedImage, str | None]], list[OutOfScope]]:
+        """Check ``images`` against the intended use: returns the ones to predict, each with
+        None or (research override) the reason it is out of scope, and the refused ones."""
+        run: list[tuple[LoadedImage, str | None]] = []
+        refused: list[OutOfScope] = []
+        for im in images:
+            reason = check_scope(im)
+            if reason is not None and self.enforce_scope:
+                refused.append(OutOfScope.of(im, reason))
+            else:
+                run.append((im, reason))
+        return run, refused
+
+    def predict_checked(self, images: Sequence[LoadedImage]) -> tuple[list[Prediction], list[OutOfScope]]:
+        """:meth:`predict_batch` behind the scope check: predictions of the images within
+        the intended use (all of them, marked, without ``enforce_scope``) and the refused."""
+        run, refused = self.triage(images)
+        return self.predict_marked(run), refused
+
     def iter_predict(self, inputs: Iterable[ImageInput] | ImageInput, loader: Loader | None = None, batch_size: int | None = None) -> Iterator[PredictProgress]:
-        """Load and predict batch by batch, yielding a :class:`PredictProgress` after each
-        batch (and after each unreadable input). Stop iterating to cancel.
+        """Load, check and predict batch by batch, yielding a :class:`PredictProgress`
+        after each batch, after each unreadable input and after each input with frames
+        outside the model's intended use. Stop iterating to cancel.
 
         ``loader`` decodes file inputs (default :func:`engine.io.load_images`); the desktop
         passes one that decodes in a child process, because some DICOM decoders hold the
@@ -127,20 +165,35 @@ class Predictor:
         if isinstance(inputs, (str, Path, LoadedImage, np.ndarray)):
             inputs = [inputs]
         total = len(inputs) if isinstance(inputs, Sequence) else None
-        pending: list[LoadedImage] = []
+        pending: list[tuple[LoadedImage, str | None]] = []
         done = 0
         for item in inputs:
             done += 1
             try:
-                pending.extend(self._load(item, loader))
+                frames = self._load(item, loader)
             except ImageLoadError as exc:
                 yield PredictProgress(done, total, errors=[LoadFailure(str(exc.path), exc.reason)])
                 continue
+            run, refused = self.triage(frames)
+            pending.extend(run)
+            if refused:
+                # The input is finished unless some of its frames still wait for a batch.
+                yield PredictProgress(done - (1 if run else 0), total, out_of_scope=refused)
             while len(pending) >= bs:
                 batch, pending = pending[:bs], pending[bs:]
-                yield PredictProgress(done - (1 if pending else 0), total, predictions=self.predict_batch(batch))
+                yield PredictProgress(done - (1 if pending else 0), total, predictions=self.predict_marked(batch))
         if pending:
-            yield PredictProgress(done, total, predictions=self.predict_batch(pending))
+            yield PredictProgress(done, total, predictions=self.predict_marked(pending))
+
+    def predict_marked(self, batch: Sequence[tuple[LoadedImage, str | None]]) -> list[Prediction]:
+        """:meth:`predict_batch` on ``(image, reason)`` pairs (as :meth:`triage` gives them):
+        each prediction carries its image's out-of-scope reason, None when in scope."""
+        if not batch:
+            return []
+        preds = self.predict_batch([im for im, _ in batch])
+        for p, (_, reason) in zip(preds, batch):
+            p.outside_intended_use = reason
+        return preds
 
     @staticmethod
     def _load(item: ImageInput, loader: Loader | None = None) -> list[LoadedImage]:
@@ -156,7 +209,8 @@ class Predictor:
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[LoadedImage]) -> list[Prediction]:
         """Predictions for ``images`` (at most a few dozen: they share memory), run through
-        the network ``forward_chunk`` images at a time."""
+        the network ``forward_chunk`` images at a time. No scope check here: callers that
+        use this directly check first (:meth:`predict_checked`, :meth:`triage`)."""
         n = self.forward_chunk or len(images)
         if len(images) > n:
             return [p for i in range(0, len(images), n) for p in self._predict_chunk(images[i:i + n])]
@@ -235,7 +289,11 @@ def predict(
     device: Device = "auto",
     batch_size: int = 8,
     on_error: Literal["raise", "skip"] = "raise",
+    enforce_scope: bool = True,
 ) -> list[Prediction]:
-    """Convenience wrapper: ``model`` is an :class:`MSFM` or a checkpoint path."""
-    predictor = Predictor(model, device=device, batch_size=batch_size) if isinstance(model, MSFM) else Predictor.from_checkpoint(model, device, batch_size)
+    """Convenience wrapper: ``model`` is an :class:`MSFM` or a checkpoint path; see
+    :meth:`Predictor.predict` (out-of-scope images are left out unless ``enforce_scope``
+    is False)."""
+    predictor = (Predictor(model, device=device, batch_size=batch_size, enforce_scope=enforce_scope) if isinstance(model, MSFM)
+                 else Predictor.from_checkpoint(model, device, batch_size, enforce_scope=enforce_scope))
     return predictor.predict(images, on_error=on_error)

@@ -115,6 +115,10 @@ class Prediction:
 
     ``windows`` are sorted by decreasing score (rank 1 first). ``probability`` is the
     ensemble abnormal probability; ``stages`` has main/object/parts.
+    ``outside_intended_use`` is None for an image the model is meant to read; for one that
+    was analysed anyway under the research override (``Predictor(enforce_scope=False)``)
+    it is the reason it is out of scope (:func:`engine.scope.check_scope`), and every
+    output of the prediction must carry that mark.
     """
 
     file: str
@@ -132,6 +136,7 @@ class Prediction:
     model: ModelInfo
     frame: int | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    outside_intended_use: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = lambda v: round(float(v), 6)  # noqa: E731
@@ -152,6 +157,9 @@ class Prediction:
             out["frame"] = self.frame
         if self.meta.get("SOPInstanceUID"):
             out["sop_instance_uid"] = self.meta["SOPInstanceUID"]
+        if self.outside_intended_use is not None:
+            out["outside_intended_use"] = self.outside_intended_use
+            out["research_use_only"] = True
         return out
 
 

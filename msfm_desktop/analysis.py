@@ -1,8 +1,14 @@
 """Analysis in the main window: the shown image (Ctrl+R, or on open) and the whole study
-(Ctrl+Shift+R, batched, with progress and Cancel), both in worker threads.
+(Ctrl+Shift+R, with progress in images and Cancel), both in worker threads.
 
-A mixin of :class:`~msfm_desktop.app.MainWindow`: it uses the window's viewer, overlays,
-findings, summary, problems panel, progress bar, ``model`` and ``prefs``.
+Every result goes into the open study (:class:`~msfm_desktop.session.OpenStudy`) under
+the image it belongs to; a result from a worker started for a study the user has since
+replaced is dropped. Images outside the model's intended use are not labelled: they get
+the reason in the Findings panel, the table and the exports (Settings can allow them for
+research use, and then every output marks them).
+
+A mixin of :class:`~msfm_desktop.app.MainWindow`: it uses the window's session, viewer,
+overlays, findings, summary, problems panel, progress bar, ``model`` and ``prefs``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from PySide6.QtCore import QThread
 
 from engine.types import Prediction
 
+from .session import FailedResult, ImageRef, OutOfScopeResult, StudyRun, plural
 from .workers import AnalyseWorker, StudyAnalyseWorker, start_in_thread
 
 
@@ -18,71 +25,140 @@ class AnalysisMixin:
     """Per-image and per-study analysis for the main window (one of each at a time)."""
 
     def _init_analysis(self) -> None:
-        self.prediction: Prediction | None = None
         self.analysis_error: str | None = None
         self.run_info: dict = {}
+        self.verdict: str | None = None  # of the shown result
         self._analyse: tuple[AnalyseWorker, QThread] | None = None
         self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The prediction of the shown image, None when it has none."""
+        r = self.session.result(self.session.current)
+        return r if isinstance(r, Prediction) else None
 
     # ----- the shown image
     def analyse(self) -> None:
         """Run MSFM on the shown image in a worker thread (one analysis at a time)."""
-        if self.viewer.image is None or self.analysing():
+        ref, image = self.session.current, self.viewer.image
+        if ref is None or image is None or image.source != ref.path or (image.frame or 0) != (ref.frame or 0):
+            self.statusBar().showMessage("Nothing to analyse: no image is shown.")
             return
-        self.findings.text.setText("Analysing…")
-        worker = AnalyseWorker(self.model, self.viewer.image, self.prefs.device)
+        if self.analysing():
+            return
+        if self.model_info is None:
+            self.findings.reset(ref, f"Cannot analyse: {self.model_line}")
+            return
+        self.findings.reset(ref, "Analysing…")
+        worker = AnalyseWorker(self.model, image, self.prefs.device, self.session.token, ref, self.prefs.research_outside_use)
         worker.finished.connect(self._on_analysed)
         self._analyse = (worker, start_in_thread(worker, self))
 
     def analysing(self) -> bool:
         return self._analyse is not None and self._analyse[1].isRunning()
 
-    def _on_analysed(self, path, result: object, info: dict) -> None:
+    def _on_analysed(self, token: int, ref: ImageRef, result: object, info: dict) -> None:
+        if not self.session.accepts(token):
+            return  # analysed for a study that is no longer open
         if isinstance(result, Exception):
             self.analysis_error = str(result)
-            self.findings.text.setText(f"Analysis failed: {result}")
+            if ref == self.session.current:
+                self.findings.reset(ref, f"Analysis failed: {result}")
             return
-        if self.viewer.image is None or path != self.viewer.image.source:
-            return  # the image changed while the model ran
-        self.prediction, self.run_info = result, info
-        self.overlays.show(result)
-        self.findings.show_prediction(result, info.get("device", ""), info.get("threshold"))
+        self.run_info = info
+        self.session.store(ref, result)
+        self.summary.set_result(ref, result, self.calibration)
+        self.summary.show_verdicts(self.session, self.calibration, self.analysing_study())
+        if ref == self.session.current:
+            self.show_result(ref, result)
+
+    def show_result(self, ref: ImageRef, result: object) -> None:
+        """Show a stored result of the shown image: its evidence and its findings."""
+        self.overlays.clear()
+        self.verdict = None
+        if isinstance(result, OutOfScopeResult):
+            self.findings.show_outside(ref, result.reason)
+        elif isinstance(result, FailedResult):
+            self.findings.reset(ref, result.reason)
+        elif isinstance(result, Prediction):
+            cal = self.calibration
+            self.verdict = cal.verdict(result.probability)
+            self.overlays.show(result, self.verdict, cal.map_scale)
+            self.findings.show_prediction(ref, result, cal, self.run_info.get("device", ""), cal.map_scale is not None)
 
     # ----- the whole study
     def analyse_study(self) -> None:
-        """Batched analysis of every image in the browser, with progress and Cancel."""
-        paths = self.browser.image_paths()
+        """Analysis of every image of the open study, with progress and Cancel; rows
+        appear as images finish."""
+        paths = self.session.paths()
         if not paths or self.analysing_study():
+            if not paths:
+                self.statusBar().showMessage("Nothing to analyse: the open study has no images.")
             return
         if self.model_info is None:
-            self.summary.headline.setText(f"Cannot analyse: {self.model_line}")
+            self.summary.reset(f"Cannot analyse: {self.model_line}")
             return
-        self._study_threshold = float(self.model_info["threshold"])
-        self.summary.clear()
-        worker = StudyAnalyseWorker(self.model, paths, self.prefs.device)
+        self.session.run = StudyRun(total=len(paths))
+        worker = StudyAnalyseWorker(self.model, paths, self.prefs.device, token=self.session.token, research=self.prefs.research_outside_use)
         # Bound methods of UI-thread objects only: PySide6 runs a lambda slot in the
         # emitting (worker) thread, where touching widgets crashes.
         worker.batch.connect(self._on_study_batch)
-        worker.progress.connect(self._on_progress)
+        worker.progress.connect(self._on_study_progress)
         worker.finished.connect(self._on_study_done)
         self._set_busy(True)
-        self.statusBar().showMessage(f"Analysing {len(paths)} image(s)…")
+        self.progress.setRange(0, len(paths))
+        self.progress.setFormat(f"%v of {plural(len(paths), 'image')}")
+        self.statusBar().showMessage(f"Analysing {plural(len(paths), 'image')}…")
+        self.summary.show_verdicts(self.session, self.calibration, running=True)
         self._study_run = (worker, start_in_thread(worker, self))
 
     def analysing_study(self) -> bool:
         return self._study_run is not None and self._study_run[1].isRunning()
 
-    def _on_study_batch(self, preds, errors) -> None:
-        self.summary.add(preds, self._study_threshold)
+    def _on_study_batch(self, token: int, preds, errors, outside) -> None:
+        if not self.session.accepts(token):
+            return
+        cal = self.calibration
+        for p in preds:
+            ref = self.session.ref_for(p.file, p.frame)
+            if ref is None:
+                continue
+            self.session.store(ref, p)
+            self.summary.set_result(ref, p, cal)
+        for o in outside:
+            ref = self.session.ref_for(o.file, o.frame)
+            if ref is not None:
+                self.session.store(ref, OutOfScopeResult(o.reason))
+                self.summary.set_result(ref, OutOfScopeResult(o.reason), cal)
         for e in errors:
             self.problems.add_problem(e.path, e.reason)
+            ref = self.session.ref_for(e.path)
+            if ref is not None:
+                self.session.store(ref, FailedResult(e.reason))
+                self.summary.set_result(ref, FailedResult(e.reason), cal)
+        cur = self.session.current
+        if cur is not None and self.viewer.image is not None and self.session.result(cur) is not None and not self.overlays.items["fused"]:
+            self.show_result(cur, self.session.result(cur))
 
-    def _on_study_done(self, cancelled: bool) -> None:
+    def _on_study_progress(self, token: int, done: int, total: int) -> None:
+        if not self.session.accepts(token) or self.session.run is None:
+            return
+        self.session.run.done = done
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        self.statusBar().showMessage(f"Analysing: {done} of {plural(total, 'image')}")
+        self.summary.show_verdicts(self.session, self.calibration, running=True)
+
+    def _on_study_done(self, token: int, cancelled: bool) -> None:
+        if not self.session.accepts(token):
+            return
         self._set_busy(False)
-        n = len(self.summary.predictions)
-        self.statusBar().showMessage(f"Study analysis {'cancelled' if cancelled else 'done'}: {n} image(s)")
-        if cancelled and n == 0:
-            self.summary.headline.setText("Study analysis cancelled.")
+        run = self.session.run
+        if run is not None:
+            run.finished, run.cancelled = True, cancelled
+        n = len(self.session.predictions())
+        self.summary.show_verdicts(self.session, self.calibration)
+        self.statusBar().showMessage(f"Study analysis {'cancelled' if cancelled else 'done'}: {plural(n, 'image')} labelled")
 
     def cancel_all(self) -> None:
         """Stop the scan and the study analysis (each at its next file or batch)."""

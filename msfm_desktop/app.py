@@ -26,6 +26,7 @@ from engine.study import StudyIndex
 
 from .about import AboutDialog
 from .analysis import AnalysisMixin
+from .findings import DISCLAIMER
 from .browser import ProblemPanel, StudyBrowser
 from .decoder import shared_pool
 from .export_dialog import ExportDialog
@@ -35,12 +36,12 @@ from .menus import build_menus
 from .model_manager import ModelManagerDialog
 from .overlays import LAYERS, Overlays
 from .settings import AppSettings, SettingsDialog
+from .session import OpenStudy, plural
+from .studyflow import StudyFlowMixin
 from .summary import StudySummary
 from .thumbs import ThumbnailLoader
 from .viewer import ImageViewer
-from .workers import LoadWorker, ScanWorker, start_in_thread, warm_up_engine
-
-MAX_RECENT = 8
+from .workers import ScanWorker, start_in_thread, warm_up_engine
 
 
 def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) -> tuple[dict | None, str]:
@@ -58,7 +59,7 @@ def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) 
     return d, f"{name} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
 
 
-class MainWindow(AnalysisMixin, QMainWindow):
+class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
     """The application window. ``model`` overrides the checkpoint chosen in the settings
     (tests use it); ``settings`` is the QSettings store (the user's by default)."""
 
@@ -73,6 +74,7 @@ class MainWindow(AnalysisMixin, QMainWindow):
         self.model = model or self.prefs.model
         self.model_info, self.model_line = describe_model(self.model, self.store)
         self.finetune: FineTunePanel | None = None
+        self.session = OpenStudy()  # what is open and everything derived from it (studyflow)
         self.study: str | None = None
         self.index: StudyIndex | None = None
         self._scan: ScanWorker | None = None
@@ -90,18 +92,21 @@ class MainWindow(AnalysisMixin, QMainWindow):
         lay.addWidget(self.info)
         lay.addWidget(self.viewer, 1)
         self.setCentralWidget(central)
-        self.current: Path | None = None
-        self._loads: list[tuple[LoadWorker, QThread]] = []
+        self._loads: list = []
         self.overlays = Overlays(self.viewer.view)
+        self.viewer.prev_frame.clicked.connect(lambda: self.step_frame(-1))
+        self.viewer.next_frame.clicked.connect(lambda: self.step_frame(1))
         self.findings = FindingsPanel()
         self.findings.opacity.valueChanged.connect(lambda v: self.overlays.set_opacity(v / 100))
         self._apply_overlay_defaults()
 
         self.browser = StudyBrowser()
         self.browser.imageActivated.connect(self.show_image)
+        self.browser.setToolTip("Click an image to open it; PgDn/PgUp move through the study")
         self.browser.setMinimumWidth(320)
         self.problems = ProblemPanel()
         self.summary = StudySummary()
+        self.summary.rowOpened.connect(self.open_from_table)
         self.thumbs = ThumbnailLoader()
         self.thumbs.ready.connect(self.browser.set_thumbnail)
         self.thumbs.failed.connect(self.problems.add_problem)  # a bound method: runs in the UI thread
@@ -117,12 +122,19 @@ class MainWindow(AnalysisMixin, QMainWindow):
             self.addDockWidget(area, dock)
             docks.append(dock)
         self.resizeDocks([docks[0]], [400], Qt.Orientation.Horizontal)
-        self.resizeDocks([docks[1]], [120], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(docks[1], docks[3])  # Problems and Study summary share the bottom; the summary in front
+        docks[3].raise_()
+        self.resizeDocks([docks[3]], [230], Qt.Orientation.Vertical)  # the verdicts and several table rows
 
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the scan or the study analysis (Esc)")
         self.cancel_button.clicked.connect(self.cancel_all)
+        self.problem_count = QLabel("0 problems")
+        self.problem_count.setToolTip("Files that could not be used, listed with their reasons in the Problems panel")
+        self.problems.countChanged.connect(lambda n: self.problem_count.setText(plural(n, "problem")))
+        self.statusBar().addPermanentWidget(self.problem_count)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
@@ -150,9 +162,13 @@ class MainWindow(AnalysisMixin, QMainWindow):
         if model != self.model:
             self.model = model
             self.model_info, self.model_line = describe_model(model, self.store)
+            # Results belong to the model that made them: another model starts afresh.
+            self.cancel_all()
+            self.session.results.clear()
+            self.session.run = None
             self.overlays.clear()
-            self.prediction = None
-            self.findings.reset()
+            self.summary.reset()
+            self.findings.reset(self.session.current)
         self._apply_overlay_defaults()
         if self.finetune is not None:
             self.finetune.device = self.prefs.device
@@ -191,9 +207,20 @@ class MainWindow(AnalysisMixin, QMainWindow):
         dialog.show()
         return dialog
 
+    @property
+    def calibration(self):
+        """The active model's operating points and map scale (:mod:`engine.calibration`)."""
+        from engine.calibration import Calibration
+
+        if self.model_info is not None and self.model_info.get("calibration") is not None:
+            return self.model_info["calibration"]
+        return Calibration.for_checkpoint({}, 0.5)
+
     def open_export(self) -> ExportDialog:
-        """File ▸ Export: the shown image's findings, or the analysed study's."""
-        dialog = ExportDialog(self.prefs, [self.prediction] if self.prediction is not None else [], list(self.summary.predictions), self)
+        """File ▸ Export: the findings of the shown image or of the open study, never of
+        another; the burned-in layers default to what the viewer shows."""
+        dialog = ExportDialog(self.prefs, self.session, self.calibration, self.overlays.visible_layers(), self)
+        self._export_dialog = dialog
         dialog.show()
         return dialog
 
@@ -217,7 +244,8 @@ class MainWindow(AnalysisMixin, QMainWindow):
             self.open_path(d)
 
     def open_file_dialog(self) -> None:
-        f, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Radiographs (*.dcm *.png *.jpg *.jpeg DICOMDIR);;All files (*)")
+        # All files first: DICOM files often have no extension at all.
+        f, _ = QFileDialog.getOpenFileName(self, "Open image", "", "All files, DICOM without extension too (*);;Radiographs (*.dcm *.png *.jpg *.jpeg DICOMDIR)")
         if f:
             self.open_path(f)
 
@@ -231,89 +259,6 @@ class MainWindow(AnalysisMixin, QMainWindow):
         if paths:
             self.open_path(paths[0])
 
-    # ----- scanning
-    def open_path(self, path: str | Path) -> None:
-        """Index ``path`` in a worker thread; the browser fills when it finishes."""
-        self.cancel_scan(wait=True)
-        self.study = str(path)
-        self.browser.clear()
-        self.problems.clear()
-        self.thumbs.reset()
-        self._refresh_info()
-        if Path(path).exists():
-            recent = [str(path)] + [p for p in self.recent() if p != str(path)]
-            self.prefs.set_recent(recent[:MAX_RECENT])
-            self.refresh_recent()
-        self._scan = ScanWorker([path])
-        self._scan.progress.connect(self._on_progress)
-        self._scan.finished.connect(self._on_scanned)
-        self._set_busy(True)
-        self.statusBar().showMessage(f"Scanning {path}…")
-        self._thread = start_in_thread(self._scan, self)
-
-    def cancel_scan(self, wait: bool = False) -> None:
-        if self._scan is not None:
-            self._scan.cancel()
-        if wait and self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-
-    def scanning(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
-
-    def _on_progress(self, done: int, total: int, _path: str = "") -> None:
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
-
-    def _on_scanned(self, index: StudyIndex) -> None:
-        self.index = index
-        self.browser.set_index(index)
-        for p in index.problems:
-            self.problems.add_problem(p.path, p.reason)
-        n = len(index.images())
-        state = "cancelled" if index.cancelled else "done"
-        self.statusBar().showMessage(f"{self.study}: {n} image(s), {len(index.problems)} problem(s) ({state})")
-        self._scan = None
-        self._set_busy(False)
-        self._refresh_info()
-        paths = self.browser.image_paths()
-        self.thumbs.request(paths)  # the rest of the study, behind the rows on screen
-        if paths:
-            self.show_image(paths[0])
-
-    # ----- images
-    def show_image(self, path: str | Path) -> None:
-        """Decode ``path`` in a worker thread and show it; failures go to the problems panel."""
-        worker = LoadWorker(path)
-        worker.finished.connect(self._on_loaded)
-        self._loads.append((worker, start_in_thread(worker, self)))
-        self.current = Path(path)
-
-    def loading(self) -> bool:
-        return any(t.isRunning() for _, t in self._loads)
-
-    def step_image(self, step: int) -> None:
-        paths = self.browser.image_paths()
-        if not paths:
-            return
-        i = paths.index(self.current) if self.current in paths else -1
-        self.show_image(paths[(i + step) % len(paths)])
-
-    def _on_loaded(self, path: Path, result: object) -> None:
-        self._loads = [(w, t) for w, t in self._loads if t.isRunning()]
-        if path != self.current:
-            return  # the user moved on while this one decoded
-        if isinstance(result, Exception):
-            self.problems.add_problem(path, getattr(result, "reason", str(result)))
-            self.statusBar().showMessage(f"{path.name}: {getattr(result, 'reason', result)}")
-            return
-        self.viewer.set_image(result)
-        self.overlays.clear()
-        self.prediction = None
-        self.findings.reset()
-        if self.prefs.auto_analyse:
-            self.analyse()
-
     def toggle_overlays(self) -> None:
         on = not any(a.isChecked() for a in self.layer_actions.values())
         for a in self.layer_actions.values():
@@ -326,10 +271,16 @@ class MainWindow(AnalysisMixin, QMainWindow):
             self.progress.setRange(0, 0)  # indeterminate until the first file is counted
 
     def _refresh_info(self) -> None:
-        n = f" ({len(self.index.images())} images)" if self.index is not None else ""
+        s = self.session
+        if s.state == "ready":
+            n = f" ({plural(len(s.images), 'image')})"
+        elif s.state in ("empty", "failed"):
+            n = f" — nothing to show: {s.message}"
+        else:
+            n = ""
         self.info.setText(
-            f"<b>Study:</b> {html.escape(self.study or 'none opened')}{n} &nbsp; "
-            f"<b>Model:</b> {html.escape(self.model_line)}"
+            f"<b>Study:</b> {html.escape(s.path or 'none opened')}{html.escape(n)} &nbsp; "
+            f"<b>Model:</b> {html.escape(self.model_line)} &nbsp; <b style='color:#d08000'>{DISCLAIMER}</b>"
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -26,6 +26,9 @@ class StudyBrowser(QTreeWidget):
         self.setColumnWidth(0, 260)
         self.setIconSize(QSize(48, 48))
         self.itemActivated.connect(self._activated)
+        # A single click or a keyboard move opens the image: a highlighted row must never
+        # sit beside another image in the viewer.
+        self.currentItemChanged.connect(lambda item, _prev: self._activated(item, 0) if item is not None else None)
         self._rows: dict[Path, QTreeWidgetItem] = {}
         # Scrolling and expanding emit many events; ask for thumbnails once they settle.
         self._visible_timer = QTimer(self, singleShot=True, interval=50)
@@ -76,7 +79,10 @@ class StudyBrowser(QTreeWidget):
                 s_item = QTreeWidgetItem(p_item, [text, str(n_s)])
                 for series in study.series.values():
                     head = " ".join(x for x in (series.number is not None and f"#{series.number}" or "", series.modality, series.description) if x)
-                    se_item = QTreeWidgetItem(s_item, [head or "series", str(len(series.images))])
+                    if study.key.startswith("folder:") and series.key == study.key:
+                        se_item = s_item  # a PNG/JPEG folder is its own study and series: one level, not "images ▸ images"
+                    else:
+                        se_item = QTreeWidgetItem(s_item, [head or "series", str(len(series.images))])
                     for im in series.images:
                         name = im.path.name + (f"  ({im.frames} frames)" if im.frames > 1 else "")
                         i_item = QTreeWidgetItem(se_item, [name, ""])
@@ -101,6 +107,16 @@ class StudyBrowser(QTreeWidget):
             walk(self.topLevelItem(i))
         return out
 
+    def select_path(self, path: str | Path) -> None:
+        """Make ``path``'s row the current one (the tree follows PgDn/PgUp) without
+        re-opening it."""
+        item = self._rows.get(Path(path))
+        if item is not None and self.currentItem() is not item:
+            self.blockSignals(True)
+            self.setCurrentItem(item)
+            self.blockSignals(False)
+            self.scrollToItem(item)
+
     def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
         v = item.data(0, PATH_ROLE)
         if v:
@@ -109,7 +125,10 @@ class StudyBrowser(QTreeWidget):
 
 class ProblemPanel(QListWidget):
     """One row per file that could not be used: ``name — reason`` (full path as tooltip).
-    The same file and reason, found again (on opening, thumbnailing, analysing), is listed once."""
+    The same file and reason, found again (on opening, thumbnailing, analysing), is listed once.
+    ``countChanged`` keeps the status bar's count equal to what the panel lists."""
+
+    countChanged = Signal(int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -118,6 +137,7 @@ class ProblemPanel(QListWidget):
     def clear(self) -> None:
         self._keys.clear()
         super().clear()
+        self.countChanged.emit(0)
 
     def add_problem(self, path: str | Path, reason: str) -> None:
         key = f"{path}\n{reason}"
@@ -127,6 +147,7 @@ class ProblemPanel(QListWidget):
         item = QListWidgetItem(f"{Path(path).name} — {reason}")
         item.setToolTip(key)
         self.addItem(item)
+        self.countChanged.emit(self.count())
 
     def rows(self) -> list[str]:
         return [self.item(i).text() for i in range(self.count())]

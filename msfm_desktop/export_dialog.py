@@ -14,7 +14,7 @@ import datetime as _dt
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMessageBox,
     QProgressBar, QPushButton, QVBoxLayout,
@@ -36,9 +36,11 @@ class ExportWorker(QObject):
     progress = Signal(int, int)
     finished = Signal(object)  # {"files": [...], "errors": n, "sent": [...]}
 
-    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None, anonymise: bool = False) -> None:
+    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None, anonymise: bool = False,
+                 outside=()) -> None:
         super().__init__()
         self.preds, self.folder, self.options, self.csv, self.pacs = list(preds), Path(folder), options, csv, pacs
+        self.outside = list(outside)  # engine.scope.OutOfScope rows for the CSV
         self.anonymise = anonymise
         self._cancel = threading.Event()
 
@@ -49,7 +51,7 @@ class ExportWorker(QObject):
     def run(self) -> None:
         files, errors, sent = [], 0, []
         try:
-            if self.options is not None:
+            if self.options is not None and self.preds:
                 for r in export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set):
                     if r.error:
                         errors += 1
@@ -60,7 +62,7 @@ class ExportWorker(QObject):
             if self.csv and not self._cancel.is_set():
                 name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
                 try:
-                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise).name}")
+                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise, self.outside).name}")
                 except OSError as exc:
                     errors += 1
                     self.line.emit(f"✘ CSV: {exc}")
@@ -76,20 +78,49 @@ class ExportWorker(QObject):
 
 
 class ExportDialog(QDialog):
-    """Choose what and where; ``result_summary`` holds the last run's outcome."""
+    """Choose what and where; ``result_summary`` holds the last run's outcome.
 
-    def __init__(self, prefs, image_preds: list, study_preds: list, parent=None) -> None:
+    It exports from one open study (:class:`~msfm_desktop.session.OpenStudy`) only, and
+    names it: the shown image's patient, study and file, or the study's labelled images
+    (with how many of them, and whether the analysis was incomplete). Images outside the
+    model's intended use get a CSV row with the reason and no DICOM finding. The
+    burned-in layers default to what the viewer shows.
+    """
+
+    def __init__(self, prefs, session, calibration=None, layers_shown: tuple[str, ...] | None = None, parent=None) -> None:
         super().__init__(parent)
+        from engine.types import Prediction
+
         self.setWindowTitle("Export findings")
-        self.resize(640, 520)
-        self.prefs, self.image_preds, self.study_preds = prefs, image_preds, study_preds
+        self.resize(680, 560)
+        self.prefs, self.session, self.calibration = prefs, session, calibration
+        cur = session.current
+        cur_result = session.result(cur)
+        self.image_preds = [cur_result] if isinstance(cur_result, Prediction) else []
+        self.study_preds = session.predictions()
+        self.image_outside = [(cur, cur_result.reason)] if cur is not None and type(cur_result).__name__ == "OutOfScopeResult" else []
+        self.study_outside = session.outside_use()
+        self.token = session.token
         self.worker: ExportWorker | None = None
         self.thread: QThread | None = None
         self.result_summary: dict | None = None
 
-        self.scope_study = QCheckBox(f"the whole analysed study ({len(study_preds)} image(s)) instead of the shown image")
-        self.scope_study.setChecked(bool(study_preds) and not image_preds)
-        self.scope_study.setEnabled(bool(study_preds))
+        n_units = sum(r.frames for r in session.images)
+        run = session.run
+        incomplete = len(self.study_preds) + len(self.study_outside) < n_units
+        state = "; INCOMPLETE analysis" if incomplete else ""
+        if run is not None and run.cancelled:
+            state += " (cancelled)"
+        self.subject = QLabel()
+        self.subject.setTextFormat(Qt.TextFormat.PlainText)  # names are data, never markup
+        self.subject.setWordWrap(True)
+        shown = cur.describe() if cur is not None else "no image shown"
+        what = ("labelled" if self.image_preds else "outside the model's intended use: not labelled" if self.image_outside else "not analysed")
+        self.subject.setText(f"Shown image: {shown} ({what})\nOpen study: {session.path or 'none'}: "
+                             f"{len(self.study_preds)} of {n_units} image(s) labelled{state}")
+        self.scope_study = QCheckBox(f"the whole open study ({len(self.study_preds)} labelled image(s) of {n_units}{state}) instead of the shown image")
+        self.scope_study.setChecked(bool(self.study_preds) and not self.image_preds)
+        self.scope_study.setEnabled(bool(self.study_preds))
         self.folder = QLineEdit(str(prefs.export_dir))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -100,8 +131,11 @@ class ExportDialog(QDialog):
         for b in (self.sc, self.sr, self.csv):
             b.setChecked(True)
         self.layers = {k: QCheckBox(v) for k, v in LAYER_LABELS.items()}
+        want = set(DEFAULT_LAYERS if layers_shown is None else (*layers_shown, "label"))
+        if "cam" in want:
+            want.discard("a")  # one heat map is burned in; the viewer's CAM wins, as shown
         for k, b in self.layers.items():
-            b.setChecked(k in DEFAULT_LAYERS)
+            b.setChecked(k in want)
         self.anonymise = QCheckBox("Anonymise (DICOM PS3.15 basic profile)")
         pacs = prefs.pacs()
         self.send = QCheckBox(f"Send to PACS {pacs.describe()}" if pacs else "Send to PACS (configure it in File ▸ Settings)")
@@ -113,6 +147,7 @@ class ExportDialog(QDialog):
         close.clicked.connect(self.reject)
 
         form = QFormLayout()
+        form.addRow("For", self.subject)
         form.addRow("Export", self.scope_study)
         form.addRow("Folder", row)
         for b in (self.sc, self.sr, self.csv):
@@ -142,11 +177,22 @@ class ExportDialog(QDialog):
     def predictions(self) -> list:
         return list(self.study_preds if self.scope_study.isChecked() else self.image_preds)
 
+    def outside(self) -> list:
+        """(ImageRef, reason) of the chosen images outside the model's intended use."""
+        return list(self.study_outside if self.scope_study.isChecked() else self.image_outside)
+
     def start(self, confirm: bool = True) -> bool:
         preds = self.predictions()
-        if not preds or self.worker is not None:
+        if self.worker is not None:
+            return False
+        if not self.session.accepts(self.token):
+            self.log.addItem("Another study was opened: close this dialog and export from the open study.")
+            return False
+        if not preds and not self.outside():
             self.log.addItem("Nothing to export: analyse the image or the study first.")
             return False
+        if not preds:
+            self.log.addItem("The chosen images are outside the model's intended use: only the CSV lists them, with the reason.")
         folder = Path(self.folder.text().strip()).expanduser()
         sources = {Path(p.file).parent for p in preds}
         if any(is_inside(folder, s) for s in sources) and confirm:
@@ -154,18 +200,31 @@ class ExportDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         layers = tuple(k for k, b in self.layers.items() if b.isChecked())
-        options = ExportOptions(sc=self.sc.isChecked(), sr=self.sr.isChecked(), gsps=self.sr.isChecked(), layers=layers, anonymise=self.anonymise.isChecked())
+        options = ExportOptions(sc=self.sc.isChecked(), sr=self.sr.isChecked(), gsps=self.sr.isChecked(), layers=layers, anonymise=self.anonymise.isChecked(),
+                                calibration=self.calibration)
         dicom = options if (options.sc or options.sr) else None
         self.prefs.export_dir = folder
         self.log.clear()
         self.export_button.setEnabled(False)
+        from engine.scope import OutOfScope
+
+        outside = [OutOfScope(file=str(ref.path), frame=ref.frame, reason=reason, meta=self._meta(ref)) for ref, reason in self.outside()]
         self.worker = ExportWorker(preds, folder, dicom, self.csv.isChecked(), self.prefs.pacs() if self.send.isChecked() else None,
-                                   self.anonymise.isChecked())
+                                   self.anonymise.isChecked(), outside)
         self.worker.line.connect(self.log.addItem)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.thread = start_in_thread(self.worker, self)
         return True
+
+    def _meta(self, ref) -> dict[str, str]:
+        """Patient/study identifiers of an unlabelled image, for its CSV row."""
+        entry = next((im for im in (self.session.index.images() if self.session.index else []) if im.path == ref.path), None)
+        meta = {"PatientName": ref.patient if ref.patient_key != "raster" else "", "PatientID": ref.patient_id,
+                "StudyInstanceUID": "" if ref.study_key.startswith(("folder:", "no-study:")) else ref.study_key}
+        if entry is not None and entry.sop_instance_uid:
+            meta["SOPInstanceUID"] = entry.sop_instance_uid
+        return {k: v for k, v in meta.items() if v}
 
     def running(self) -> bool:
         return self.thread is not None and self.thread.isRunning()

@@ -1,6 +1,13 @@
-"""The Findings panel: the model's verdict on the shown image, map opacity, colour bar, legend."""
+"""The Findings panel: whose image it is, the model's verdict on it, the operating points
+that verdict rests on, the model's known miss rate, map opacity, colour bar and legend.
+
+Every state names the patient, study and image it belongs to (or says that nothing is
+shown and why), so a finding can never be read against the wrong image.
+"""
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -10,11 +17,23 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 from engine.types import Prediction
 
 from .overlays import map_lut
+from .session import ImageRef
 
 NOT_ANALYSED = "Not analysed. Analyse ▸ Analyse image (Ctrl+R)."
+NOTHING_OPEN = "No image shown."
+DISCLAIMER = "Decision support, not a diagnosis."
+OUTSIDE = "outside the model's intended use"
 LEGEND = ("<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
           "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
-          "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)")
+          "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)<br>"
+          "Solid: abnormal · dashed: borderline · dotted: possible (sensitive operating point only) · "
+          "faint grey: normal result")
+VERDICT_TEXT = {
+    "abnormal": ("#ff5050", "ABNORMAL"),
+    "borderline": ("#ffb000", "BORDERLINE"),
+    "possible": ("#ffd060", "POSSIBLE abnormality"),
+    "normal": ("#80c080", "normal"),
+}
 
 
 def colour_bar_pixmap(width: int = 220, height: int = 14) -> QPixmap:
@@ -28,25 +47,52 @@ def colour_bar_pixmap(width: int = 220, height: int = 14) -> QPixmap:
     return QPixmap.fromImage(image.copy())  # copy: the QImage must not outlive ``bar``
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+
+def operating_points_html(cal) -> str:
+    """The calibration's operating points with their validation sensitivity/specificity."""
+    if not cal.calibrated:
+        d = cal.default
+        return (f"Operating points not calibrated for this model: threshold {d.threshold:.3f} only "
+                f"(validation sensitivity {_pct(d.sensitivity)}, specificity {_pct(d.specificity)}).")
+    rows = []
+    for name, op in (("sensitive", cal.sensitive), ("default", cal.default), ("specific", cal.specific)):
+        rows.append(f"{name} ≥ {op.threshold:.3f}: sensitivity {_pct(op.sensitivity)}, specificity {_pct(op.specificity)}")
+    return (f"Operating points on {html.escape(cal.source)} (n = {cal.n}: {cal.n_abnormal} abnormal, {cal.n_normal} normal):<br>"
+            + "<br>".join("&nbsp;&nbsp;" + r for r in rows))
+
+
 class FindingsPanel(QWidget):
-    """``opacity`` (0–100) drives the map overlays; ``text`` holds the current findings."""
+    """``opacity`` (0–100) drives the map overlays; ``header`` names the shown image,
+    ``text`` holds the findings."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self.header = QLabel(NOTHING_OPEN)
+        self.header.setWordWrap(True)
+        self.header.setTextFormat(Qt.TextFormat.PlainText)  # patient names are data, never markup
+        self.header.setObjectName("findings-header")
+        self.header.setStyleSheet("font-weight: bold")
         self.text = QLabel(NOT_ANALYSED)
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
+        self.opacity.setToolTip("Opacity of the evidence maps (CAM, A); normal results are drawn fainter still")
         self.colour_bar = QLabel()
         self.colour_bar.setPixmap(colour_bar_pixmap())
+        self.colour_bar.setToolTip("Map colours: transparent below 35 % of the scale, full colour from 80 %")
         ends = QHBoxLayout()
         ends.addWidget(QLabel("low"))
         ends.addStretch(1)
-        ends.addWidget(QLabel("high (this image's maximum)"))
+        self.scale_end = QLabel("high")
+        ends.addWidget(self.scale_end)
         lay = QVBoxLayout(self)
-        for w in (self.text, QLabel("Map opacity (CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
+        for w in (self.header, self.text, QLabel("Map opacity (CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
             lay.addWidget(w)
         lay.addLayout(ends)
         legend = QLabel(LEGEND)
@@ -54,18 +100,44 @@ class FindingsPanel(QWidget):
         lay.addWidget(legend)
         lay.addStretch(1)
 
-    def reset(self) -> None:
-        self.text.setText(NOT_ANALYSED)
+    def reset(self, ref: ImageRef | None = None, text: str = NOT_ANALYSED) -> None:
+        """Name the image (or say none is shown) and show ``text`` (escaped)."""
+        self.header.setText(ref.describe() if ref is not None else NOTHING_OPEN)
+        self.text.setText(html.escape(text))
 
-    def show_prediction(self, p: Prediction, device: str = "", threshold: float | None = None) -> None:
-        verdict = "ABNORMAL" if p.label else "normal"
-        at = f"the model's threshold {threshold:.3f}" if threshold is not None else "the model's threshold"
+    def show_outside(self, ref: ImageRef, reason: str) -> None:
+        self.header.setText(ref.describe())
+        self.text.setText(f"<b>Not labelled: {OUTSIDE}</b>: {html.escape(reason)}.<br>"
+                          "The model was trained on limb and hip radiographs (CR/DX) only.")
+
+    def show_prediction(self, ref: ImageRef, p: Prediction, cal, device: str = "", map_scaled: bool = True) -> str:
+        """Show ``p`` for image ``ref`` against calibration ``cal``; returns the verdict."""
+        verdict = cal.verdict(p.probability)
+        colour, word = VERDICT_TEXT[verdict]
+        t, (b0, b1) = cal.default.threshold, cal.borderline
+        if verdict == "borderline":
+            why = f"within the borderline band {b0:.3f}–{b1:.3f} around the threshold {t:.3f}: read the image yourself"
+        elif verdict == "possible":
+            why = f"below the threshold {t:.3f}, above the sensitive operating point {cal.sensitive.threshold:.3f}"
+        else:
+            why = f"at the threshold {t:.3f}"
+        miss = (f"Known miss rate at the threshold: {_pct(cal.miss_rate)} of abnormal validation images"
+                if cal.miss_rate is not None else "Known miss rate: not measured for this model")
         stages = ", ".join(f"{k} {v:.3f}" for k, v in p.stages.items())
-        on = f", run on {device}" if device else ""
+        windows = ", ".join(f"#{i + 1} {w.score:.3g}" for i, w in enumerate(p.windows))
+        on = f", run on {html.escape(device)}" if device else ""
+        research = getattr(p, "outside_intended_use", None)
+        mark = (f"<b style='color:#ff5050'>RESEARCH USE ONLY — {OUTSIDE}: {html.escape(research)}</b><br>"
+                if research else "")
+        self.header.setText(ref.describe())
+        self.scale_end.setText("high (this model's fixed scale)" if map_scaled else "high (this image's maximum: model not calibrated)")
         self.text.setText(
-            f"<b>{verdict}</b> at {at}<br>abnormal probability <b>{p.probability:.3f}</b> (ensemble)<br>"
+            f"{mark}<b style='color:{colour}'>{word}</b> — abnormal probability <b>{p.probability:.3f}</b>, {why}<br>"
+            f"{miss}<br>"
+            f"{operating_points_html(cal)}<br>"
             f"per stage: {stages}<br>"
-            f"model {p.model.name} ({p.model.backbone}, {p.model.input_size} px){on}<br>"
-            f"sha256 <tt>{p.model.sha256[:32]}<br>{p.model.sha256[32:]}</tt><br>"
-            "<i>Decision support, not a diagnosis.</i>"
+            f"part windows by rank (score = mean activation A<sub>o</sub> inside the window, relative): {windows}<br>"
+            f"model {html.escape(p.model.name)} ({html.escape(p.model.backbone)}, {p.model.input_size} px){on}<br>"
+            f"sha256 <tt>{p.model.sha256[:32]}<br>{p.model.sha256[32:]}</tt>"
         )
+        return verdict

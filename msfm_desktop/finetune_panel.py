@@ -1,10 +1,16 @@
 """Model ▸ Fine-tune: choose a labelled folder and a starting model, press one button,
 watch it learn, compare, and accept or keep the current model.
 
+Choosing a folder checks it in a :class:`~msfm_desktop.training.PreviewWorker` thread:
+only images that exist and decode are counted, and Fine-tune stays disabled, with the
+reason, while there are fewer than :data:`engine.finetune.MIN_PER_CLASS` of each class.
 Training runs in a :class:`~msfm_desktop.training.TrainWorker` thread; the app stays
 usable. The new model is installed (a new file in the user data folder) only when the
-user accepts it after the side-by-side comparison; the previous model is never touched.
-An interrupted run (cancelled, failed, or the app closed) can be resumed from its last
+user accepts it after the side-by-side held-out comparison: Accept stays disabled until
+both models were measured on held-out images of both classes, and a model that scored
+lower on AUC or κ is installed only after the user confirms, having seen n and the 95 %
+intervals (:mod:`.finetune_report`). The previous model is never touched. An
+interrupted run (cancelled, failed, or the app closed) can be resumed from its last
 checkpoint, also after a restart.
 """
 
@@ -17,20 +23,20 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QSpinBox, QTableWidget, QVBoxLayout, QWidget,
 )
 
 from engine.checkpoint import describe_checkpoint, read_checkpoint
+from engine.data.sources import DataError
 from engine.errors import CheckpointError
-from engine.finetune import FineTuneConfig, FineTuneRun, list_runs, preview
+from engine.finetune import DataPreview, FineTuneConfig, FineTuneRun, assess_comparison, list_runs
 from engine.store import ModelStore
 from engine.train.events import BatchEnd, EpochEnd, TrainMessage, TrainStarted
 
 from .curves import TrainingCurves
-from .training import TrainWorker
+from .finetune_report import confirm_worse_model, fill_table, finished_text, preview_text, setup_table, start_tooltip
+from .training import PreviewWorker, TrainWorker
 from .workers import start_in_thread
-
-COMPARE_ROWS = ("n", "auc", "kappa", "accuracy", "sensitivity", "specificity", "threshold")
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -54,11 +60,19 @@ class FineTunePanel(QWidget):
         self.status = "idle"
         self._t_start = 0.0
         self._steps_done = 0
-        self.last_preview = None
+        self.last_preview: DataPreview | None = None
+        # Folder checks in flight: every worker is kept until its thread ends (a worker
+        # dropped while running would be deleted under its thread); only the answer of the
+        # newest (``_preview_gen``) is shown.
+        self._previews: list[tuple[PreviewWorker, QThread]] = []
+        self._preview_gen = 0
+        self._preview_path = ""
+        self._preview_pending = False
+        self._start_after_preview: FineTuneConfig | None = None
 
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("labelled folder: labels.csv, MURA layout, or two class folders")
-        self.folder.editingFinished.connect(self.refresh_preview)
+        self.folder.editingFinished.connect(self._folder_edited)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
@@ -116,9 +130,8 @@ class FineTunePanel(QWidget):
         self.curves = TrainingCurves()
         self.curves.setMinimumHeight(200)
         # One row per model, one column per metric: two rows fit under the curves.
-        self.table = QTableWidget(2, len(COMPARE_ROWS))
-        self.table.setVerticalHeaderLabels(["previous", "new"])
-        self.table.setHorizontalHeaderLabels(list(COMPARE_ROWS))
+        self.table = QTableWidget()
+        setup_table(self.table)
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 2 * self.table.verticalHeader().defaultSectionSize() + 24)
         self.accept_button, self.reject_button = QPushButton("Accept new model"), QPushButton("Keep current model")
         self.accept_button.clicked.connect(self.accept_new)
@@ -138,7 +151,7 @@ class FineTunePanel(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.state)
         lay.addWidget(self.curves, 1)
-        lay.addWidget(QLabel("Held-out images, each model at its own threshold:"))
+        lay.addWidget(QLabel("Held-out images, each model at its own threshold (95% bootstrap intervals):"))
         lay.addWidget(self.table)
         lay.addLayout(decide)
         self._set_running(False)
@@ -152,22 +165,64 @@ class FineTunePanel(QWidget):
             self.folder.setText(d)
             self.refresh_preview()
 
-    def refresh_preview(self) -> None:
+    def _folder_edited(self) -> None:
+        # editingFinished also fires when the field merely loses focus: decoding a large
+        # folder again for an unchanged path would be wasted minutes.
         text = self.folder.text().strip()
-        if not text:
-            self.preview_label.setText("No folder chosen.")
-            self.start_button.setEnabled(False)
+        if text and text == self._preview_path and (self.previewing() or self.last_preview is not None):
             return
-        p = preview(text)
-        lines = []
-        if p.layout:
-            t = p.class_totals()
-            lines.append(f"{p.layout}: {p.n} images — {t['0']} normal, {t['1']} abnormal")
-            lines += [f"  {part}: {c.get('0', 0)} normal, {c.get('1', 0)} abnormal" for part, c in p.counts.items()]
-        lines += [f"⚠ {msg}" for msg in p.problems[:8]] + ([f"⚠ … {len(p.problems) - 8} more"] if len(p.problems) > 8 else [])
-        self.preview_label.setText("\n".join(lines))
-        self.start_button.setEnabled(p.usable and self.worker is None)
+        self.refresh_preview()
+
+    def refresh_preview(self, path: str | None = None) -> None:
+        """Check the folder (default: the one typed) in a worker thread; the counts and
+        the Fine-tune button follow when the answer comes (:meth:`previewing` till then)."""
+        text = (self.folder.text() if path is None else path).strip()
+        for worker, _ in self._previews:
+            worker.cancel()  # its answer would be ignored anyway
+        self._preview_gen += 1
+        self._preview_path = text
+        self.last_preview = None
+        if not text:
+            self._preview_pending = False
+            self.preview_label.setText("No folder chosen.")
+            self._update_start_button()
+            return
+        self._preview_pending = True
+        self.preview_label.setText(f"Checking the images of {text}…")
+        self._update_start_button()
+        worker = PreviewWorker(text, self._preview_gen)
+        worker.progress.connect(self._on_preview_progress)
+        worker.finished.connect(self._on_preview)
+        self._previews.append((worker, start_in_thread(worker, self)))
+
+    def previewing(self) -> bool:
+        """True while the newest folder check has not answered."""
+        return self._preview_pending
+
+    def _on_preview_progress(self, gen: int, done: int, total: int) -> None:
+        if gen == self._preview_gen:
+            self.preview_label.setText(f"Checking the images: {done} of {total} read and decoded…")
+
+    def _on_preview(self, gen: int, p: DataPreview) -> None:
+        self._previews = [(w, t) for w, t in self._previews if not t.isFinished()]
+        if gen != self._preview_gen:
+            return
+        self._preview_pending = False
         self.last_preview = p
+        self.preview_label.setText(preview_text(p))
+        self._update_start_button()
+        pending, self._start_after_preview = self._start_after_preview, None
+        if pending is not None and pending.data == p.path:
+            self._create_and_launch(pending, p)
+        elif pending is not None:
+            self.state.setText("The folder changed before its check finished; nothing was started. Press Fine-tune again.")
+            self._update_start_button()
+
+    def _update_start_button(self) -> None:
+        p = self.last_preview
+        ok = p is not None and p.can_start and self.worker is None and self._start_after_preview is None
+        self.start_button.setEnabled(ok)
+        self.start_button.setToolTip(start_tooltip(p, self.previewing()))
 
     def _browse_checkpoint(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Starting checkpoint", "", "Checkpoints (*.pt);;All files (*)")
@@ -204,10 +259,32 @@ class FineTunePanel(QWidget):
 
     # ----- running
     def start(self, config: FineTuneConfig | None = None) -> None:
-        """Start a new run (from the form, or ``config``)."""
-        if self.worker is not None:
+        """Start a new run (from the form, or ``config``). Its folder must have passed the
+        check; a folder not checked yet is checked first (off the UI thread) and the run
+        starts when it passes. Too little usable data starts nothing and says why."""
+        if self.worker is not None or self._start_after_preview is not None:
             return
-        self._launch(FineTuneRun.create(self.store, config or self.config()), resume=False)
+        cfg = config or self.config()
+        p = self.last_preview
+        if p is not None and p.path == cfg.data and not self.previewing():
+            self._create_and_launch(cfg, p)
+            return
+        self._start_after_preview = cfg
+        self.state.setText(f"Checking the images of {cfg.data} before starting…")
+        self.refresh_preview(cfg.data)
+
+    def _create_and_launch(self, cfg: FineTuneConfig, checked: DataPreview) -> None:
+        if not checked.can_start:
+            self.state.setText(f"Cannot fine-tune: {checked.reason}.")
+            self._update_start_button()
+            return
+        try:
+            run = FineTuneRun.create(self.store, cfg, checked=checked)
+        except (DataError, CheckpointError, OSError) as exc:  # the engine's own refusal, or an unreadable base model
+            self.state.setText(f"Could not start: {exc}")
+            self._update_start_button()
+            return
+        self._launch(run, resume=False)
 
     def resumable_runs(self) -> list[FineTuneRun]:
         return [r for r in list_runs(self.store) if r.resumable()]
@@ -243,7 +320,8 @@ class FineTunePanel(QWidget):
             self.state.setText("Cancelling after this batch…")
 
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        """True while a run trains, or is about to start once its folder is checked."""
+        return self._start_after_preview is not None or (self.thread is not None and self.thread.isRunning())
 
     def _on_event(self, ev) -> None:
         if isinstance(ev, TrainStarted):
@@ -273,33 +351,37 @@ class FineTunePanel(QWidget):
 
     def _on_compared(self, cmp: dict) -> None:
         self.comparison = cmp
-        for row, key in enumerate(("previous", "new")):
-            for col, metric in enumerate(COMPARE_ROWS):
-                v = cmp[key].get(metric)
-                self.table.setItem(row, col, QTableWidgetItem("—" if v is None else (str(v) if isinstance(v, int) else f"{v:.3f}")))
-        self.table.resizeColumnsToContents()
+        fill_table(self.table, cmp)
 
     def _on_finished(self, status: str, message: str) -> None:
         self.status = status
         if self.run is not None:  # the child process updated job.json
             self.run = FineTuneRun.load(self.run.dir) or self.run
-        self._set_running(False)
         self.worker = None
+        self._set_running(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if status == "finished" else 0)
-        if status == "finished" and self.comparison is not None:
-            self.state.setText("Done. Compare the two models below, then accept the new one or keep the current one.")
-            self._show_decision(True)
-        elif status == "cancelled":
-            self.state.setText("Cancelled. The last checkpoint is kept; Resume continues from it.")
-        else:
-            self.state.setText(f"Stopped: {message}" if message else f"Stopped ({status}).")
+        self.state.setText(finished_text(status, message, assess_comparison(self.comparison)))
+        # After a finished run Keep is always offered; Accept only with a usable comparison.
+        self._show_decision(status == "finished")
         self.refresh_resumable()
 
     # ----- decision
     def accept_new(self) -> Path | None:
-        """Install the new model (a new file; nothing is overwritten) and make it active."""
-        if self.run is None or self.comparison is None or not self.run.best.is_file():
+        """Install the new model (a new file; nothing is overwritten) and make it active.
+
+        Only after a held-out comparison on both classes; a model that scored lower than
+        the current one on AUC or κ is installed only when the user answers Yes to the
+        question that shows both models' n and intervals. Returns the installed path, or
+        None when nothing was installed."""
+        verdict = assess_comparison(self.comparison)
+        if self.run is None or not self.run.best.is_file():
+            return None
+        if not verdict.acceptable:
+            self.state.setText(f"Cannot accept the new model: {verdict.reason}.")
+            return None
+        if verdict.worse and not confirm_worse_model(self, self.comparison, verdict):
+            self.state.setText("Not installed: the current model stays active. You can still accept the new model or keep the current one.")
             return None
         meta = json.loads(read_checkpoint(self.run.best)["meta"])
         m = self.store.install(self.run.best, name=f"Fine-tuned on {Path(self.run.config.data).name}", base_sha256=self.run.base_sha256,
@@ -318,12 +400,15 @@ class FineTunePanel(QWidget):
         self.state.setText("Kept the current model. The new one was not installed.")
 
     def _set_running(self, on: bool) -> None:
-        self.start_button.setEnabled(not on and bool(self.last_preview and self.last_preview.usable))
+        self._update_start_button()
         self.cancel_button.setEnabled(on)
         self.resume_button.setEnabled(False if on else self.resume_button.isEnabled())
 
     def _show_decision(self, on: bool) -> None:
-        self.accept_button.setEnabled(on)
+        """Offer the decision; Accept only with a usable held-out comparison (its tooltip says why not)."""
+        verdict = assess_comparison(self.comparison)
+        self.accept_button.setEnabled(on and verdict.acceptable)
+        self.accept_button.setToolTip("" if verdict.acceptable else f"Cannot accept: {verdict.reason}")
         self.reject_button.setEnabled(on)
 
     def shutdown(self) -> None:
@@ -333,3 +418,7 @@ class FineTunePanel(QWidget):
         if self.thread is not None:
             self.thread.quit()
             self.thread.wait()
+        for worker, thread in self._previews:
+            worker.cancel()
+            thread.wait()
+        self._previews.clear()

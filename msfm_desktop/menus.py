@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from .app import MainWindow
 
 
-def _action(win: "MainWindow", menu, text: str, slot: Callable, key=None) -> QAction:
+def _action(win: "MainWindow", menu, text: str, slot: Callable, key=None, keys=()) -> QAction:
     a = QAction(text, win)
     if key is not None:
-        a.setShortcut(QKeySequence(key))
+        a.setShortcuts([QKeySequence(key), *(QKeySequence(k) for k in keys)])
     a.triggered.connect(slot)
     menu.addAction(a)
     return a
@@ -44,6 +44,10 @@ def build_menus(win: "MainWindow") -> None:
     v = bar.addMenu("&View")
     _action(win, v, "&Next image", lambda: win.step_image(1), Qt.Key.Key_PageDown)
     _action(win, v, "&Previous image", lambda: win.step_image(-1), Qt.Key.Key_PageUp)
+    _action(win, v, "Next &frame", lambda: win.step_frame(1), QKeySequence("Ctrl+Right"))
+    _action(win, v, "Previous fra&me", lambda: win.step_frame(-1), QKeySequence("Ctrl+Left"))
+    _action(win, v, "Zoom &in", lambda: win.viewer.zoom(1.25), QKeySequence.StandardKey.ZoomIn, keys=("+", "="))
+    _action(win, v, "Zoom &out", lambda: win.viewer.zoom(0.8), QKeySequence.StandardKey.ZoomOut, keys=("-",))
     _action(win, v, "&Fit (reset view)", win.viewer.fit, Qt.Key.Key_F)
     _action(win, v, "&1:1", win.viewer.one_to_one, Qt.Key.Key_1)
     _action(win, v, "&Invert", lambda: win.viewer.set_inverted(not win.viewer.inverted), Qt.Key.Key_I)

@@ -6,9 +6,16 @@ orange, yellow, green, …) and the fused box (white). The two maps, the abnorma
 CAM (class feature map) and the activation map A, are colour-mapped images stretched
 over the whole radiograph (their (g, g) cells cover the image as
 :class:`engine.types.StageMaps` says), upsampled bilinearly (cell centres stay put) so the
-grid does not read as blocks. Each map is scaled to its own min..max on this image, and
-its colour table is transparent below 35 % of that range and fades in up to 80 %, so only
-the strongest evidence tints the radiograph.
+grid does not read as blocks. Each map is drawn on the model's fixed scale (its
+checkpoint's validation-calibrated ``map_scale``), so a weak map stays weak instead of
+being stretched to full colour; a model without one falls back to this image's min..max
+and the Findings panel says so. The colour table is transparent below 35 % of the scale
+and fades in up to 80 %.
+
+How strongly the evidence is drawn follows the verdict: solid boxes for an abnormal
+result, dashed for borderline, dotted for "possible" (flagged only at the sensitive
+operating point), and toned down (faint maps, thin grey dashed boxes) for a normal one.
+Part-window labels are short rank numbers, moved apart when they would overlap.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 import cv2
 import numpy as np
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
@@ -50,19 +57,45 @@ def display_map(m: np.ndarray) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(m, dtype=np.float32), (g_w * MAP_UPSAMPLE, g_h * MAP_UPSAMPLE), interpolation=cv2.INTER_LINEAR)
 
 
-def map_levels(m: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(m.min()), float(m.max())
+def map_levels(m: np.ndarray, scale: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The value range a map is coloured over: the model's fixed ``scale`` when it has
+    one, else this map's own min..max."""
+    lo, hi = (float(scale[0]), float(scale[1])) if scale is not None else (float(m.min()), float(m.max()))
     return (lo, hi) if hi > lo else (lo, lo + 1e-6)
 
 
-def _rect(box, colour: str, width: float = 2.0) -> QGraphicsRectItem:
+#: How each verdict draws its evidence: (box line style, box opacity, map opacity factor).
+STYLES = {
+    "abnormal": (Qt.PenStyle.SolidLine, 1.0, 1.0),
+    "borderline": (Qt.PenStyle.DashLine, 1.0, 0.8),
+    "possible": (Qt.PenStyle.DotLine, 0.9, 0.6),
+    "normal": (Qt.PenStyle.DashLine, 0.45, 0.3),
+}
+TONED_DOWN = "#a0a0a0"  # box colour of a normal result: present, not alarming
+
+
+def _rect(box, colour: str, width: float = 2.0, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QGraphicsRectItem:
     x0, y0, x1, y1 = box
     item = QGraphicsRectItem(QRectF(x0, y0, x1 - x0, y1 - y0))
     pen = QPen(QColor(colour))
     pen.setCosmetic(True)  # constant screen width at any zoom
     pen.setWidthF(width)
+    pen.setStyle(style)
     item.setPen(pen)
     return item
+
+
+def label_positions(boxes, min_gap: float) -> list[tuple[float, float]]:
+    """Top-left anchors for one label per box, each moved down until it is at least
+    ``min_gap`` image pixels from every earlier label (labels have a fixed screen size,
+    so boxes sharing a corner would stack them unreadably)."""
+    placed: list[tuple[float, float]] = []
+    for x0, y0, _x1, _y1 in boxes:
+        x, y = float(x0), float(y0)
+        while any(abs(x - px) < 2 * min_gap and abs(y - py) < min_gap for px, py in placed):
+            y += min_gap
+        placed.append((x, y))
+    return placed
 
 
 class Overlays:
@@ -73,6 +106,7 @@ class Overlays:
         self.items: dict[str, list] = {k: [] for k in LAYERS}
         self.visible = dict(DEFAULT_VISIBLE)
         self.opacity = 0.6
+        self.map_factor = 1.0  # the verdict's share of the user's opacity (toned down when normal)
 
     def clear(self) -> None:
         for items in self.items.values():
@@ -80,28 +114,36 @@ class Overlays:
                 self.view.removeItem(it)
             items.clear()
 
-    def show(self, p: Prediction) -> None:
+    def show(self, p: Prediction, verdict: str = "abnormal", map_scale: dict | None = None) -> None:
+        """Draw ``p``'s evidence. ``verdict`` (abnormal | borderline | possible | normal)
+        sets how strongly (:data:`STYLES`); ``map_scale`` ({"cam": (lo, hi), "a": ...}) is
+        the model's fixed map scale, None for this image's own range."""
         self.clear()
+        style, box_alpha, self.map_factor = STYLES.get(verdict, STYLES["abnormal"])
+        toned = verdict == "normal"
         for layer, m in (("cam", p.maps.cam), ("a", p.maps.a)):
-            item = pg.ImageItem(display_map(m), axisOrder="row-major", levels=map_levels(m))
+            item = pg.ImageItem(display_map(m), axisOrder="row-major", levels=map_levels(m, (map_scale or {}).get(layer)))
             item.setLookupTable(map_lut())
             item.setRect(QRectF(0, 0, p.width, p.height))
-            item.setOpacity(self.opacity)
+            item.setOpacity(self.opacity * self.map_factor)
             item.setZValue(5)
             self.items[layer].append(item)
-        self.items["object"].append(_rect(p.object_box, "#00ffff"))
-        for rank, w in enumerate(p.windows):
-            colour = RANK_COLOURS[rank % len(RANK_COLOURS)]
-            r = _rect(w.box, colour, 1.5)
-            # On a dark plate: legible over bright bone; fixed screen size at any zoom.
-            label = pg.TextItem(f"{rank + 1}: {w.score:.3g}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
-            label.setPos(w.box[0], w.box[1])
+        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else "#00ffff", 1.5, style))
+        gap = 0.045 * max(p.width, p.height)
+        for rank, (w, pos) in enumerate(zip(p.windows, label_positions([w.box for w in p.windows], gap))):
+            colour = TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)]
+            r = _rect(w.box, colour, 1.0 if toned else 1.5, style)
+            # A rank number on a dark plate: legible over bright bone, fixed screen size;
+            # the scores are listed and explained in the Findings panel.
+            label = pg.TextItem(f"{rank + 1}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
+            label.setPos(*pos)
             self.items["windows"] += [r, label]
-        self.items["fused"].append(_rect(p.fused_box, "#ffffff", 3.0))
+        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else "#ffffff", 1.5 if toned else 3.0, style))
         for layer, items in self.items.items():
             for it in items:
                 if layer not in MAP_LAYERS:
                     it.setZValue(11 if isinstance(it, pg.TextItem) else 10)
+                    it.setOpacity(box_alpha)
                 self.view.addItem(it)
                 it.setVisible(self.visible[layer])
 
@@ -110,11 +152,15 @@ class Overlays:
         for it in self.items[layer]:
             it.setVisible(bool(on))
 
+    def visible_layers(self) -> tuple[str, ...]:
+        """The layers switched on now, in :data:`LAYERS` order (an export burns these in)."""
+        return tuple(k for k in LAYERS if self.visible[k])
+
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(opacity)
         for layer in MAP_LAYERS:
             for it in self.items[layer]:
-                it.setOpacity(self.opacity)
+                it.setOpacity(self.opacity * self.map_factor)
 
     def boxes(self, layer: str) -> list[tuple[float, float, float, float]]:
         """xyxy scene (= image pixel) coordinates of a box layer's rectangles."""

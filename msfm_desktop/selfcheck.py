@@ -62,6 +62,9 @@ class SelfCheck(QObject):
             return self._fail(f"cannot show {w.current}: {reason}") if reason else None
         if w.analysis_error is not None:
             return self._fail(f"analysis failed: {w.analysis_error}")
+        outside = w.session.result(w.session.current)
+        if type(outside).__name__ == "OutOfScopeResult":
+            return self._fail(f"{w.current} is outside the model's intended use: {outside.reason}")
         if w.prediction is None:
             if not self.asked_analysis and not w.analysing():
                 self.asked_analysis = True

@@ -37,6 +37,7 @@ class AppSettings:
 
     def __init__(self, qs: QSettings | None = None) -> None:
         self.qs = qs or QSettings("MSFM", "MSFM Desktop")
+        self._research = False
 
     @property
     def device(self) -> str:
@@ -64,6 +65,17 @@ class AppSettings:
     @auto_analyse.setter
     def auto_analyse(self, on: bool) -> None:
         self.qs.setValue("auto_analyse", bool(on))
+
+    @property
+    def research_outside_use(self) -> bool:
+        """Analyse images outside the model's intended use anyway (research only: every
+        output then marks them). Off by default, and not remembered across sessions on
+        purpose: a clinical reading must never start with it on."""
+        return self._research
+
+    @research_outside_use.setter
+    def research_outside_use(self, on: bool) -> None:
+        self._research = bool(on)
 
     def overlay_visible(self, layer: str) -> bool:
         return _bool(self.qs.value(f"overlays/{layer}"), DEFAULT_VISIBLE[layer])
@@ -153,6 +165,9 @@ class SettingsDialog(QDialog):
             row.addWidget(w)
         self.auto = QCheckBox("Analyse each image as it opens")
         self.auto.setChecked(settings.auto_analyse)
+        self.research = QCheckBox("Research use: also analyse images outside the model's intended use (marked in every output)")
+        self.research.setChecked(settings.research_outside_use)
+        self.research.setToolTip("Chest, spine, skull, CT, MR and other images the model was not trained on are normally not labelled.")
         self.layers = {k: QCheckBox(LAYER_LABELS[k]) for k in LAYERS}
         for k, box in self.layers.items():
             box.setChecked(settings.overlay_visible(k))
@@ -181,6 +196,7 @@ class SettingsDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Model checkpoint", row)
         form.addRow("Analysis", self.auto)
+        form.addRow("", self.research)
         shown = QVBoxLayout()
         for box in self.layers.values():
             shown.addWidget(box)
@@ -251,6 +267,7 @@ class SettingsDialog(QDialog):
         s.device = DEVICES[self.device.currentIndex()]
         s.model = Path(text) if text else None
         s.auto_analyse = self.auto.isChecked()
+        s.research_outside_use = self.research.isChecked()
         for k, box in self.layers.items():
             s.set_overlay_visible(k, box.isChecked())
         s.opacity = self.opacity.value()

@@ -8,16 +8,23 @@ signals; :meth:`TrainWorker.cancel` sets an event the child checks after every b
 (the engine then keeps a resumable ``last.pt``). After a finished run the child also
 evaluates the previous and the new model on the run's held-out images
 (:func:`engine.finetune.compare_models`) so the user can decide with numbers.
+
+:class:`PreviewWorker` checks a labelled folder (:func:`engine.finetune.preview`: every
+image found and decoded) in a thread: decoding thousands of images takes seconds to
+minutes, and the panel must stay responsive meanwhile. Image decoding releases the GIL.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import queue as queue_mod
+import threading
+import time
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.finetune import FineTuneRun
+from engine.finetune import DataPreview, FineTuneRun, preview
 
 from .training_child import run_child
 
@@ -66,3 +73,41 @@ class TrainWorker(QObject):
         if proc.is_alive():
             proc.terminate()
         self.finished.emit(*status)
+
+
+class PreviewWorker(QObject):
+    """Runs :func:`engine.finetune.preview` (decoding every image) off the UI thread.
+
+    ``finished`` carries this worker's ``generation`` with the result, so the panel can
+    ignore the answer of a preview it has since replaced by a newer one."""
+
+    progress = Signal(int, int, int)  # generation, images checked, total
+    finished = Signal(int, object)  # generation, DataPreview
+
+    #: Seconds between progress signals: one per image would flood the event loop.
+    PROGRESS_EVERY_S = 0.1
+
+    def __init__(self, path: str | Path, generation: int) -> None:
+        super().__init__()
+        self.path, self.generation = str(path), generation
+        self._cancel = threading.Event()
+        self._last_emit = 0.0
+
+    def cancel(self) -> None:
+        """Thread-safe: the check stops before its next image."""
+        self._cancel.set()
+
+    def _progress(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - self._last_emit >= self.PROGRESS_EVERY_S:
+            self._last_emit = now
+            self.progress.emit(self.generation, done, total)
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = preview(self.path, progress=self._progress, cancel=self._cancel.is_set)
+        except Exception as exc:  # preview reports bad data itself; anything else must still reach the panel
+            msg = f"the folder could not be checked: {type(exc).__name__}: {exc}"
+            result = DataPreview(self.path, problems=(msg,), reason=msg)
+        self.finished.emit(self.generation, result)

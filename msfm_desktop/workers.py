@@ -23,11 +23,12 @@ class ScanWorker(QObject):
     """Indexes study paths (:func:`engine.study.index_study`) off the UI thread."""
 
     progress = Signal(int, int, str)  # done, total, latest path
-    finished = Signal(object)  # StudyIndex (partial, with ``cancelled`` set, after cancel)
+    finished = Signal(int, object)  # token, StudyIndex (partial, with ``cancelled`` set, after cancel)
 
-    def __init__(self, paths: Sequence[str | Path]) -> None:
+    def __init__(self, paths: Sequence[str | Path], token: int = 0) -> None:
         super().__init__()
         self.paths = [Path(p) for p in paths]
+        self.token = token
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -42,7 +43,7 @@ class ScanWorker(QObject):
             from engine.study import ScanProblem
 
             index = StudyIndex(problems=[ScanProblem(self.paths[0] if self.paths else Path("."), f"scan failed: {type(exc).__name__}: {exc}")])
-        self.finished.emit(index)
+        self.finished.emit(self.token, index)
 
 
 _warm = False
@@ -115,14 +116,16 @@ class CallWorker(QObject):
 
 
 class LoadWorker(QObject):
-    """Decodes one image (any transfer syntax) for display off the UI thread: DICOM
-    without its VOI LUT, so the viewer can offer every header window."""
+    """Decodes one image (one frame of a multi-frame file) for display off the UI thread:
+    DICOM without its VOI LUT, so the viewer can offer every header window. ``token`` is
+    the open study's, so a result that arrives after the user opened something else is
+    recognised and dropped."""
 
-    finished = Signal(object, object)  # path, LoadedImage or an ImageLoadError
+    finished = Signal(int, object, object, object)  # token, path, frame (or None), LoadedImage or an ImageLoadError
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, frame: int | None = None, token: int = 0) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path, self.frame, self.token = Path(path), frame, token
 
     @Slot()
     def run(self) -> None:
@@ -131,74 +134,95 @@ class LoadWorker(QObject):
         from .decoder import shared_pool
 
         try:
-            result: object = shared_pool().load_image(self.path, apply_voi=False)
+            result: object = shared_pool().load_image(self.path, self.frame or 0, apply_voi=False)
         except ImageLoadError as exc:
             result = exc
         except Exception as exc:  # report, never crash the UI
             result = ImageLoadError(self.path, f"{type(exc).__name__}: {exc}")
-        self.finished.emit(self.path, result)
+        self.finished.emit(self.token, self.path, self.frame, result)
 
 
 _predictors: dict[tuple, object] = {}
 _predictors_lock = threading.Lock()
 
 
-def get_predictor(checkpoint: Path, device: str):
+def get_predictor(checkpoint: Path, device: str, enforce_scope: bool = True):
     """The :class:`engine.infer.Predictor` for a checkpoint file and device, built once
     (0.5 s) and shared by the image and study workers: inference only reads the model,
     so concurrent use is safe. Keyed by the file's size and mtime too, so a file replaced
-    at the same path is loaded afresh."""
+    at the same path is loaded afresh, and by the intended-use check (off only for
+    research use)."""
     from engine.infer import Predictor
 
     st = checkpoint.stat() if checkpoint.exists() else None
-    key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device)
+    key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device, enforce_scope)
     with _predictors_lock:
         predictor = _predictors.get(key)
         if predictor is None:
-            predictor = _predictors[key] = Predictor.from_checkpoint(checkpoint, device)
+            predictor = _predictors[key] = Predictor.from_checkpoint(checkpoint, device, enforce_scope=enforce_scope)
         return predictor
 
 
 class AnalyseWorker(QObject):
-    """Runs MSFM on one decoded image off the UI thread (:func:`get_predictor`)."""
+    """Runs MSFM on one decoded image off the UI thread (:func:`get_predictor`), after the
+    intended-use check: an image outside it comes back as an
+    :class:`~msfm_desktop.session.OutOfScopeResult` unless ``research`` is set, in which
+    case the prediction carries the reason and is marked research use only."""
 
-    finished = Signal(object, object, object)  # path, Prediction or an exception, {"device", "threshold"}
+    finished = Signal(int, object, object, object)  # token, ImageRef, Prediction | OutOfScopeResult | exception, {"device"}
 
-    def __init__(self, checkpoint: str | Path, image, device: str = "auto") -> None:
+    def __init__(self, checkpoint: str | Path, image, device: str = "auto", token: int = 0, ref=None, research: bool = False) -> None:
         super().__init__()
-        self.checkpoint, self.image, self.device = Path(checkpoint), image, device
+        self.checkpoint, self.image, self.device, self.token, self.ref, self.research = Path(checkpoint), image, device, token, ref, research
 
     @Slot()
     def run(self) -> None:
+        from dataclasses import replace
+
+        from engine.scope import check_scope
+
+        from .session import OutOfScopeResult
+
+        info: dict = {}
         try:
-            predictor = get_predictor(self.checkpoint, self.device)
             image = self.image
             if image.kind == "dicom" and image.source is not None:
                 # The viewer's copy skipped the VOI LUT; the model sees the file as the CLI does.
                 from .decoder import shared_pool
 
                 image = shared_pool().load_image(image.source, image.frame or 0)
-            result: object = predictor.predict_batch([image])[0]
-            info = {"device": str(predictor.device), "threshold": float(predictor.model.config.threshold)}
+            reason = check_scope(image)
+            if reason is not None and not self.research:
+                result: object = OutOfScopeResult(reason)
+            else:
+                predictor = get_predictor(self.checkpoint, self.device)
+                result = predictor.predict_batch([image])[0]
+                if reason is not None:
+                    result = replace(result, outside_intended_use=reason)
+                info = {"device": str(predictor.device)}
         except Exception as exc:  # a bad checkpoint or device must not crash the UI
-            result, info = exc, {}
-        self.finished.emit(self.image.source, result, info)
+            result = exc
+        self.finished.emit(self.token, self.ref, result, info)
 
 
 class StudyAnalyseWorker(QObject):
-    """Batched MSFM over a list of files (:meth:`Predictor.iter_predict`) off the UI thread.
+    """MSFM over a list of files (:meth:`Predictor.iter_predict`) off the UI thread.
 
-    ``batch`` carries each finished batch (predictions, load failures) as it comes, so the
-    study table fills while the rest runs; ``finished`` says whether it was cancelled.
+    ``batch`` carries each finished batch (predictions, load failures, images outside the
+    intended use) as it comes, so the study table fills while the rest runs; ``progress``
+    counts files; ``finished`` says whether it was cancelled. Every signal carries the
+    open study's ``token``.
     """
 
-    progress = Signal(int, int)  # done, total
-    batch = Signal(object, object)  # list[Prediction], list[LoadFailure]
-    finished = Signal(bool)  # cancelled
+    progress = Signal(int, int, int)  # token, done, total
+    batch = Signal(int, object, object, object)  # token, list[Prediction], list[LoadFailure], list[OutOfScope]
+    finished = Signal(int, bool)  # token, cancelled
 
-    def __init__(self, checkpoint: str | Path, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 8) -> None:
+    def __init__(self, checkpoint: str | Path, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 2, token: int = 0,
+                 research: bool = False) -> None:
         super().__init__()
         self.checkpoint, self.paths, self.device, self.batch_size = Path(checkpoint), [Path(p) for p in paths], device, batch_size
+        self.token, self.research = token, research
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -212,13 +236,14 @@ class StudyAnalyseWorker(QObject):
 
         cancelled = False
         try:
-            predictor = get_predictor(self.checkpoint, self.device)
-            for step in predictor.iter_predict(self.paths, loader=shared_pool().load_images, batch_size=self.batch_size):
-                self.batch.emit(step.predictions, step.errors)
-                self.progress.emit(step.done, step.total or len(self.paths))
+            predictor = get_predictor(self.checkpoint, self.device, enforce_scope=not self.research)
+            steps = predictor.iter_predict(self.paths, loader=shared_pool().load_images, batch_size=self.batch_size)
+            for step in steps:
+                self.batch.emit(self.token, step.predictions, step.errors, list(step.out_of_scope))
+                self.progress.emit(self.token, step.done, step.total or len(self.paths))
                 if self._cancel.is_set():
                     cancelled = True
                     break
         except Exception as exc:  # a bad checkpoint must not crash the UI
-            self.batch.emit([], [LoadFailure(str(self.checkpoint), f"analysis failed: {type(exc).__name__}: {exc}")])
-        self.finished.emit(cancelled)
+            self.batch.emit(self.token, [], [LoadFailure(str(self.checkpoint), f"analysis failed: {type(exc).__name__}: {exc}")], [])
+        self.finished.emit(self.token, cancelled)

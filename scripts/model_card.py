@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from engine.calibration import Calibration
 from engine.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +21,53 @@ def fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def calibration_lines(cal: Calibration) -> list[str]:
+    """The "Operating points" section: what the app's verdicts and map colours rest on."""
+    if not cal.calibrated:
+        return ["## Operating points", "",
+                f"Not calibrated: one threshold ({cal.default.threshold:.3f}), a borderline band of ±0.05 around it and maps "
+                "scaled to each image's own range. Add a calibration with `scripts/calibrate_model.py`.", ""]
+    lines = [
+        "## Operating points (calibrated on validation data only)",
+        "",
+        f"Measured on {cal.source}: {cal.n} images, {cal.n_abnormal} abnormal and {cal.n_normal} normal "
+        "(`scripts/calibrate_model.py`; a training run stores the same in its `best.pt`, `engine/calibration.py`). "
+        "A point flags an image when its abnormal probability p ≥ the threshold.",
+        "",
+        "| operating point | threshold | val sensitivity | val specificity | how it was chosen |",
+        "|---|---|---|---|---|",
+    ]
+    why = {"sensitive": "highest threshold with val sensitivity ≥ 90 % (the app's dotted \"possible\")",
+           "default": "the model's threshold, κ-optimal on val (the label in exports)",
+           "specific": "lowest threshold with val specificity ≥ 90 %"}
+    for op in cal.points:
+        lines.append(f"| {op.name} | {op.threshold:.3f} | {pct(op.sensitivity)} | {pct(op.specificity)} | {why[op.name]} |")
+    lo, hi = cal.borderline
+    half = (hi - lo) / 2
+    lines += [
+        "",
+        f"- **Borderline band {lo:.3f}–{hi:.3f}** (threshold ± {half:.3f}): the app calls a probability in this band "
+        "\"borderline\", never abnormal or normal. The half-width is half the bootstrap 95 % interval of the κ-optimal threshold "
+        f"on val (how far the threshold itself moves on another sample of {cal.n} images), clipped to 0.02–0.10."
+        + (f" The specific point ({cal.specific.threshold:.3f}) lies inside the band: on this validation set the threshold's own "
+           "uncertainty is wider than the step from the default to the specific point." if lo <= cal.specific.threshold <= hi else ""),
+        f"- **Known miss rate at the threshold: {pct(cal.miss_rate)}** of abnormal val images fall below it (1 − sensitivity).",
+    ]
+    if cal.map_scale:
+        scales = "; ".join(f"{k} {lo_:.4g} to {hi_:.4g}" for k, (lo_, hi_) in cal.map_scale.items())
+        lines.append(f"- **Fixed map scale** ({scales}): the median and the 99th percentile of all grid cells of all val images. "
+                     "Every image is coloured on this scale, so a normal image's map stays mostly transparent and only a strong "
+                     "activation reaches full colour.")
+    else:
+        lines.append("- No fixed map scale: maps are coloured over each image's own range.")
+    lines.append(f"- Method, as stored: {cal.method}")
+    return lines + [""]
 
 
 def main() -> None:
@@ -97,6 +145,7 @@ def main() -> None:
     ]
     for part, pm in sorted(m.get("per_body_part", {}).items()):
         lines.append(f"| {part} | {pm.get('n')} | {fmt(pm.get('auc'))} | {fmt(pm.get('kappa'))} | {fmt(pm.get('accuracy'))} |")
+    lines += [""] + calibration_lines(ck.calibration)[:-1]
     if args.extra:
         lines += ["", Path(args.extra).read_text().rstrip()]
     lines += [

@@ -110,10 +110,12 @@ def test_map_overlays_cover_the_image_and_fade_out_at_low_values(qtbot, ck, sett
         win.layer_actions[layer].setChecked(False)
     assert not any(it.isVisible() for layer in LAYERS for it in win.overlays.items[layer])
     win.findings.opacity.setValue(30)
-    assert all(win.overlays.items[k][0].opacity() == pytest.approx(0.3) for k in MAP_LAYERS)
+    assert all(win.overlays.items[k][0].opacity() == pytest.approx(0.3 * win.overlays.map_factor) for k in MAP_LAYERS)
     text = win.findings.text.text()
     assert "run on cpu" in text and p.model.sha256[:32] in text and p.model.sha256[32:] in text
-    assert f"threshold {win.run_info['threshold']:.3f}" in text and f"parts {p.stages['parts']:.3f}" in text
+    assert f"threshold {win.calibration.default.threshold:.3f}" in text and f"parts {p.stages['parts']:.3f}" in text
+    # Not calibrated: the colour bar says the maps use the image's own range.
+    assert "this image's maximum" in win.findings.scale_end.text()
 
 
 def test_settings_persist_validate_the_checkpoint_and_switch_the_model(qtbot, ck, tmp_path, settings):
@@ -172,17 +174,20 @@ def test_study_analysis_cancel_stops_after_the_batch_in_progress(qtbot, ck, tmp_
     study.mkdir()
     for src in pngs(12):
         (study / src.name).symlink_to(src)
-    worker, got, done = StudyAnalyseWorker(ck, sorted(study.iterdir()), "cpu", batch_size=4), [], []
-    worker.batch.connect(lambda preds, errors: (got.append(len(preds)), worker.cancel()))
-    worker.finished.connect(done.append)
+    worker, got, done = StudyAnalyseWorker(ck, sorted(study.iterdir()), "cpu", batch_size=4, token=3), [], []
+    worker.batch.connect(lambda token, preds, errors, outside: (got.append((token, len(preds))), worker.cancel()))
+    worker.finished.connect(lambda token, cancelled: done.append(cancelled))
     worker.run()  # same thread: the cancel lands between batches
-    assert got == [4] and done == [True]
+    assert got == [(3, 4)] and done == [True]
     win = window(qtbot, settings, ck)
     open_and_wait(qtbot, win, study)
     win.analyse_study()
     win.cancel_all()
     qtbot.waitUntil(lambda: not win.analysing_study(), timeout=120000)
     assert 0 < win.summary.table.rowCount() < 12 and "cancelled" in win.statusBar().currentMessage()
+    # A partial run says so: the verdict covers only the analysed images.
+    head = win.summary.headline.text()
+    assert "cancelled after" in head and "INCOMPLETE" in head and "of 12 images analysed" in head
     assert not win.progress.isVisible()
 
 

@@ -64,11 +64,11 @@ def test_cancel_stops_the_scan_and_keeps_the_window_usable(qtbot, tmp_path, sett
     from msfm_desktop.app import build_window
     from msfm_desktop.workers import ScanWorker
 
-    worker, got = ScanWorker([DICOM]), []
-    worker.finished.connect(got.append)
+    worker, got = ScanWorker([DICOM], token=7), []
+    worker.finished.connect(lambda token, index: got.append((token, index)))
     worker.cancel()
     worker.run()  # synchronously: a cancelled scan returns at once, partial and marked
-    assert got[0].cancelled and got[0].images() == []
+    assert got[0][0] == 7 and got[0][1].cancelled and got[0][1].images() == []
     win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
     qtbot.addWidget(win)
     win.open_path(DICOM)
@@ -118,10 +118,13 @@ def test_undecodable_image_goes_to_the_problems_panel(qtbot, tmp_path, settings)
 
     win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
     qtbot.addWidget(win)
-    win.show_image(DICOM / "RG3_JPLY.dcm")
+    open_and_wait(qtbot, win, DICOM / "RG3_JPLY.dcm")
     qtbot.waitUntil(lambda: win.problems.count() == 1 and not win.loading(), timeout=60000)
     assert win.problems.rows()[0].startswith("RG3_JPLY.dcm — cannot decode pixel data (JPEG Extended")
     assert win.viewer.image is None
+    # The screen says why there is no image, and whose image it was.
+    assert "RG3_JPLY.dcm cannot be shown" in win.viewer.message_text()
+    assert "CompressedSamples^RG3" in win.findings.header.text() and "cannot be shown" in win.findings.text.text()
 
 
 def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_model, tmp_path, settings):
@@ -134,7 +137,7 @@ def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_mod
     png = sorted((XRAY / "images").glob("*.png"))[0]
     win = build_window(None, model=ck, settings=settings)
     qtbot.addWidget(win)
-    win.show_image(png)
+    open_and_wait(qtbot, win, png)
     qtbot.waitUntil(lambda: win.viewer.image is not None and not win.loading(), timeout=60000)
     win.analyse()
     qtbot.waitUntil(lambda: win.prediction is not None, timeout=120000)
@@ -149,7 +152,7 @@ def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_mod
     win.toggle_overlays()  # all back on
     assert all(it.isVisible() for layer in LAYERS for it in win.overlays.items[layer])
     win.findings.opacity.setValue(80)
-    assert win.overlays.items["cam"][0].opacity() == pytest.approx(0.8)
+    assert win.overlays.items["cam"][0].opacity() == pytest.approx(0.8 * win.overlays.map_factor)
 
 
 def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, tmp_path, settings):
@@ -162,7 +165,7 @@ def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, 
     qtbot.addWidget(win)
     win.auto_action.setChecked(True)
     assert settings.value("auto_analyse") in (True, "true")  # persisted
-    win.show_image(sorted((XRAY / "images").glob("*.png"))[1])
+    open_and_wait(qtbot, win, sorted((XRAY / "images").glob("*.png"))[1])
     qtbot.waitUntil(lambda: win.prediction is not None, timeout=120000)
     assert win.prediction.file.endswith(".png")
 
@@ -187,11 +190,12 @@ def test_analyse_study_fills_a_sortable_table_and_reports_undecodable_files(qtbo
     win.problems.clear()
     win.analyse_study()
     qtbot.waitUntil(lambda: not win.analysing_study() and win._study_run is not None, timeout=180000)
-    qtbot.waitUntil(lambda: win.summary.table.rowCount() == 3, timeout=10000)
-    probs = sorted(p.probability for p in win.summary.predictions)
-    assert win.summary.study_probability() == pytest.approx(sum(probs) / 3)
-    assert f"{sum(probs) / 3:.3f}" in win.summary.headline.text()
-    win.summary.table.sortItems(1)
-    shown = [float(win.summary.table.item(r, 1).text()) for r in range(3)]
-    assert shown == pytest.approx([round(v, 3) for v in probs], abs=1e-3)
+    qtbot.waitUntil(lambda: win.summary.table.rowCount() == 4, timeout=10000)  # 3 labelled, 1 that failed
+    probs = sorted(p.probability for p in win.session.predictions())
+    assert len(probs) == 3
+    # The study verdict is its most abnormal image's, and it names that image.
+    assert f"max abnormal probability {max(probs):.3f}" in win.summary.headline.text()
+    win.summary.table.sortItems(3)
+    shown = [win.summary.table.item(r, 3).text() for r in range(4)]
+    assert shown[0] == "" and [float(v) for v in shown[1:]] == pytest.approx([round(v, 3) for v in probs], abs=1e-3)
     assert [r.split(" — ")[0] for r in win.problems.rows()] == ["RG3_JPLY.dcm"]

@@ -39,6 +39,7 @@ def test_train_writes_checkpoints_that_evaluate_and_predict_load(trained_run, ti
     for key in ("n", "accuracy", "kappa", "auc", "f1_abnormal", "f1_normal", "jpe", "sensitivity", "specificity", "per_body_part", "localization", "baselines"):
         assert key in m, key
     assert m["n"] == 8 and m["split"] == "val"
+    assert m["n_out_of_scope"] == 0 and m["out_of_scope"] == []  # FracAtlas is what the model is for
     assert set(m["localization"]) >= {"n_images", "iou50", "iou30", "iou10", "pointing"}
     assert set(m["baselines"]) >= {"plain_classifier", "cam_box"}
     assert set(m["baselines"]["cam_box"]) >= {"iou50", "iou30", "iou10", "pointing"}
@@ -134,3 +135,105 @@ def test_torchrun_ddp_two_gloo_processes_end_with_identical_weights(tiny_csv, tm
     assert state_sha256(ck.model) == h0
     torch.manual_seed(0)
     assert state_sha256(MSFM(ck.config, pretrained="none")) != h0
+
+
+# ---------------------------------------------------------------- intended use (issue 16)
+
+@pytest.fixture(scope="module")
+def small_checkpoint(resnet18_model, tmp_path_factory):
+    from engine.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ck") / "m.pt"
+    save_checkpoint(path, resnet18_model, {"name": "MSFM-test"})
+    return path
+
+
+def _mixed_folder(root: Path) -> Path:
+    """Two FracAtlas radiographs, a hip CR, a chest CR, a CT slice, a 10-frame MR, a grey
+    step wedge and an SR (no pixels): what a user's export folder may hold."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import XRAY
+
+    root.mkdir()
+    for png in sorted((XRAY / "images").glob("*.png"))[:2]:
+        (root / png.name).symlink_to(png)
+    for name in ("RG2_J2KI.dcm", "RG1_J2KI.dcm", "pydicom_CT_small.dcm", "pydicom-data_emri_small_jpeg_ls_lossless.dcm", "pydicom_test-SR.dcm"):
+        (root / name).symlink_to(DICOM / name)
+    wedge = np.repeat(np.repeat(np.arange(12, dtype=np.uint8) * 23, 40)[None], 400, axis=0)
+    cv2.imwrite(str(root / "wedge.png"), wedge)
+    return root
+
+
+def test_predict_lists_out_of_scope_inputs_without_label_or_boxes(small_checkpoint, tmp_path):
+    import csv
+
+    folder = _mixed_folder(tmp_path / "in")
+    out, table = tmp_path / "p.json", tmp_path / "p.csv"
+    res = msfm("predict", folder, "--checkpoint", small_checkpoint, "--device", "cpu", "--json", out, "--csv", table,
+               "--overlays", tmp_path / "ov", "--quiet")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"predictions", "errors", "out_of_scope"}
+    names = lambda items, key="file": [Path(i[key]).name for i in items]  # noqa: E731
+    assert sorted(names(doc["predictions"])) == sorted([p.name for p in folder.glob("IMG*.png")] + ["RG2_J2KI.dcm"])
+    assert all("outside_intended_use" not in p and "research_use_only" not in p for p in doc["predictions"])
+    refused = doc["out_of_scope"]
+    assert names(refused) == ["RG1_J2KI.dcm"] + ["pydicom-data_emri_small_jpeg_ls_lossless.dcm"] * 10 + ["pydicom_CT_small.dcm", "wedge.png"]
+    by = {}
+    for o in refused:
+        by.setdefault(Path(o["file"]).name, []).append(o)
+        assert set(o) <= {"file", "reason", "frame", "sop_instance_uid"}  # no label, probability or boxes
+        assert o["reason"] and "\n" not in o["reason"]
+    assert set(by) == {"RG1_J2KI.dcm", "pydicom_CT_small.dcm", "pydicom-data_emri_small_jpeg_ls_lossless.dcm", "wedge.png"}
+    assert by["RG1_J2KI.dcm"][0]["reason"] == "body part CHEST: the model was trained on limb, shoulder and hip radiographs"
+    assert by["pydicom_CT_small.dcm"][0]["reason"] == "modality CT: the model reads radiographs (CR, DX, DR, RF)"
+    assert by["wedge.png"][0]["reason"].startswith("looks like a test pattern or synthetic image: only 12 grey levels")
+    mr = by["pydicom-data_emri_small_jpeg_ls_lossless.dcm"]
+    assert [o["frame"] for o in mr] == list(range(10)) and all(o["reason"].startswith("modality MR") for o in mr)
+    assert "frame" not in by["RG1_J2KI.dcm"][0]
+    assert names(doc["errors"], "path") == ["pydicom_test-SR.dcm"]
+    assert "3 image(s) predicted, 13 outside the model's intended use (not analysed), 1 skipped" in res.stderr
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 3 + 13
+    assert [r["intended_use"] for r in rows[:3]] == [""] * 3
+    assert all(r["intended_use"].startswith("outside the model's intended use: ") and r["label"] == r["probability"] == r["fused_x0"] == ""
+               for r in rows[3:])
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 3  # no overlay for images that were not analysed
+
+    # Only out-of-scope inputs: nothing is labelled, and that is a result, not a failure.
+    only = msfm("predict", DICOM / "pydicom_CT_small.dcm", "--checkpoint", small_checkpoint, "--device", "cpu", "--quiet")
+    assert only.returncode == 0, only.stderr
+    line = json.loads(only.stdout.strip())
+    assert line["out_of_scope"] == "outside the model's intended use: modality CT: the model reads radiographs (CR, DX, DR, RF)"
+    assert "probability" not in line and "label" not in line
+
+
+def test_research_override_predicts_them_and_marks_every_output(small_checkpoint, tmp_path):
+    import csv
+
+    import pydicom
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("RG1_J2KI.dcm", "RG2_J2KI.dcm"):
+        (folder / name).symlink_to(DICOM / name)
+    out, table = tmp_path / "p.json", tmp_path / "p.csv"
+    res = msfm("predict", folder, "--checkpoint", small_checkpoint, "--device", "cpu", "--json", out, "--csv", table,
+               "--overlays", tmp_path / "ov", "--dicom-sc", tmp_path / "sc", "--research-outside-intended-use", "--quiet")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["out_of_scope"] == [] and len(doc["predictions"]) == 2
+    chest, hip = sorted(doc["predictions"], key=lambda p: p["file"])
+    assert chest["outside_intended_use"].startswith("body part CHEST") and chest["research_use_only"] is True
+    assert chest["label"] in (0, 1) and len(chest["windows"]) == 7
+    assert "outside_intended_use" not in hip and "research_use_only" not in hip
+    assert "2 image(s) predicted (1 outside the model's intended use, for research use only)" in res.stderr
+    assert "RG1_J2KI.dcm: outside the model's intended use: body part CHEST" in res.stderr
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(table.open())}
+    assert rows["RG1_J2KI.dcm"]["intended_use"].endswith("; analysed anyway for research use only") and rows["RG1_J2KI.dcm"]["label"]
+    assert rows["RG2_J2KI.dcm"]["intended_use"] == ""
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["RG1_J2KI_msfm_research-use-only.png", "RG2_J2KI_msfm.png"]
+    assert sorted(p.name for p in (tmp_path / "sc").iterdir()) == ["RG1_J2KI.msfm-sc.dcm", "RG2_J2KI.msfm-sc.dcm"]
+    assert pydicom.dcmread(tmp_path / "sc" / "RG1_J2KI.msfm-sc.dcm").BurnedInAnnotation == "YES"

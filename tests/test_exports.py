@@ -13,10 +13,15 @@ SOURCES = ["RG3_UNC.dcm", "highdicom_dx_image.dcm", "nested_extensionless/776540
 
 @pytest.fixture(scope="module")
 def preds(resnet18_model):
+    """Predictions of varied sources. The DX (a dog's thorax) and the 16 × 16 CR (C-spine)
+    are outside the model's intended use; they are predicted under the research override
+    because their headers (MONOCHROME1 8-bit DX, a tiny CR) exercise the DICOM writers."""
     from engine.infer import Predictor
 
     files = [DICOM / s for s in SOURCES] + [sorted((XRAY / "images").glob("*.png"))[0]]
-    return Predictor(resnet18_model, device="cpu").predict(files)
+    preds = Predictor(resnet18_model, device="cpu", enforce_scope=False).predict(files)
+    assert [p.outside_intended_use is not None for p in preds] == [False, True, True, False]
+    return preds
 
 
 def flatten(items) -> list:
@@ -160,6 +165,64 @@ def test_csv_columns_and_no_overwrite(tmp_path, preds):
     assert "RG3_UNC" not in (tmp_path / "anon.csv").read_text()
 
 
+def test_csv_rows_for_out_of_scope_images_and_research_marks(tmp_path, preds):
+    import csv
+
+    from engine.exports.csvout import CSV_FIELDS, write_csv
+    from engine.io import load_images
+    from engine.scope import OutOfScope, check_scope
+
+    assert CSV_FIELDS[-3:] == ["patient_id", "study_instance_uid", "intended_use"]  # added at the end; the rest unchanged
+    refused = [OutOfScope.of(im, check_scope(im)) for im in load_images(DICOM / "pydicom-data_emri_small_jpeg_ls_lossless.dcm")[:2]]
+    refused.append(OutOfScope.of(load_images(DICOM / "RG1_J2KI.dcm")[0], check_scope(load_images(DICOM / "RG1_J2KI.dcm")[0])))
+    rows = list(csv.DictReader(write_csv(preds, tmp_path / "f.csv", out_of_scope=refused).open()))
+    assert len(rows) == len(preds) + 3
+    ok, dx, tiny, png = rows[:4]
+    assert ok["intended_use"] == "" and png["intended_use"] == "" and ok["label"] in ("0", "1")
+    assert ok["patient_id"] == pydicom.dcmread(preds[0].file, stop_before_pixels=True).PatientID and ok["study_instance_uid"]
+    for row, pred in ((dx, preds[1]), (tiny, preds[2])):  # predicted under the override: labelled, and marked
+        assert row["label"] in ("0", "1") and row["probability"]
+        assert row["intended_use"] == f"outside the model's intended use: {pred.outside_intended_use}; analysed anyway for research use only"
+    mr0, mr1, chest = rows[4:]
+    assert (mr0["frame"], mr1["frame"], chest["frame"]) == ("0", "1", "")
+    assert mr0["intended_use"] == "outside the model's intended use: modality MR: the model reads radiographs (CR, DX, DR, RF)"
+    assert chest["intended_use"].startswith("outside the model's intended use: body part CHEST")
+    for row in (mr0, mr1, chest):
+        empty = ["probability", "label", "p_main", "p_object", "p_parts", "model_sha256"] + [c for c in CSV_FIELDS if c.startswith(("object_", "fused_"))]
+        assert all(row[c] == "" for c in empty), row
+        assert row["sop_instance_uid"] and row["study_instance_uid"] and row["time"]
+    assert chest["patient_id"] == pydicom.dcmread(DICOM / "RG1_J2KI.dcm", stop_before_pixels=True).PatientID != ""
+    assert (chest["width"], chest["height"]) == ("1841", "1955")
+    anon = list(csv.DictReader(write_csv(preds, tmp_path / "a.csv", anonymise=True, out_of_scope=refused).open()))
+    assert [r["file"] for r in anon] == [f"image-{i:04d}" for i in range(1, len(rows) + 1)]
+    assert not any(r[c] for r in anon for c in ("sop_instance_uid", "patient_id", "study_instance_uid"))
+    assert anon[-1]["intended_use"] == chest["intended_use"]
+
+
+def test_research_predictions_carry_the_mark_in_overlays_and_the_secondary_capture(tmp_path, preds):
+    import cv2
+
+    from engine.exports.burn import RESEARCH_COLOUR, render_overlay, save_overlay
+    from engine.exports.export import ExportOptions, export_dicom
+    from engine.io import load_image
+
+    pred = preds[1]  # the dog's thorax, predicted under the override
+    pixels = load_image(pred.file).pixels
+    marked = render_overlay(pred, pixels)
+    plain = render_overlay(__import__("dataclasses").replace(pred, outside_intended_use=None), pixels)
+    diff = np.any(marked != plain, axis=2)
+    assert diff.any() and np.argwhere(diff)[:, 0].max() < pred.height // 2  # burned in, under the label
+    amber = np.all(np.abs(marked.astype(int) - RESEARCH_COLOUR) < 40, axis=2)
+    assert amber.sum() > 20
+    assert save_overlay(pred, tmp_path / "ov", pixels).name == "highdicom_dx_image_msfm_research-use-only.png"
+    assert save_overlay(preds[0], tmp_path / "ov").name == "RG3_UNC_msfm.png"
+    back = cv2.cvtColor(cv2.imread(str(tmp_path / "ov" / "highdicom_dx_image_msfm_research-use-only.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(back, marked)
+    (res,) = export_dicom([pred], tmp_path / "sc", ExportOptions(sc=True, sr=False, gsps=False))
+    assert res.error is None
+    np.testing.assert_array_equal(pydicom.dcmread(res.files["sc"]).pixel_array, marked)
+
+
 def test_pacs_echo_and_send_arrive_byte_for_byte(tmp_path, preds, storescp):
     from engine.exports.export import export_dicom
     from engine.exports.pacs import PacsConfig, echo, send
@@ -196,3 +259,35 @@ def test_cli_predict_writes_dicom_and_csv(tmp_path, resnet18_model):
     assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["RG3_UNC.msfm-gsps.dcm", "RG3_UNC.msfm-sr.dcm"]
     again = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--csv", str(tmp_path / "f.csv"), "--quiet")
     assert again.returncode != 0 and "never overwrite" in again.stderr
+
+
+def test_burned_in_evidence_follows_the_viewer_scale_and_verdict(preds):
+    """The SC shows what the viewer shows: maps on the model's fixed scale (a map far
+    below it leaves the radiograph untinted), and a normal result toned down."""
+    from dataclasses import replace
+
+    from engine.calibration import Calibration, OperatingPoint
+    from engine.exports.burn import TONED_DOWN, render_overlay
+    from engine.io import load_image
+
+    p = next(q for q in preds if q.file.endswith(".png"))
+    pixels = load_image(p.file).pixels
+    grey = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+
+    def cal(threshold: float, scale) -> Calibration:
+        op = OperatingPoint("default", threshold, 0.8, 0.8)
+        return Calibration("test", 10, 5, 5, op, replace(op, name="sensitive"), replace(op, name="specific"), (threshold - 0.01, threshold + 0.01),
+                           0.2, scale, True)
+
+    m = p.maps.cam
+    far = {"cam": (float(m.max()) * 10 + 10, float(m.max()) * 20 + 20)}  # every cell below the scale
+    flat = render_overlay(p, pixels, layers=("cam",), calibration=cal(0.0, far))
+    assert np.array_equal(flat[..., 0], grey)  # transparent: no tint at all
+    own = render_overlay(p, pixels, layers=("cam",), calibration=cal(0.0, None))
+    assert np.abs(own.astype(int) - grey[..., None]).max() > 50  # on its own range the peak is drawn
+    normal = render_overlay(p, pixels, layers=("cam", "fused"), calibration=cal(1.0, None))
+    abnormal = render_overlay(p, pixels, layers=("cam", "fused"), calibration=cal(0.0, None))
+    tint = lambda im: np.abs(im.astype(int) - grey[..., None]).mean()  # noqa: E731
+    assert tint(normal) < 0.5 * tint(abnormal)
+    x0, y0 = (int(round(v)) for v in p.fused_box[:2])
+    assert tuple(normal[y0, x0]) == TONED_DOWN and tuple(abnormal[y0, x0]) == (255, 255, 255)

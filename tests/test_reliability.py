@@ -58,7 +58,9 @@ def test_import_predict_and_export_skip_the_bad_and_finish_the_rest(corpus, tmp_
     assert index.images() and not index.cancelled
     paths = [p for p, _ in corpus.values() if p.is_file()]
     preds, errors = [], []
-    for step in Predictor(resnet18_model, device="cpu").iter_predict(paths):
+    # Several good files are synthetic (1x1, random noise, a 64x48 multi-frame): outside the
+    # model's intended use, predicted under the research override to exercise every path.
+    for step in Predictor(resnet18_model, device="cpu", enforce_scope=False).iter_predict(paths):
         preds += step.predictions
         errors += step.errors
     good = [n for n, (p, e) in corpus.items() if e is None]

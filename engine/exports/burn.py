@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..io import load_image
+from ..scope import describe
 from ..types import Prediction
 from .writer import WriteGroup
 
@@ -21,6 +22,8 @@ from .writer import WriteGroup
 RANK_COLOURS = [(255, 0, 0), (255, 140, 0), (255, 230, 0), (0, 200, 0), (0, 160, 255), (60, 60, 255), (200, 0, 200)]
 FUSED_COLOUR = (255, 255, 255)
 OBJECT_COLOUR = (0, 255, 255)
+#: The research-use mark on predictions outside the model's intended use (amber).
+RESEARCH_COLOUR = (255, 176, 0)
 
 
 #: Layers that can be burned in: activation map A, the abnormal-class CAM, the stage-1
@@ -29,20 +32,43 @@ LAYERS = ("a", "cam", "object", "windows", "fused", "label")
 DEFAULT_LAYERS = ("a", "object", "windows", "fused", "label")
 
 
-def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 0.35, layers=DEFAULT_LAYERS) -> np.ndarray:
+#: Map colours as the desktop viewer draws them: turbo, transparent below ``ALPHA_FROM`` of
+#: the scale and fully drawn from ``ALPHA_FULL`` (msfm_desktop.overlays uses the same).
+ALPHA_FROM, ALPHA_FULL = 0.35, 0.80
+#: How much of the heat map and which box colour a normal result keeps: toned down, as in the viewer.
+NORMAL_MAP_FACTOR, TONED_DOWN = 0.3, (160, 160, 160)
+VERDICT_WORDS = {"abnormal": "ABNORMAL", "borderline": "BORDERLINE", "possible": "POSSIBLE", "normal": "normal"}
+
+
+def _heat(m: np.ndarray, w: int, h: int, scale: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 RGB turbo colours and (H, W) float alpha in [0, 1] of a (g, g) map
+    on ``scale`` (the model's fixed (lo, hi); None: this map's own range)."""
+    lo, hi = (float(scale[0]), float(scale[1])) if scale is not None else (float(m.min()), float(m.max()))
+    v = np.clip((m.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    v = cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR)
+    colours = cv2.cvtColor(cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    return colours, np.clip((v - ALPHA_FROM) / (ALPHA_FULL - ALPHA_FROM), 0.0, 1.0)
+
+
+def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 0.6, layers=DEFAULT_LAYERS, calibration=None) -> np.ndarray:
     """(H, W, 3) uint8 RGB: the radiograph with the chosen ``layers`` drawn in (one heat map:
-    A, or the CAM when "cam" is chosen instead of "a")."""
+    A, or the CAM when "cam" is chosen instead of "a"), as the desktop viewer shows them.
+
+    ``calibration`` (an :class:`engine.calibration.Calibration`) puts the maps on the
+    model's fixed scale and draws a normal result toned down (faint map, grey boxes), and
+    the label names the verdict; without it maps use their own range."""
     layers = set(layers)
     grey = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     h, w = grey.shape
-    heat_map = pred.maps.cam if "cam" in layers else pred.maps.a if "a" in layers else None
-    if heatmap_alpha > 0 and heat_map is not None:
-        a = heat_map
-        a = (a - a.min()) / (a.max() - a.min() + 1e-12)
-        heat = cv2.resize((a * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
-        heat = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-        rgb = cv2.addWeighted(rgb, 1 - heatmap_alpha, heat, heatmap_alpha, 0)
+    verdict = calibration.verdict(pred.probability) if calibration is not None else None
+    toned = verdict == "normal"
+    kind = "cam" if "cam" in layers else "a" if "a" in layers else None
+    if heatmap_alpha > 0 and kind is not None:
+        scale = (calibration.map_scale or {}).get(kind) if calibration is not None else None
+        colours, alpha = _heat(getattr(pred.maps, kind), w, h, scale)
+        alpha = (alpha * heatmap_alpha * (NORMAL_MAP_FACTOR if toned else 1.0))[..., None]
+        rgb = (rgb * (1.0 - alpha) + colours * alpha).round().astype(np.uint8)
     t = max(1, round(max(h, w) / 400))
 
     def rect(box, colour, thick):
@@ -50,16 +76,48 @@ def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 
         cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, thick)
 
     if "object" in layers:
-        rect(pred.object_box, OBJECT_COLOUR, t)
+        rect(pred.object_box, TONED_DOWN if toned else OBJECT_COLOUR, t)
     if "windows" in layers:
         for rank, win in reversed(list(enumerate(pred.windows))):
-            rect(win.box, RANK_COLOURS[rank % len(RANK_COLOURS)], t)
+            rect(win.box, TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)], t)
     if "fused" in layers:
-        rect(pred.fused_box, FUSED_COLOUR, 2 * t)
+        rect(pred.fused_box, TONED_DOWN if toned else FUSED_COLOUR, t if toned else 2 * t)
     if "label" in layers:
-        label = f"MSFM p={pred.probability:.2f} {'abnormal' if pred.label else 'normal'}"
+        word = VERDICT_WORDS[verdict] if verdict is not None else ("abnormal" if pred.label else "normal")
+        label = f"MSFM p={pred.probability:.3f} {word}"
         cv2.putText(rgb, label, (4 * t, 14 * t), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * t, (255, 255, 255), t, cv2.LINE_AA)
+    if pred.outside_intended_use is not None:
+        # Not a layer the user can switch off: a result made outside the intended use is
+        # never shown without saying so.
+        _research_mark(rgb, pred.outside_intended_use, t)
     return rgb
+
+
+def _research_mark(rgb: np.ndarray, reason: str, t: int) -> None:
+    """Burn "RESEARCH USE ONLY" and the out-of-scope reason under the label, on a dark
+    band so it stays legible on a bright image; the reason wraps to the image width."""
+    h, w = rgb.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    # Hershey fonts draw ASCII only ("×" in size reasons would come out as "??").
+    text = "".join(c if ord(c) < 128 else "x" if c == "×" else "?" for c in describe(reason))
+    lines: list[tuple[str, float]] = [("RESEARCH USE ONLY", 0.45 * t)]
+    small, room = 0.35 * t, w - 8 * t
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and cv2.getTextSize(candidate, font, small, t)[0][0] > room:
+            lines.append((line, small))
+            candidate = word
+        line = candidate
+    lines.append((line, small))
+    y = 16 * t
+    for s, scale in lines:
+        (tw, th), base = cv2.getTextSize(s, font, scale, t)
+        y += th + base + 3 * t
+        if y >= h:
+            break
+        cv2.rectangle(rgb, (2 * t, y - th - 2 * t), (min(w - 1, 6 * t + tw), min(h - 1, y + base)), (0, 0, 0), -1)
+        cv2.putText(rgb, s, (4 * t, y), font, scale, RESEARCH_COLOUR, t, cv2.LINE_AA)
 
 
 def save_overlay(pred: Prediction, folder: str | Path, pixels: np.ndarray | None = None) -> Path:
@@ -67,6 +125,8 @@ def save_overlay(pred: Prediction, folder: str | Path, pixels: np.ndarray | None
     if pixels is None:
         pixels = load_image(pred.file, pred.frame or 0).pixels
     stem = Path(pred.file).stem + (f"_f{pred.frame}" if pred.frame is not None else "") + "_msfm"
+    if pred.outside_intended_use is not None:
+        stem += "_research-use-only"  # the mark in the name too, for file browsers
     ok, buf = cv2.imencode(".png", cv2.cvtColor(render_overlay(pred, pixels), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode overlay for {pred.file}")

@@ -62,7 +62,10 @@ def box_polyline(box) -> np.ndarray:
 
 
 def _series_description(pred: Prediction, what: str) -> str:
-    return f"MSFM {what} {pred.model.backbone} {pred.model.sha256[:12]}"[:64]  # LO: 64 chars
+    # A result made outside the model's intended use (research override) says so first,
+    # where a PACS list shows it.
+    research = "RESEARCH USE ONLY " if pred.outside_intended_use else ""
+    return f"{research}MSFM {what} {pred.model.backbone} {pred.model.sha256[:12]}"[:64]  # LO: 64 chars
 
 
 def _algorithm(pred: Prediction) -> hd.sr.AlgorithmIdentification:
@@ -94,9 +97,11 @@ def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study_uid: str, se
     return ds
 
 
-def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarray, series_uid: str, layers=DEFAULT_LAYERS) -> pydicom.Dataset:
-    """The radiograph with the chosen overlays burned in, in ``ref``'s patient and study."""
-    rgb = render_overlay(pred, pixels01, layers=layers)
+def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarray, series_uid: str, layers=DEFAULT_LAYERS,
+                      calibration=None) -> pydicom.Dataset:
+    """The radiograph with the chosen overlays burned in, in ``ref``'s patient and study
+    (``calibration``: as the viewer draws them, see :func:`.burn.render_overlay`)."""
+    rgb = render_overlay(pred, pixels01, layers=layers, calibration=calibration)
     orientation = tuple(str(v) for v in ref.get("PatientOrientation", []) or [])
     ds = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=ref, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
@@ -108,7 +113,8 @@ def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarr
     ds.BurnedInAnnotation = "YES"
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.SeriesDescription = _series_description(pred, "overlay")
-    ds.DerivationDescription = f"MSFM evidence overlay ({', '.join(layers)}); p(abnormal) {pred.probability:.3f}"[:1024]
+    mark = f"; RESEARCH USE ONLY, outside the model's intended use: {pred.outside_intended_use}" if pred.outside_intended_use else ""
+    ds.DerivationDescription = f"MSFM evidence overlay ({', '.join(layers)}); p(abnormal) {pred.probability:.3f}{mark}"[:1024]
     src = pydicom.Dataset()
     src.ReferencedSOPClassUID, src.ReferencedSOPInstanceUID = ref.SOPClassUID, ref.SOPInstanceUID
     if pred.frame is not None:

@@ -32,6 +32,9 @@ class ExportOptions:
     gsps: bool = True
     layers: tuple[str, ...] = DEFAULT_LAYERS
     anonymise: bool = False
+    #: engine.calibration.Calibration of the model: the SC then burns in the maps on the
+    #: model's fixed scale and tones a normal result down, as the desktop viewer shows it.
+    calibration: object | None = None
 
 
 @dataclass
@@ -101,7 +104,7 @@ def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, Se
         uids = series.setdefault(new_study, SeriesUIDs.new())
         ref = out["image"] = image_from_pixels(pred, pixels, new_study, uids.image)
     if options.sc:
-        out["sc"] = secondary_capture(pred, ref, pixels, uids.sc, options.layers)
+        out["sc"] = secondary_capture(pred, ref, pixels, uids.sc, options.layers, options.calibration)
     if options.sr:
         out["sr"] = structured_report(pred, ref, uids.sr)
     if options.gsps:

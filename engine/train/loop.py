@@ -6,7 +6,8 @@ generator (``gen.close()``, or breaking out of the loop) cancels at the next bat
 leaves a resumable ``last.pt``. Run it under ``torchrun --nproc_per_node=N`` for DDP.
 
 Files in ``cfg.out``: ``last.pt`` (resumable: optimiser, scheduler, epoch, step),
-``best.pt`` (best κ on validation, with the κ-tuned threshold and validation-tuned γ),
+``best.pt`` (best κ on validation, with the κ-tuned threshold, validation-tuned γ and
+the validation calibration in ``meta["calibration"]``, :mod:`engine.calibration`),
 ``history.json``.
 """
 
@@ -19,11 +20,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from ..accel import amp_context, prepare_for_device, to_device
+from ..calibration import MAP_KINDS, calibrate
 from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
 from ..errors import MSFMError
@@ -71,13 +74,21 @@ class EpochSampler(Sampler[int]):
         return max(0, self.per_epoch() - self.skip)
 
 
-def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tuple[dict, float, float]:
-    """Validation metrics at 0.5 and at the κ-best threshold; returns (metrics, threshold, gamma)."""
+#: What a validation pass keeps for the calibration of ``best.pt``: the probabilities, the
+#: labels and, per map kind, the maps of the same images (None when not available).
+CalibrationInputs = tuple[list[float], list[int], dict[str, list[np.ndarray]] | None]
+
+
+def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tuple[dict, float, float, CalibrationInputs]:
+    """Validation metrics at 0.5 and at the κ-best threshold; returns (metrics, threshold,
+    gamma, calibration inputs). The maps come free with the predictions (the same
+    ``Prediction.maps`` the app draws), so the calibration gets a fixed map scale."""
     predictor = Predictor(model, info, device, cfg.val_batch_size)
     kept, preds, _ = predict_samples(predictor, val)
     model.train()
     y = [s.label for s in kept]
     prob = [p.probability for p in preds]
+    maps = {kind: [getattr(p.maps, kind) for p in preds] for kind in MAP_KINDS}
     thr = best_kappa_threshold(y, prob) if cfg.tune_threshold else 0.5
     metrics = evaluate_predictions(kept, preds, thr)
     metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(kept, preds, 0.5).items() if k in ("accuracy", "kappa", "f1_abnormal", "f1_normal")}
@@ -88,7 +99,7 @@ def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tu
             gamma = g
             metrics["gamma_table"] = table
     metrics["threshold"], metrics["gamma"] = thr, gamma
-    return metrics, thr, gamma
+    return metrics, thr, gamma, (prob, y, maps)
 
 
 def _compact(m: dict) -> dict:
@@ -218,14 +229,18 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
             if dist.is_main:
                 info = ModelInfo(sha256="training", backbone=mcfg.backbone, input_size=mcfg.input_size)
                 if cfg.model == "plain":
-                    val, thr, gamma = _validate_plain(model, val_s, device, cfg)
+                    val, thr, gamma, cal_inputs = _validate_plain(model, val_s, device, cfg)
                 else:
-                    val, thr, gamma = _validate(model, val_s, device, cfg, info)
+                    val, thr, gamma, cal_inputs = _validate(model, val_s, device, cfg, info)
                 kappa = val["kappa"] if val.get("kappa") is not None else -1.0
                 history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_batches), "seconds_per_image": train_seconds / max(1, n_images), **_compact(val)})
                 if kappa > best_kappa:
                     best_kappa, is_best, best_entry = kappa, True, history[-1]
-                    sha = save_checkpoint(best_path, model, {**meta_base, "metrics": _compact(val), "history": history, "epoch": epoch + 1}, config=mcfg.with_(threshold=thr, gamma=gamma))
+                    # Operating points, borderline band and map scale of this model, measured on
+                    # the validation split only (the one that chose the epoch and threshold).
+                    cal = calibrate(*cal_inputs, threshold=thr, source=_val_source(cfg, summary))
+                    sha = save_checkpoint(best_path, model, {**meta_base, "metrics": _compact(val), "history": history, "epoch": epoch + 1,
+                                                             "calibration": cal.to_dict()}, config=mcfg.with_(threshold=thr, gamma=gamma))
                     yield CheckpointSaved(str(best_path), "best", sha)
                 yield CheckpointSaved(str(last_path), "last", save_last(epoch + 1, 0))
                 (run / "history.json").write_text(json.dumps(history, indent=1))
@@ -271,15 +286,23 @@ def _init_model(cfg: TrainConfig) -> MSFM:
     return model
 
 
-def _validate_plain(model: MSFM, val, device, cfg: TrainConfig) -> tuple[dict, float, float]:
-    """Validation of the plain classifier (backbone + GAP + FC): classification only."""
+def _validate_plain(model: MSFM, val, device, cfg: TrainConfig) -> tuple[dict, float, float, CalibrationInputs]:
+    """Validation of the plain classifier (backbone + GAP + FC): classification only. Its
+    calibration has no map scale: its CAM is of the predicted class, not the abnormal-class
+    CAM and activation map an MSFM prediction carries."""
     kept, probs, _, _ = plain_outputs(model, val, device, cfg.val_batch_size)
     model.train()
     y = [s.label for s in kept]
     thr = best_kappa_threshold(y, probs) if cfg.tune_threshold else 0.5
     m = classification_metrics(y, probs, thr)
     m["gamma"] = model.config.gamma
-    return m, thr, model.config.gamma
+    return m, thr, model.config.gamma, (list(probs), y, None)
+
+
+def _val_source(cfg: TrainConfig, summary: dict) -> str:
+    """The validation data, in words, for the stored calibration (as resolve_splits chose them)."""
+    name = Path(cfg.val).name if cfg.val else str(summary.get("source", cfg.data))
+    return f"{name}, validation split" + (f" (first {cfg.limit_val}, balanced)" if cfg.limit_val else "")
 
 
 __all__ = ["train", "TrainConfig", "TrainingError", "EpochSampler"]
