@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -31,14 +30,17 @@ from PIL import Image, UnidentifiedImageError
 from .checkpoint import describe_checkpoint, file_sha256
 from .data.sources import DataError, Sample, load_samples
 from .errors import ImageLoadError
-from .evaluate import predict_samples
-from .infer import Predictor
 from .io import is_dicom, load_image
-from .metrics import classification_metrics
 from .store import ModelStore, now_id, write_json_atomic
 from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from .train.loop import TrainingError, train
 from .train.setup import TrainConfig, resolve_splits
+
+# The comparison lives in its own module; these names stay importable from here.
+from .comparison import (  # noqa: E402,F401
+    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, DECISION_METRICS, ComparisonVerdict, assess_comparison, compare_models,
+    compare_predictions, summarize_predictions,
+)
 
 RESUMABLE = ("running", "cancelled", "failed")
 
@@ -379,148 +381,6 @@ def held_out(run: FineTuneRun) -> list[Sample]:
     """The run's validation images (the same seeded split training used)."""
     _, val, _, _ = resolve_splits(run.config.train_config(run.dir))
     return val
-
-
-#: Bootstrap of the held-out comparison: resamples, seed (fixed, so a comparison can be
-#: reproduced) and interval level. Resampling is stratified (each class resampled within
-#: itself) so that every resample has both classes and an AUC.
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-CI_LEVEL = 0.95
-#: The metrics an accept decision rests on; a new model lower on any of them needs confirmation.
-DECISION_METRICS = ("auc", "kappa")
-
-
-def _stratified_indices(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n) indices into ``y``: each row draws the positives from the positives
-    and the negatives from the negatives, with replacement."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    return np.concatenate([pos[rng.integers(0, len(pos), (resamples, len(pos)))],
-                           neg[rng.integers(0, len(neg), (resamples, len(neg)))]], axis=1)
-
-
-def _auc_kappa(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """AUC and Cohen's κ of every row of (B, n) labels ``y`` and probabilities ``p``, in
-    one vectorised pass (a loop over scikit-learn would take seconds for 1000 rows).
-    AUC is the Mann–Whitney statistic with tied scores counted half, as ``roc_auc_score``."""
-    from scipy.stats import rankdata
-
-    n1 = y.sum(axis=1).astype(float)
-    n0 = y.shape[1] - n1
-    ranks = rankdata(p, axis=1)
-    auc = ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    pred = p >= threshold
-    tp = (pred & (y == 1)).sum(axis=1)
-    fp = (pred & (y == 0)).sum(axis=1)
-    fn, tn = n1 - tp, n0 - fp
-    n = y.shape[1]
-    po = (tp + tn) / n
-    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = np.where(pe < 1, (po - pe) / (1 - pe), 0.0)
-    return auc, kappa
-
-
-def _interval(values: np.ndarray, level: float) -> list[float]:
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return [float(lo), float(hi)]
-
-
-def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
-                          seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> dict[str, Any]:
-    """One model on held-out images: n (and per class), AUC and κ each with a stratified
-    bootstrap interval (``auc_ci``, ``kappa_ci``: ``[low, high]``, None without both
-    classes), accuracy, sensitivity, specificity and the threshold."""
-    y = np.asarray(y_true, dtype=int)
-    p = np.asarray(prob, dtype=float)
-    m = classification_metrics(y, p, threshold)
-    out: dict[str, Any] = {k: m.get(k) for k in ("n", "auc", "kappa", "accuracy", "sensitivity", "specificity")}
-    out.update(n_abnormal=int(y.sum()), n_normal=int(len(y) - y.sum()), threshold=float(threshold), auc_ci=None, kappa_ci=None)
-    if out["n_abnormal"] and out["n_normal"]:
-        idx = _stratified_indices(y, resamples, seed)
-        auc, kappa = _auc_kappa(y[idx], p[idx], threshold)
-        out["auc_ci"], out["kappa_ci"] = _interval(auc, level), _interval(kappa, level)
-    return out
-
-
-def compare_predictions(y_true: Sequence[int], prob_previous: Sequence[float], prob_new: Sequence[float], threshold_previous: float,
-                        threshold_new: float, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                        level: float = CI_LEVEL) -> dict[str, Any]:
-    """Both models on the same images (paired): :func:`summarize_predictions` of each under
-    ``"previous"`` and ``"new"``, ``"delta"`` (new − previous AUC and κ, each ``{"value",
-    "ci"}`` from the same resamples, so the interval is of the difference itself) and
-    ``"bootstrap"`` (how the intervals were made)."""
-    y = np.asarray(y_true, dtype=int)
-    prev = summarize_predictions(y, prob_previous, threshold_previous, resamples, seed, level)
-    new = summarize_predictions(y, prob_new, threshold_new, resamples, seed, level)
-    out: dict[str, Any] = {"previous": prev, "new": new, "delta": None,
-                           "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "stratified": True}}
-    if prev["auc_ci"] is not None:
-        idx = _stratified_indices(y, resamples, seed)  # the same draws as each model's own intervals
-        a0, k0 = _auc_kappa(y[idx], np.asarray(prob_previous, dtype=float)[idx], threshold_previous)
-        a1, k1 = _auc_kappa(y[idx], np.asarray(prob_new, dtype=float)[idx], threshold_new)
-        out["delta"] = {"auc": {"value": new["auc"] - prev["auc"], "ci": _interval(a1 - a0, level)},
-                        "kappa": {"value": new["kappa"] - prev["kappa"], "ci": _interval(k1 - k0, level)}}
-    return out
-
-
-def compare_models(old: str | Path, new: str | Path, samples: Sequence[Sample], device: str = "auto",
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Both models on the same held-out images, each at its own threshold
-    (:func:`compare_predictions`: n per model and class, AUC and κ with bootstrap 95 %
-    intervals, accuracy, sensitivity, specificity), plus each model's SHA-256 and the
-    images that could not be read (``"skipped"``). The difference is paired only when both
-    models read the same images; otherwise each model is summarised on its own."""
-    runs = []
-    for i, path in enumerate((old, new)):
-        predictor = Predictor.from_checkpoint(path, device)
-        step = (lambda d, _t, i=i: progress(i * len(samples) + d, 2 * len(samples))) if progress else None
-        kept, preds, errors = predict_samples(predictor, samples, step)
-        runs.append(([str(s.path) for s in kept], [s.label for s in kept], [p.probability for p in preds],
-                     float(predictor.model.config.threshold), predictor.info.sha256, errors))
-    (paths0, y0, p0, t0, sha0, err0), (paths1, y1, p1, t1, sha1, err1) = runs
-    if paths0 == paths1:
-        out = compare_predictions(y0, p0, p1, t0, t1)
-    else:
-        out = {"previous": summarize_predictions(y0, p0, t0), "new": summarize_predictions(y1, p1, t1), "delta": None,
-               "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": CI_LEVEL, "stratified": True}}
-    out["previous"]["sha256"], out["new"]["sha256"] = sha0, sha1
-    skipped = {p: r for p, r in err0 + err1}
-    out["skipped"] = [{"path": p, "reason": r} for p, r in skipped.items()]
-    return out
-
-
-@dataclass(frozen=True)
-class ComparisonVerdict:
-    """Whether a new model may be accepted on its held-out comparison. ``acceptable``:
-    both models were measured on images of both classes (n > 0) with an AUC and a κ;
-    ``reason`` says why not. ``worse``: the decision metrics on which the new model
-    scored lower than the previous one (accepting it then needs the user's confirmation)."""
-
-    acceptable: bool
-    reason: str = ""
-    worse: tuple[str, ...] = ()
-
-
-def assess_comparison(cmp: dict[str, Any] | None) -> ComparisonVerdict:
-    """Judge a :func:`compare_models` result; see :class:`ComparisonVerdict`."""
-    if not cmp:
-        return ComparisonVerdict(False, "the new model has not been compared with the current one on held-out images")
-    for key, who in (("previous", "the current model"), ("new", "the new model")):
-        m = cmp.get(key) or {}
-        n, n1, n0 = m.get("n") or 0, m.get("n_abnormal") or 0, m.get("n_normal") or 0
-        if n == 0:
-            return ComparisonVerdict(False, f"no held-out image could be evaluated with {who} (n = 0)")
-        if not n1 or not n0:
-            return ComparisonVerdict(False, f"the held-out images of {who} lack a class ({n0} normal, {n1} abnormal); "
-                                            "AUC and κ need both")
-        missing = [k for k in DECISION_METRICS if m.get(k) is None]
-        if missing:
-            return ComparisonVerdict(False, f"{who} has no held-out {' or '.join(missing)}")
-    worse = tuple(k for k in DECISION_METRICS if cmp["new"][k] < cmp["previous"][k])
-    return ComparisonVerdict(True, "", worse)
 
 
 __all__ = [

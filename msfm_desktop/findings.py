@@ -12,7 +12,7 @@ import html
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
 
 from engine.types import Prediction
 
@@ -91,14 +91,21 @@ class FindingsPanel(QWidget):
         ends.addStretch(1)
         self.scale_end = QLabel("high")
         ends.addWidget(self.scale_end)
+        # The findings can be longer than the dock: they scroll, the controls below stay put.
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.text)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         lay = QVBoxLayout(self)
-        for w in (self.header, self.text, QLabel("Map opacity (CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
+        lay.addWidget(self.header)
+        lay.addWidget(self.scroll, 1)
+        for w in (QLabel("Map opacity (CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
             lay.addWidget(w)
         lay.addLayout(ends)
         legend = QLabel(LEGEND)
         legend.setWordWrap(True)
         lay.addWidget(legend)
-        lay.addStretch(1)
 
     def reset(self, ref: ImageRef | None = None, text: str = NOT_ANALYSED) -> None:
         """Name the image (or say none is shown) and show ``text`` (escaped)."""

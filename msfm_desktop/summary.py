@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWid
 from engine.types import Prediction
 
 from .findings import OUTSIDE, VERDICT_TEXT
-from .session import FailedResult, ImageRef, OpenStudy, OutOfScopeResult, plural
+from .session import ImageRef, OpenStudy, OutOfScopeResult, plural
 from .verdicts import GroupVerdict, group_verdicts
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -32,7 +32,8 @@ class _Num(QTableWidgetItem):
         return (-1.0 if a is None else float(a)) < (-1.0 if b is None else float(b))
 
 
-def verdict_html(g: GroupVerdict, total_units: int | None = None) -> str:
+def verdict_html(g: GroupVerdict) -> str:
+    """One line: whose verdict, which, at which image, over how many of the images."""
     who = html.escape(g.patient) + (f" · study {html.escape(g.study)}" if g.study is not None else "")
     counts = f"{g.n_analysed} of {plural(g.n_images, 'image')} analysed"
     extra = [f"{g.n_outside} {OUTSIDE}"] if g.n_outside else []
@@ -69,10 +70,8 @@ class StudySummary(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.headline)
         lay.addWidget(self.table, 1)
-        self._rows: dict[tuple[str, int], int] = {}
 
     def reset(self, text: str = IDLE) -> None:
-        self._rows = {}
         self.table.setRowCount(0)
         self.headline.setText(html.escape(text))
 

@@ -151,7 +151,9 @@ class ImageViewer(QWidget):
         self.preset.addItems([f"Header: {w.name}" for w in image.windows] + ct + list(PRESETS))
         # The header's first window is the reading default; a generic choice carries over;
         # an image without header windows starts as stored (full range).
-        self.preset.setCurrentIndex(0 if (image.windows or ct) else self.preset.findText(keep if keep in PRESETS else FULL))
+        # A DICOM without header windows (MR, some CT) is rarely readable at full range.
+        fallback = AUTO if image.kind == "dicom" else keep if keep in PRESETS else FULL
+        self.preset.setCurrentIndex(0 if (image.windows or ct) else self.preset.findText(fallback))
         self.preset.blockSignals(False)
         self.apply_preset(self.preset.currentText())
         m = image.meta

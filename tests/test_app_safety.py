@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from tests.conftest import DICOM, XRAY  # noqa: E402
+from tests.test_app_panels import window  # noqa: E402
 from tests.test_app_window import open_and_wait  # noqa: E402
 
 
@@ -44,16 +45,6 @@ def ck(tmp_path, resnet18_model):
     cal = calibration(0.5)
     save_checkpoint(path, resnet18_model, {"name": "MSFM-test", "calibration": cal.to_dict()})
     return path
-
-
-def window(qtbot, settings, model):
-    from msfm_desktop.app import build_window
-
-    win = build_window(None, model=model, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
 
 
 def pngs(n: int, start: int = 0) -> list:
