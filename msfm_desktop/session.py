@@ -25,7 +25,7 @@ from engine.study import StudyIndex
 
 _tokens = itertools.count(1)
 
-NO_PATIENT = "(no patient data)"
+NO_PATIENT = "(no name)"  # as the study tree shows it
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
