@@ -48,7 +48,7 @@ HALF_WIDTH_RANGE = (0.02, 0.10)
 N_BOOTSTRAP = 500
 BOOTSTRAP_SEED = 0
 #: The map kinds with a fixed scale (:class:`engine.types.StageMaps` attributes).
-MAP_KINDS = ("cam", "a")
+MAP_KINDS = ("evidence", "cam", "a")
 #: Percentiles of all val grid cells that become the bottom and top of a map's colour
 #: scale: the median cell is the bottom, so at least half of a typical image is
 #: transparent, and only the top 1 % of cells reach full colour.
@@ -323,6 +323,7 @@ def map_scale_from(maps: Mapping[str, Sequence[np.ndarray]]) -> dict[str, tuple[
     depend on the labels). None when no kind has cells."""
     out: dict[str, tuple[float, float]] = {}
     for kind, ms in maps.items():
+        ms = [m for m in ms if m is not None]  # e.g. no evidence map from a main-stage-only model
         cells = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in ms]) if len(ms) else np.empty(0)
         cells = cells[np.isfinite(cells)]
         if cells.size == 0:

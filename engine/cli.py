@@ -71,13 +71,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             write_csv(preds, args.csv, out_of_scope=refused)
         except FileExistsError:
             return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
-    failed = _export_dicom(args, preds)
+    calibration = predictor.calibration  # the SC and overlays draw what the desktop viewer shows
+    failed = _export_dicom(args, preds, calibration)
     if args.overlays:
         from .exports.burn import save_overlay
 
         out = Path(args.overlays)
         for p in preds:
-            save_overlay(p, out)
+            save_overlay(p, out, calibration=calibration)
     if not args.json and not args.csv and not args.dicom_sc and not args.dicom_sr:
         for p in preds:
             print(json.dumps(p.to_json()))
@@ -93,19 +94,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if (preds or refused) and not failed else 1
 
 
-def _export_dicom(args: argparse.Namespace, preds) -> int:
+def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> int:
     """``--dicom-sc DIR`` / ``--dicom-sr DIR`` (SR and its presentation state); returns
     the number of images whose export failed (each reported on stderr)."""
     from .exports.export import ExportOptions, export_dicom
 
     jobs = []
     if args.dicom_sc and args.dicom_sr and Path(args.dicom_sc).resolve() == Path(args.dicom_sr).resolve():
-        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise)))
+        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration)))
     else:
         if args.dicom_sc:
-            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise)))
+            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise, calibration=calibration)))
         if args.dicom_sr:
-            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise)))
+            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration)))
     failed = 0
     for folder, options in jobs:
         for r in export_dicom(preds, folder, options):
@@ -175,12 +176,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ci_text(v, ci) -> str:
+    """``0.784 [0.72–0.84]``: a figure and its bootstrap interval, for the summary."""
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+
+
+def evaluation_summary(result: dict) -> list[str]:
+    """The main lines of an ``msfm evaluate`` result (SPEC §3b), for the terminal."""
+    lines = []
+
+    def block(m: dict, title: str) -> None:
+        ci = m.get("ci") or {}
+        loc = m.get("localization") or {}
+        lines.append(f"{title}: n {m.get('n')} ({m.get('n_abnormal')} abnormal), AUC {_ci_text(m.get('auc'), ci.get('auc'))}, "
+                     f"kappa {_ci_text(m.get('kappa'), ci.get('kappa'))}, acc {_ci_text(m.get('accuracy'), None)}")
+        if loc.get("n_images"):
+            les, reg = loc.get("lesion") or {}, loc.get("region") or {}
+            lines.append(f"  localisation on {loc['n_images']} fractured images with boxes: pointing {_ci_text(loc.get('pointing'), ci.get('pointing'))}, "
+                         f"within 15 px {_ci_text(loc.get('pointing15'), ci.get('pointing15'))}")
+            if les:
+                lines.append("  lesion box IoU>=0.1/0.3/0.5: " + " / ".join(_ci_text(les.get(k), ci.get(f"lesion_{k}")) for k in ("iou10", "iou30", "iou50")))
+            lines.append("  region box IoU>=0.1/0.3/0.5: " + " / ".join(_ci_text(reg.get(k), ci.get(f"region_{k}")) for k in ("iou10", "iou30", "iou50")))
+        b = m.get("baselines") or {}
+        cam, plain = b.get("cam_box") or {}, b.get("plain_classifier") or {}
+        if cam.get("n_images"):
+            cci = cam.get("ci") or {}
+            lines.append(f"  CAM-box baseline: pointing {_ci_text(cam.get('pointing'), cci.get('pointing'))}, within 15 px "
+                         f"{_ci_text(cam.get('pointing15'), cci.get('pointing15'))}, IoU>=0.1/0.3/0.5 "
+                         + " / ".join(_ci_text(cam.get(k), cci.get(k)) for k in ("iou10", "iou30", "iou50")))
+        if plain.get("n"):
+            pci = plain.get("ci") or {}
+            lines.append(f"  plain classifier ({b.get('source')}): AUC {_ci_text(plain.get('auc'), pci.get('auc'))}, "
+                         f"kappa {_ci_text(plain.get('kappa'), pci.get('kappa'))}")
+        f = m.get("fma_suppression") or {}
+        if f.get("enabled") and f.get("gt_area_darkened") is not None:
+            fci = f.get("ci") or {}
+            lines.append(f"  FMA (theta {f['theta']}) darkens {_ci_text(f['gt_area_darkened'], fci.get('gt_area_darkened'))} of the fracture-box area "
+                         f"({f['image_area_darkened']:.3f} of those images); at least half the fracture on {f['half_cut']:.3f} of them")
+        elif f and not f.get("enabled"):
+            lines.append("  FMA off: nothing darkened")
+
+    block(result, "MSFM")
+    nh = result.get("no_hardware")
+    if nh and "n" in nh:
+        block(nh, f"without metal hardware ({nh.get('n_excluded_hardware')} images left out)")
+    elif nh or result.get("no_hardware_note"):
+        lines.append(f"without metal hardware: not measured ({(nh or {}).get('note') or result.get('no_hardware_note')})")
+    return lines
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
     from .data.sources import load_samples
-    from .evaluate import evaluate
+    from .evaluate import evaluate, read_hardware_flags
     from .infer import Predictor
 
     ss = load_samples(args.data)
@@ -193,12 +245,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         baseline = load_checkpoint(args.baseline, predictor.device) if args.baseline else None
     except (MSFMError, RuntimeError) as exc:
         return _fail(str(exc))
+    # Metal hardware (FracAtlas meta.csv beside labels.csv) for the "no_hardware" figures.
+    hardware, hardware_note = read_hardware_flags(args.data) if ss.layout == "labels-csv" else (None, f"{ss.layout} data has no hardware flags")
     with tqdm(total=len(samples), desc="evaluate", unit="img", disable=args.quiet, file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.n = done
             bar.refresh()
 
-        result = evaluate(predictor, samples, baseline.model if baseline else None, progress=progress)
+        result = evaluate(predictor, samples, baseline.model if baseline else None, progress=progress,
+                          hardware=hardware, hardware_note=hardware_note)
     result["split"] = args.split
     result["data"] = str(args.data)
     text = json.dumps(result, indent=1)
@@ -209,10 +264,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if result["n_out_of_scope"]:
         kept = "scored anyway, for research use only" if args.research_outside_intended_use else "left out of the metrics"
         print(f"{result['n_out_of_scope']} image(s) outside the model's intended use, {kept}", file=sys.stderr)
-    loc = result.get("localization", {})
-    b = result["baselines"]
-    print(f"MSFM: AUC {result['auc']}, kappa {result['kappa']:.3f}, acc {result['accuracy']:.3f}, IoU>=0.1 {loc.get('iou10')}, pointing {loc.get('pointing')} | "
-          f"plain: AUC {b['plain_classifier']['auc']}, kappa {b['plain_classifier']['kappa']:.3f} | CAM box IoU>=0.1 {b['cam_box'].get('iou10')}", file=sys.stderr)
+    for line in evaluation_summary(result):
+        print(line, file=sys.stderr)
     return 0
 
 

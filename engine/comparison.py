@@ -16,57 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, interval, stratified_indices
 from .data.sources import Sample
 from .evaluate import predict_samples
 from .infer import Predictor
 from .metrics import classification_metrics
 
-
-#: Bootstrap of the held-out comparison: resamples, seed (fixed, so a comparison can be
-#: reproduced) and interval level. Resampling is stratified (each class resampled within
-#: itself) so that every resample has both classes and an AUC.
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-CI_LEVEL = 0.95
+# The bootstrap (stratified by label, fixed seed, percentile intervals) is the one
+# ``msfm evaluate`` uses (engine/bootstrap.py); its constants are re-exported here for
+# engine.finetune.
 #: The metrics an accept decision rests on; a new model lower on any of them needs confirmation.
 DECISION_METRICS = ("auc", "kappa")
-
-
-def _stratified_indices(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n) indices into ``y``: each row draws the positives from the positives
-    and the negatives from the negatives, with replacement."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    return np.concatenate([pos[rng.integers(0, len(pos), (resamples, len(pos)))],
-                           neg[rng.integers(0, len(neg), (resamples, len(neg)))]], axis=1)
-
-
-def _auc_kappa(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """AUC and Cohen's κ of every row of (B, n) labels ``y`` and probabilities ``p``, in
-    one vectorised pass (a loop over scikit-learn would take seconds for 1000 rows).
-    AUC is the Mann–Whitney statistic with tied scores counted half, as ``roc_auc_score``."""
-    from scipy.stats import rankdata
-
-    n1 = y.sum(axis=1).astype(float)
-    n0 = y.shape[1] - n1
-    ranks = rankdata(p, axis=1)
-    auc = ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    pred = p >= threshold
-    tp = (pred & (y == 1)).sum(axis=1)
-    fp = (pred & (y == 0)).sum(axis=1)
-    fn, tn = n1 - tp, n0 - fp
-    n = y.shape[1]
-    po = (tp + tn) / n
-    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = np.where(pe < 1, (po - pe) / (1 - pe), 0.0)
-    return auc, kappa
-
-
-def _interval(values: np.ndarray, level: float) -> list[float]:
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return [float(lo), float(hi)]
 
 
 def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -80,9 +40,9 @@ def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshol
     out: dict[str, Any] = {k: m.get(k) for k in ("n", "auc", "kappa", "accuracy", "sensitivity", "specificity")}
     out.update(n_abnormal=int(y.sum()), n_normal=int(len(y) - y.sum()), threshold=float(threshold), auc_ci=None, kappa_ci=None)
     if out["n_abnormal"] and out["n_normal"]:
-        idx = _stratified_indices(y, resamples, seed)
-        auc, kappa = _auc_kappa(y[idx], p[idx], threshold)
-        out["auc_ci"], out["kappa_ci"] = _interval(auc, level), _interval(kappa, level)
+        idx = stratified_indices(y, resamples, seed)
+        auc, kappa = auc_kappa(y[idx], p[idx], threshold)
+        out["auc_ci"], out["kappa_ci"] = interval(auc, level), interval(kappa, level)
     return out
 
 
@@ -99,11 +59,11 @@ def compare_predictions(y_true: Sequence[int], prob_previous: Sequence[float], p
     out: dict[str, Any] = {"previous": prev, "new": new, "delta": None,
                            "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "stratified": True}}
     if prev["auc_ci"] is not None:
-        idx = _stratified_indices(y, resamples, seed)  # the same draws as each model's own intervals
-        a0, k0 = _auc_kappa(y[idx], np.asarray(prob_previous, dtype=float)[idx], threshold_previous)
-        a1, k1 = _auc_kappa(y[idx], np.asarray(prob_new, dtype=float)[idx], threshold_new)
-        out["delta"] = {"auc": {"value": new["auc"] - prev["auc"], "ci": _interval(a1 - a0, level)},
-                        "kappa": {"value": new["kappa"] - prev["kappa"], "ci": _interval(k1 - k0, level)}}
+        idx = stratified_indices(y, resamples, seed)  # the same draws as each model's own intervals
+        a0, k0 = auc_kappa(y[idx], np.asarray(prob_previous, dtype=float)[idx], threshold_previous)
+        a1, k1 = auc_kappa(y[idx], np.asarray(prob_new, dtype=float)[idx], threshold_new)
+        out["delta"] = {"auc": {"value": new["auc"] - prev["auc"], "ci": interval(a1 - a0, level)},
+                        "kappa": {"value": new["kappa"] - prev["kappa"], "ci": interval(k1 - k0, level)}}
     return out
 
 

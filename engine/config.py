@@ -22,6 +22,11 @@ DEFAULT_WINDOW_SCALES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((8, 8), (6, 10), (10, 6), (7, 9), (9, 7)),
     ((10, 10), (9, 11), (11, 9), (8, 12), (12, 8)),
 )
+#: Lesion-sized windows (SPEC §3b "Windows that can be lesion-sized"), in cells of the
+#: object stage's grid; appended as one extra scale when ``ModelConfig.lesion_windows`` is on.
+LESION_WINDOW_SIZES: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (1, 2), (2, 1))
+WINDOW_SCORES: tuple[str, ...] = ("a_o", "class", "product")
+FMA_MODES: tuple[str, ...] = ("paper", "saturation", "off")
 PAPER_WINDOW_SCALES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((6, 6), (7, 5)),
     ((8, 8), (6, 10), (7, 9)),
@@ -58,6 +63,13 @@ class FMAConfig:
 
     Pixels whose attention is >= ``theta * max`` keep ``r`` of their intensity.
     ``theta_range`` (training only) draws theta uniformly per image.
+
+    ``mode`` (SPEC §3b "FMA variants"): ``"paper"`` as above; ``"saturation"`` darkens only
+    pixels that are also within ``saturation_levels`` grey levels (of 255) of the image's own
+    maximum (burned-in markers and letters are saturated, bone is not); ``"off"`` skips FMA
+    (same as ``enabled=False``, kept as a mode so an inference override needs one key). The
+    authors' "mild" variant (keep 0.9, theta ~ U(0.1, 0.4)) is a training-time recipe and is
+    not a mode here.
     """
 
     enabled: bool = True
@@ -66,8 +78,20 @@ class FMAConfig:
     theta_range: tuple[float, float] | None = None
     #: Frozen ImageNet network that gives the attention map.
     network: Literal["efficientnet_lite0", "tf_efficientnet_lite0"] = "efficientnet_lite0"
+    mode: Literal["paper", "saturation", "off"] = "paper"
+    #: "saturation" mode: grey levels (of 255) below the image maximum that count as saturated.
+    saturation_levels: float = 4.0
+
+    @property
+    def active(self) -> bool:
+        """Whether FMA runs at all."""
+        return self.enabled and self.mode != "off"
 
     def __post_init__(self) -> None:
+        if self.mode not in FMA_MODES:
+            raise ConfigError(f"unknown FMA mode {self.mode!r}; choose one of {', '.join(FMA_MODES)}")
+        if not 0.0 <= self.saturation_levels <= 255.0:
+            raise ConfigError(f"FMA saturation_levels must be in [0, 255], got {self.saturation_levels}")
         if not 0.0 < self.theta <= 1.0:
             raise ConfigError(f"FMA theta must be in (0, 1], got {self.theta}")
         if not 0.0 <= self.r <= 1.0:
@@ -103,6 +127,28 @@ class ModelConfig:
     #: full-resolution source image (more detail when the source is larger than S).
     crop_from: Literal["input", "source"] = "input"
     fma: FMAConfig = field(default_factory=FMAConfig)
+    #: Lesion box threshold (SPEC §3b): the box of the connected region of the evidence map
+    #: E >= tau * E(peak) around the peak (:func:`engine.evidence.peak_and_box`). Tuned on
+    #: validation boxes (``scripts/tune_lesion_tau.py``); a checkpoint without it gets 0.5.
+    lesion_tau: float = 0.5
+    #: Side of the look-closer crop the object and parts stages see (a multiple of 32); None:
+    #: ``input_size`` (the paper). A larger crop gives the object stage a finer grid (640 on a
+    #: 320 model: 20 x 20 cells); ``window_scales`` are given on the main grid and scaled to
+    #: the object grid (:attr:`object_window_scales`), so windows cover the same share of the crop.
+    object_size: int | None = None
+    #: Add one scale of lesion-sized windows (:data:`LESION_WINDOW_SIZES`, object-grid cells),
+    #: keeping ``lesion_windows_kept`` of them. They feed the evidence map E only: the parts
+    #: probability and the eq. 11 fused box use the configured (paper) scales, because the
+    #: weights were never trained on views that small.
+    lesion_windows: bool = False
+    lesion_windows_kept: int = 3
+    #: What ranks windows: mean of ``A_o`` (paper), of the object stage's abnormal-class map
+    #: ``m_object`` (``"class"``), or of their product after min-max normalising each per image.
+    window_score: Literal["a_o", "class", "product"] = "a_o"
+    #: What ranks the lesion-sized windows; None: ``window_score``. Ranking only them by the
+    #: class map leaves the configured windows, hence the probabilities and the fused box, as
+    #: ``window_score`` makes them.
+    lesion_window_score: Literal["a_o", "class", "product"] | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -111,6 +157,14 @@ class ModelConfig:
             raise ConfigError(f"input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
         if self.part_size <= 0:
             raise ConfigError(f"part_size must be positive, got {self.part_size}")
+        if self.object_size is not None and (self.object_size <= 0 or self.object_size % STRIDE):
+            raise ConfigError(f"object_size must be a positive multiple of {STRIDE}, got {self.object_size}")
+        if self.window_score not in WINDOW_SCORES:
+            raise ConfigError(f"unknown window_score {self.window_score!r}; choose one of {', '.join(WINDOW_SCORES)}")
+        if self.lesion_window_score is not None and self.lesion_window_score not in WINDOW_SCORES:
+            raise ConfigError(f"unknown lesion_window_score {self.lesion_window_score!r}; choose one of {', '.join(WINDOW_SCORES)}")
+        if self.lesion_windows_kept < 1:
+            raise ConfigError("lesion_windows_kept must be >= 1")
         g = self.grid_size
         if self.window_scales is None:
             object.__setattr__(self, "window_scales", scaled_window_scales(g))
@@ -132,10 +186,36 @@ class ModelConfig:
             raise ConfigError("class_names needs >= 2 classes and abnormal_index must index one")
         if sum(self.ensemble_weights) <= 0 or min(self.ensemble_weights) < 0:
             raise ConfigError("ensemble_weights must be non-negative with a positive sum")
+        if not 0.0 <= self.lesion_tau <= 1.0:
+            raise ConfigError(f"lesion_tau must be in [0, 1], got {self.lesion_tau}")
 
     @property
     def grid_size(self) -> int:
         return self.input_size // STRIDE
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the look-closer crop: ``object_size`` or, by default, ``input_size``."""
+        return self.object_size or self.input_size
+
+    @property
+    def object_grid_size(self) -> int:
+        """Cells per side of the object stage's feature grid (``crop_size / 32``)."""
+        return self.crop_size // STRIDE
+
+    @property
+    def object_window_scales(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Window sizes on the object grid: ``window_scales`` scaled from the main grid to the
+        object grid (identical when the two agree), plus the lesion scale when it is on."""
+        scales = scaled_window_scales(self.object_grid_size, self.window_scales, self.grid_size)
+        if self.lesion_windows:
+            scales = tuple(scales) + (LESION_WINDOW_SIZES,)
+        return tuple(scales)
+
+    @property
+    def object_windows_per_scale(self) -> tuple[int, ...]:
+        """Windows kept per scale of :attr:`object_window_scales`."""
+        return tuple(self.windows_per_scale) + ((self.lesion_windows_kept,) if self.lesion_windows else ())
 
     @property
     def num_classes(self) -> int:
@@ -143,6 +223,12 @@ class ModelConfig:
 
     @property
     def num_windows(self) -> int:
+        """P, all windows the parts stage sees (paper scales + lesion scale)."""
+        return sum(self.object_windows_per_scale)
+
+    @property
+    def num_paper_windows(self) -> int:
+        """The windows of the configured scales: the parts probability and eq. 11 use these."""
         return sum(self.windows_per_scale)
 
     def with_(self, **changes: Any) -> "ModelConfig":

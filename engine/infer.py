@@ -28,6 +28,7 @@ from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
 from .checkpoint import load_checkpoint, state_sha256
 from .errors import ImageLoadError
+from .evidence import evidence_maps, peak_and_box
 from .io import load_images
 from .model.msfm import MSFM, MSFMOutput
 from .preprocess import make_batch
@@ -108,13 +109,17 @@ class Predictor:
         self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
+        #: engine.calibration.Calibration of a model loaded from a checkpoint, else None.
+        self.calibration = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
         info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
-        return cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
+        predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
+        predictor.calibration = ck.calibration  # operating points and map scale, for verdicts and overlays
+        return predictor
 
     # -- public API ------------------------------------------------------------------
     def predict(self, inputs: Iterable[ImageInput] | ImageInput, on_error: Literal["raise", "skip"] = "raise") -> list[Prediction]:
@@ -236,16 +241,29 @@ class Predictor:
         heights = torch.tensor([im.height for im in images], device=out.object_box.device)
         p_main = out.main_logits.float().softmax(-1)[:, k]
         p_obj = out.object_logits.float().softmax(-1)[:, k]
-        p_parts_each = out.part_logits.float().softmax(-1)[..., k]
-        p_parts = p_parts_each.mean(dim=1)
+        p_parts_each = out.part_logits.float().softmax(-1)[..., k]  # (B, P)
+        # The parts probability and eq. 11 read the configured (paper) windows only, the first
+        # num_paper_windows slots; lesion-sized windows (config.lesion_windows) feed E only.
+        n_paper = cfg.num_paper_windows
+        p_parts = p_parts_each[:, :n_paper].mean(dim=1)
         w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
         ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
 
-        win_input = crop_to_parent(out.windows.float(), out.object_box.float(), s)  # S x S input pixels
+        win_input = crop_to_parent(out.windows.float(), out.object_box.float(), cfg.crop_size)  # S x S input pixels
         win_orig = scale_to_original(win_input, s, widths, heights)
         obj_orig = scale_to_original(out.object_box.float(), s, widths, heights)
-        fused = fuse_boxes(win_orig, out.window_scores.float(), cfg.gamma)
+        fused = fuse_boxes(win_orig[:, :n_paper], out.window_scores[:, :n_paper].float(), cfg.gamma)
         order = torch.sort(out.window_scores.float(), dim=1, descending=True, stable=True).indices
+
+        # Evidence map E per image (SPEC §3b), in source pixels; images differ in size, so
+        # the maps travel flattened in one tensor and are cut apart on the host.
+        flat_e = None
+        e_shapes: list[tuple[int, int]] = []
+        if out.m_main is not None and out.m_object is not None and out.m_parts is not None:
+            es = evidence_maps(out.m_main, out.m_object, out.m_parts, obj_orig, win_orig,
+                               [im.width for im in images], [im.height for im in images])
+            e_shapes = [tuple(e.shape) for e in es]
+            flat_e = torch.cat([e.reshape(-1) for e in es])
 
         # One device->host transfer for the whole batch.
         t = {
@@ -253,7 +271,10 @@ class Predictor:
             "obj_box": obj_orig, "win": win_orig, "scores": out.window_scores.float(), "order": order,
             "fused": fused, "default": out.object_default, "a": out.a, "cfm": out.cfm, "fw": out.fw, "a_o": out.a_object,
         }
+        if flat_e is not None:
+            t["e"] = flat_e
         h = {key: (v.detach().float() if v.is_floating_point() else v.detach()).to("cpu").numpy() for key, v in t.items()}
+        e_host = np.split(h["e"], np.cumsum([a * b for a, b in e_shapes])[:-1]) if flat_e is not None else []
         scale_ids = out.window_scale.to("cpu").numpy()
         preds = []
         for i, im in enumerate(images):
@@ -265,6 +286,10 @@ class Predictor:
                 a=h["a"][i].astype(np.float32), cfm=h["cfm"][i].astype(np.float32), cam=h["cfm"][i, k].astype(np.float32),
                 fw=h["fw"][i].astype(np.float32), a_object=h["a_o"][i].astype(np.float32),
             )
+            peak = lesion = e_max = None
+            if flat_e is not None:
+                maps.evidence = e_host[i].reshape(e_shapes[i]).astype(np.float32)
+                peak, lesion, e_max = peak_and_box(maps.evidence, im.width, im.height, cfg.lesion_tau)
             prob = float(h["ens"][i])
             preds.append(
                 Prediction(
@@ -278,6 +303,7 @@ class Predictor:
                     windows=windows,
                     fused_box=tuple(float(v) for v in h["fused"][i]),  # type: ignore[arg-type]
                     maps=maps, model=self.info, frame=im.frame, meta=dict(im.meta),
+                    peak=peak, lesion_box=lesion, evidence_max=e_max,
                 )
             )
         return preds

@@ -22,7 +22,7 @@ def classification_metrics(y_true: Sequence[int], prob: Sequence[float], thresho
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
     pred = (p >= threshold).astype(int)
-    n = int(len(y))
+    n = len(y)
     if n == 0:
         return {"n": 0}
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
@@ -76,34 +76,123 @@ def study_level(y_true, prob, studies: Sequence[str], threshold: float) -> dict:
     return classification_metrics(ys, ps, threshold)
 
 
-def localization_metrics(pred_boxes: BoxList, peaks: Sequence[Sequence[float]] | None, gt: Sequence[BoxList]) -> dict:
-    """Hit rates of predicted boxes at IoU >= 0.5/0.3/0.1 with some GT box, mean best IoU,
-    and the pointing game (the peak point falls inside a GT box). Images without GT
-    boxes are ignored. Boxes: xyxy original pixels."""
-    best, points, n = [], [], 0
+#: The standard pointing game's tolerance (Zhang et al., ECCV 2016), in source pixels:
+#: ``pointing15`` counts a peak within this distance of a ground-truth box as a hit.
+POINTING_TOLERANCE = 15.0
+#: IoU thresholds of the hit rates, as JSON keys.
+IOU_HITS = {"iou10": 0.1, "iou30": 0.3, "iou50": 0.5}
+
+
+def point_box_distance(point: Sequence[float] | None, boxes: BoxList) -> float:
+    """Euclidean distance from ``point`` (x, y) to the nearest of ``boxes`` (xyxy), in the
+    same pixels: 0 inside a box or on its edge, ``inf`` for no point (a miss)."""
+    if point is None:
+        return float("inf")
+    g = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    x, y = float(point[0]), float(point[1])
+    dx = np.maximum(np.maximum(g[:, 0] - x, x - g[:, 2]), 0.0)
+    dy = np.maximum(np.maximum(g[:, 1] - y, y - g[:, 3]), 0.0)
+    return float(np.hypot(dx, dy).min())
+
+
+def best_iou(box: Sequence[float] | None, boxes: BoxList) -> float:
+    """Highest IoU of ``box`` (xyxy) with any of ``boxes`` (xyxy, same pixels); 0 for no box
+    (a prediction that gave none misses)."""
+    if box is None:
+        return 0.0
+    g = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    b = torch.tensor(box, dtype=torch.float64).reshape(1, 4)
+    return float(box_iou(b, g).max())
+
+
+def localization_records(pred_boxes: Sequence[Sequence[float] | None] | None, peaks: Sequence[Sequence[float] | None] | None,
+                         gt: Sequence[BoxList]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image localisation figures, ``(ious, distances)``, each (n,) float: the best IoU
+    of the predicted box with a GT box and the distance from the peak to the nearest GT box
+    (:func:`point_box_distance`). NaN for images without GT boxes (they do not count), and
+    for every image when ``pred_boxes`` / ``peaks`` is None. Boxes and points: original pixels."""
+    n = len(gt)
+    ious = np.full(n, np.nan)
+    dists = np.full(n, np.nan)
     for i, boxes in enumerate(gt):
         if not boxes:
             continue
-        n += 1
-        g = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-        b = torch.tensor(pred_boxes[i], dtype=torch.float64).reshape(1, 4)
-        best.append(float(box_iou(b, g).max()))
+        if pred_boxes is not None:
+            ious[i] = best_iou(pred_boxes[i], boxes)
         if peaks is not None:
-            x, y = peaks[i]
-            points.append(bool(((g[:, 0] <= x) & (x <= g[:, 2]) & (g[:, 1] <= y) & (y <= g[:, 3])).any()))
+            dists[i] = point_box_distance(peaks[i], boxes)
+    return ious, dists
+
+
+def iou_hit_rates(ious: np.ndarray) -> dict:
+    """``iou10/iou30/iou50`` (share of images whose best IoU reaches 0.1/0.3/0.5) and
+    ``mean_iou`` over the defined (non-NaN) entries; {} when there are none."""
+    v = np.asarray(ious, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {}
+    out = {k: float((v >= t).mean()) for k, t in IOU_HITS.items()}
+    out["mean_iou"] = float(v.mean())
+    return out
+
+
+def pointing_rates(dists: np.ndarray, tolerance: float = POINTING_TOLERANCE) -> dict:
+    """``pointing`` (the peak inside a GT box, edges included: distance 0) and
+    ``pointing15`` (within ``tolerance`` source pixels of one) over the defined entries."""
+    v = np.asarray(dists, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {}
+    return {"pointing": float((v <= 0).mean()), "pointing15": float((v <= tolerance).mean())}
+
+
+def localization_metrics(pred_boxes: Sequence[Sequence[float] | None] | None, peaks: Sequence[Sequence[float] | None] | None,
+                         gt: Sequence[BoxList], tolerance: float = POINTING_TOLERANCE) -> dict:
+    """Hit rates of predicted boxes at IoU >= 0.5/0.3/0.1 with some GT box, mean best IoU,
+    and the pointing game: ``pointing`` (the peak point inside a GT box, edges included)
+    and ``pointing15`` (within ``tolerance`` source pixels of one). Only images with GT
+    boxes count. Boxes: xyxy original pixels; points (x, y) original pixels; a None box or
+    peak of one image is a miss."""
+    ious, dists = localization_records(pred_boxes, peaks, gt)
+    n = int(sum(1 for g in gt if g))
     if n == 0:
         return {"n_images": 0}
-    arr = np.array(best)
-    out = {
-        "n_images": n,
-        "iou50": float((arr >= 0.5).mean()),
-        "iou30": float((arr >= 0.3).mean()),
-        "iou10": float((arr >= 0.1).mean()),
-        "mean_iou": float(arr.mean()),
-    }
+    out: dict = {"n_images": n}
+    if pred_boxes is not None:
+        out.update(iou_hit_rates(ious))
     if peaks is not None:
-        out["pointing"] = float(np.mean(points))
+        out.update(pointing_rates(dists, tolerance))
     return out
+
+
+def darkened_shares(darkened: np.ndarray, boxes: BoxList, width: int, height: int) -> tuple[float, float]:
+    """What a darkening mask takes of the ground truth: ``(box share, image share)``.
+
+    ``darkened`` (h, w) bool covers the whole image (the S x S network input is a direct
+    resize, so cell (i, j) covers original pixels ``[j*W/w, (j+1)*W/w) x [i*H/h, (i+1)*H/h)``);
+    ``boxes`` are xyxy original pixels. The mask is read at every original pixel centre;
+    the box share is the darkened part of the union of the boxes (pixels whose centre lies
+    in a box, edges included; a box thinner than a pixel counts the pixel holding its
+    centre), the image share the darkened part of the whole image. NaN box share without boxes."""
+    m = np.asarray(darkened, dtype=bool)
+    h, w = m.shape
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    src = m[rows][:, cols]  # (H, W): the mask at each original pixel centre
+    image_share = float(m.mean())
+    if not boxes:
+        return float("nan"), image_share
+    inside = np.zeros((height, width), bool)
+    xc, yc = np.arange(width) + 0.5, np.arange(height) + 0.5
+    for x0, y0, x1, y1 in boxes:
+        cx = (xc >= x0) & (xc <= x1)
+        cy = (yc >= y0) & (yc <= y1)
+        if not cx.any():
+            cx[min(max(int((x0 + x1) / 2), 0), width - 1)] = True
+        if not cy.any():
+            cy[min(max(int((y0 + y1) / 2), 0), height - 1)] = True
+        inside |= cy[:, None] & cx[None, :]
+    return float(src[inside].mean()), image_share
 
 
 def cam_box(cam: np.ndarray, width: int, height: int, rel: float = 0.2) -> tuple[float, float, float, float]:

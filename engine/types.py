@@ -100,6 +100,11 @@ class StageMaps:
     ``a``, ``fw``, ``cam`` (g, g) of the main stage on the whole image (cell (i, j) covers
     original pixels ``[j*W/g, (j+1)*W/g) x [i*H/g, (i+1)*H/g)``); ``cfm`` (K, g, g) per
     class; ``cam`` is ``cfm[abnormal]``; ``a_object`` (g, g) covers ``object_box``.
+
+    ``evidence`` is the evidence map E of SPEC §3b (:mod:`engine.evidence`), (He, We) with
+    ``He = ceil(H/4)``, ``We = ceil(W/4)``, in logit units, over the **whole** original
+    image: cell (i, j) covers original pixels ``[j*W/We, (j+1)*W/We) x [i*H/He, (i+1)*H/He)``.
+    None for a prediction made without it (older code paths).
     """
 
     a: np.ndarray
@@ -107,6 +112,7 @@ class StageMaps:
     cam: np.ndarray
     fw: np.ndarray
     a_object: np.ndarray
+    evidence: np.ndarray | None = None
 
 
 @dataclass
@@ -119,6 +125,14 @@ class Prediction:
     was analysed anyway under the research override (``Predictor(enforce_scope=False)``)
     it is the reason it is out of scope (:func:`engine.scope.check_scope`), and every
     output of the prediction must carry that mark.
+
+    The finding (SPEC §3b, :mod:`engine.evidence`): ``peak`` is (x, y) original pixels of
+    the centre of the evidence map's highest cell; ``lesion_box`` is xyxy original pixels
+    (continuous cell edges) of the 8-connected region of ``E >= tau * E(peak)`` holding the
+    peak (tau = ``ModelConfig.lesion_tau``; for ``E(peak) <= 0`` see
+    :func:`engine.evidence.lesion_threshold`); ``evidence_max`` is ``E(peak)`` in logit
+    units. The eq. 11 ``fused_box`` is the region around it. All three are None when the
+    prediction has no evidence map.
     """
 
     file: str
@@ -137,6 +151,9 @@ class Prediction:
     frame: int | None = None
     meta: dict[str, str] = field(default_factory=dict)
     outside_intended_use: str | None = None
+    peak: tuple[float, float] | None = None
+    lesion_box: BoxXYXY | None = None
+    evidence_max: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = lambda v: round(float(v), 6)  # noqa: E731
@@ -153,6 +170,12 @@ class Prediction:
             "fused_box": box(self.fused_box),
             "model": {"sha256": self.model.sha256, "backbone": self.model.backbone, "input_size": self.model.input_size},
         }
+        if self.peak is not None:
+            out["peak"] = box(self.peak)
+        if self.lesion_box is not None:
+            out["lesion_box"] = box(self.lesion_box)
+        if self.evidence_max is not None and np.isfinite(self.evidence_max):
+            out["evidence"] = {"max": r(self.evidence_max)}
         if self.frame is not None:
             out["frame"] = self.frame
         if self.meta.get("SOPInstanceUID"):

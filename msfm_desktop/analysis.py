@@ -83,8 +83,11 @@ class AnalysisMixin:
         elif isinstance(result, Prediction):
             cal = self.calibration
             self.verdict = cal.verdict(result.probability)
-            self.overlays.show(result, self.verdict, cal.map_scale)
-            self.findings.show_prediction(ref, result, cal, self.run_info.get("device", ""), cal.map_scale is not None)
+            truth = self.session.reference_boxes(ref)
+            self.overlays.show(result, self.verdict, cal.map_scale, truth)
+            shown = next((k for k in ("evidence", "cam", "a") if self.overlays.visible[k]), "evidence")
+            fixed = cal.map_scale is not None and shown in cal.map_scale  # the colour bar says which scale the shown map uses
+            self.findings.show_prediction(ref, result, cal, self.run_info.get("device", ""), fixed, truth)
 
     # ----- the whole study
     def analyse_study(self) -> None:

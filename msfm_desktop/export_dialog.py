@@ -28,7 +28,8 @@ from engine.exports.writer import is_inside
 
 from .workers import start_in_thread
 
-LAYER_LABELS = {"a": "activation map A", "cam": "CAM (instead of A)", "object": "object box", "windows": "part windows", "fused": "fused box", "label": "probability label"}
+LAYER_LABELS = {"evidence": "evidence map E", "cam": "CAM (instead of E)", "a": "activation map A (instead of E or the CAM)", "object": "object box",
+                "windows": "part windows", "fused": "region (fused box)", "lesion": "lesion box and peak", "label": "probability label"}
 
 
 class ExportWorker(QObject):
@@ -132,8 +133,9 @@ class ExportDialog(QDialog):
             b.setChecked(True)
         self.layers = {k: QCheckBox(v) for k, v in LAYER_LABELS.items()}
         want = set(DEFAULT_LAYERS if layers_shown is None else (*layers_shown, "label"))
-        if "cam" in want:
-            want.discard("a")  # one heat map is burned in; the viewer's CAM wins, as shown
+        # One heat map is burned in, the one the viewer shows first (E, then the CAM, then A).
+        maps = [k for k in ("evidence", "cam", "a") if k in want]
+        want -= set(maps[1:])
         for k, b in self.layers.items():
             b.setChecked(k in want)
         self.anonymise = QCheckBox("Anonymise (DICOM PS3.15 basic profile)")

@@ -23,9 +23,10 @@ NOT_ANALYSED = "Not analysed. Analyse ▸ Analyse image (Ctrl+R)."
 NOTHING_OPEN = "No image shown."
 DISCLAIMER = "Decision support, not a diagnosis."
 OUTSIDE = "outside the model's intended use"
-LEGEND = ("<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
+LEGEND = ("<span style='color:#ff00ff'>■ +</span> lesion box and evidence peak (the finding) &nbsp; □ region (fused box, white)<br>"
+          "<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
           "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
-          "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 … &nbsp; □ fused box (white)<br>"
+          "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 …<br>"
           "Solid: abnormal · dashed: borderline · dotted: possible (sensitive operating point only) · "
           "faint grey: normal result")
 VERDICT_TEXT = {
@@ -49,6 +50,42 @@ def colour_bar_pixmap(width: int = 220, height: int = 14) -> QPixmap:
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f} %"
+
+
+def where_html(p: Prediction) -> str:
+    """Where the model points: the lesion box (source pixels) and its share of the image,
+    the peak, and the region (fused box)."""
+    area = p.width * p.height
+    share = lambda b: 100.0 * max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) / area  # noqa: E731
+    fb = p.fused_box
+    region = f"region (fused box) x {fb[0]:.0f}–{fb[2]:.0f}, y {fb[1]:.0f}–{fb[3]:.0f} px, {share(fb):.1f} % of the image"
+    if p.lesion_box is None:
+        return f"Where: {region} (this model gives no lesion box)"
+    lb = p.lesion_box
+    peak = f", peak at ({p.peak[0]:.0f}, {p.peak[1]:.0f})" if p.peak is not None else ""
+    return (f"<b>Where: lesion box x {lb[0]:.0f}–{lb[2]:.0f}, y {lb[1]:.0f}–{lb[3]:.0f} px, {share(lb):.1f} % of the image</b>"
+            f"{peak}; {region}")
+
+
+def truth_html(p: Prediction, truth) -> str:
+    """How the finding meets the folder's reference boxes (boxes.csv), when it has any."""
+    if not truth:
+        return ""
+    import torch
+    from torchvision.ops import box_iou
+
+    def best_iou(box) -> float:
+        return float(box_iou(torch.tensor([box], dtype=torch.float32), torch.tensor(truth, dtype=torch.float32)).max())
+
+    parts = [f"Reference: {len(truth)} box(es) from boxes.csv (green, dashed)"]
+    if p.peak is not None:
+        x, y = p.peak
+        d = min(max(b[0] - x, 0, x - b[2]) ** 2 + max(b[1] - y, 0, y - b[3]) ** 2 for b in truth) ** 0.5
+        parts.append("the peak is inside one" if d == 0 else f"the peak is {d:.0f} px from the nearest")
+    if p.lesion_box is not None:
+        parts.append(f"lesion box IoU {best_iou(p.lesion_box):.2f}")
+    parts.append(f"region IoU {best_iou(p.fused_box):.2f}")
+    return "; ".join(parts) + "<br>"
 
 
 def operating_points_html(cal) -> str:
@@ -82,7 +119,7 @@ class FindingsPanel(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
-        self.opacity.setToolTip("Opacity of the evidence maps (CAM, A); normal results are drawn fainter still")
+        self.opacity.setToolTip("Opacity of the maps (evidence map E, CAM, A); normal results are drawn fainter still")
         self.colour_bar = QLabel()
         self.colour_bar.setPixmap(colour_bar_pixmap())
         self.colour_bar.setToolTip("Map colours: transparent below 35 % of the scale, full colour from 80 %")
@@ -100,7 +137,7 @@ class FindingsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.header)
         lay.addWidget(self.scroll, 1)
-        for w in (QLabel("Map opacity (CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
+        for w in (QLabel("Map opacity (E, CAM, A)"), self.opacity, QLabel("Map colours"), self.colour_bar):
             lay.addWidget(w)
         lay.addLayout(ends)
         legend = QLabel(LEGEND)
@@ -117,7 +154,7 @@ class FindingsPanel(QWidget):
         self.text.setText(f"<b>Not labelled: {OUTSIDE}</b>: {html.escape(reason)}.<br>"
                           "The model was trained on limb and hip radiographs (CR/DX) only.")
 
-    def show_prediction(self, ref: ImageRef, p: Prediction, cal, device: str = "", map_scaled: bool = True) -> str:
+    def show_prediction(self, ref: ImageRef, p: Prediction, cal, device: str = "", map_scaled: bool = True, truth=()) -> str:
         """Show ``p`` for image ``ref`` against calibration ``cal``; returns the verdict."""
         verdict = cal.verdict(p.probability)
         colour, word = VERDICT_TEXT[verdict]
@@ -140,6 +177,7 @@ class FindingsPanel(QWidget):
         self.scale_end.setText("high (this model's fixed scale)" if map_scaled else "high (this image's maximum: model not calibrated)")
         self.text.setText(
             f"{mark}<b style='color:{colour}'>{word}</b> — abnormal probability <b>{p.probability:.3f}</b>, {why}<br>"
+            f"{where_html(p)}<br>{truth_html(p, truth)}"
             f"{miss}<br>"
             f"{operating_points_html(cal)}<br>"
             f"per stage: {stages}<br>"

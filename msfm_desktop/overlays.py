@@ -30,11 +30,17 @@ from PySide6.QtWidgets import QGraphicsRectItem
 from engine.types import Prediction
 
 RANK_COLOURS = ("#ff0000", "#ff8000", "#ffff00", "#00c000", "#00c0ff", "#0040ff", "#c000ff")
-LAYERS = ("cam", "a", "object", "windows", "fused")
-MAP_LAYERS = ("cam", "a")
+LAYERS = ("evidence", "cam", "a", "object", "windows", "fused", "lesion", "truth")
+MAP_LAYERS = ("evidence", "cam", "a")
 COLOUR_MAP = "turbo"
-#: Default visibility: the CAM and A share colours, so only one map is on at first.
-DEFAULT_VISIBLE = {"cam": True, "a": False, "object": True, "windows": True, "fused": True}
+#: Default visibility: the maps share colours, so only one is on at first: the evidence
+#: map E. The lesion box with its peak is the finding; the fused box (the region), the
+#: object box and the windows are secondary layers a user can hide.
+DEFAULT_VISIBLE = {"evidence": True, "cam": False, "a": False, "object": True, "windows": True, "fused": True, "lesion": True, "truth": True}
+LESION_COLOUR = "#ff00ff"
+TRUTH_COLOUR = "#40ff40"  # reference boxes of a labelled folder (boxes.csv), to judge the finding against
+#: Opacity share of the secondary box layers (object box, windows) against the finding.
+SECONDARY = 0.6
 
 
 MAP_UPSAMPLE = 16
@@ -114,36 +120,49 @@ class Overlays:
                 self.view.removeItem(it)
             items.clear()
 
-    def show(self, p: Prediction, verdict: str = "abnormal", map_scale: dict | None = None) -> None:
+    def show(self, p: Prediction, verdict: str = "abnormal", map_scale: dict | None = None, truth=()) -> None:
         """Draw ``p``'s evidence. ``verdict`` (abnormal | borderline | possible | normal)
         sets how strongly (:data:`STYLES`); ``map_scale`` ({"cam": (lo, hi), "a": ...}) is
-        the model's fixed map scale, None for this image's own range."""
+        the model's fixed map scale, None for this image's own range; ``truth`` are
+        reference boxes (xyxy image pixels) from the folder's boxes.csv."""
         self.clear()
+        for box in truth:
+            self.items["truth"].append(_rect(box, TRUTH_COLOUR, 2.0, Qt.PenStyle.DashLine))
         style, box_alpha, self.map_factor = STYLES.get(verdict, STYLES["abnormal"])
         toned = verdict == "normal"
-        for layer, m in (("cam", p.maps.cam), ("a", p.maps.a)):
+        for layer, m in (("evidence", p.maps.evidence), ("cam", p.maps.cam), ("a", p.maps.a)):
+            if m is None:
+                continue  # a prediction without an evidence map (main-stage-only model)
             item = pg.ImageItem(display_map(m), axisOrder="row-major", levels=map_levels(m, (map_scale or {}).get(layer)))
             item.setLookupTable(map_lut())
             item.setRect(QRectF(0, 0, p.width, p.height))
             item.setOpacity(self.opacity * self.map_factor)
             item.setZValue(5)
             self.items[layer].append(item)
-        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else "#00ffff", 1.5, style))
+        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else "#00ffff", 1.0, style))
         gap = 0.045 * max(p.width, p.height)
         for rank, (w, pos) in enumerate(zip(p.windows, label_positions([w.box for w in p.windows], gap))):
             colour = TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)]
-            r = _rect(w.box, colour, 1.0 if toned else 1.5, style)
+            r = _rect(w.box, colour, 1.0, style)
             # A rank number on a dark plate: legible over bright bone, fixed screen size;
             # the scores are listed and explained in the Findings panel.
             label = pg.TextItem(f"{rank + 1}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
             label.setPos(*pos)
             self.items["windows"] += [r, label]
-        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else "#ffffff", 1.5 if toned else 3.0, style))
+        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else "#ffffff", 1.0 if toned else 2.0, style))
+        if p.lesion_box is not None:
+            # The finding: the most prominent layer, drawn last and thickest, with the peak.
+            colour = TONED_DOWN if toned else LESION_COLOUR
+            self.items["lesion"].append(_rect(p.lesion_box, colour, 1.5 if toned else 3.5, style))
+            if p.peak is not None:
+                marker = pg.ScatterPlotItem([p.peak[0]], [p.peak[1]], symbol="+", size=18, pen=pg.mkPen(colour, width=2), brush=None, pxMode=True)
+                self.items["lesion"].append(marker)
         for layer, items in self.items.items():
             for it in items:
                 if layer not in MAP_LAYERS:
-                    it.setZValue(11 if isinstance(it, pg.TextItem) else 10)
-                    it.setOpacity(box_alpha)
+                    it.setZValue(13 if layer == "lesion" else 12 if layer == "truth" else 11 if isinstance(it, pg.TextItem) else 10)
+                    if layer != "truth":  # the reference is data, not the model's evidence: never toned down
+                        it.setOpacity(box_alpha * (SECONDARY if layer in ("object", "windows") else 1.0))
                 self.view.addItem(it)
                 it.setVisible(self.visible[layer])
 

@@ -128,6 +128,7 @@ class OpenStudy:
     results: dict[tuple[str, int], object] = field(default_factory=dict)
     run: StudyRun | None = None
     token: int = field(default_factory=lambda: next(_tokens))
+    _truth: dict[str, list] = field(default_factory=dict)
 
     # ----- building
     @classmethod
@@ -164,6 +165,16 @@ class OpenStudy:
             if ref.path == p:
                 return ref.with_frame(frame or 0) if ref.frames > 1 else ref
         return None
+
+    def reference_boxes(self, ref: ImageRef) -> list:
+        """Reference boxes of ``ref`` (xyxy source pixels) from a boxes.csv of its folder,
+        read once per image; [] for DICOM frames and images without any."""
+        from engine.data.sources import reference_boxes
+
+        key = str(ref.path)
+        if key not in self._truth:
+            self._truth[key] = [] if ref.frames > 1 else reference_boxes(ref.path)
+        return self._truth[key]
 
     def paths(self) -> list[Path]:
         return [r.path for r in self.images]

@@ -23,7 +23,9 @@ from engine.resources import DEFAULT_MODEL
 from .overlays import DEFAULT_VISIBLE, LAYERS
 
 DEVICES = ("auto", "cpu", "cuda")
-LAYER_LABELS = {"cam": "CAM (abnormal class)", "a": "Activation map A", "object": "Object box", "windows": "Part windows", "fused": "Fused box"}
+LAYER_LABELS = {"evidence": "Evidence map E", "cam": "CAM (abnormal class)", "a": "Activation map A", "object": "Object box",
+                "windows": "Part windows", "fused": "Region (fused box)", "lesion": "Lesion box and peak",
+                "truth": "Reference boxes (boxes.csv)"}
 
 
 def _bool(v: object, default: bool) -> bool:

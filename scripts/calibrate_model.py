@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from engine.config import ModelConfig
 from engine.calibration import MAP_KINDS, Calibration, calibrate
 from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from engine.data import load_samples
@@ -116,7 +117,8 @@ def verify(original: Path, copy: Path, images: list, device: str) -> None:
     """Raise unless ``copy`` holds the same weights and config as ``original`` and gives
     identical probabilities on ``images``."""
     a, b = read_checkpoint(original), read_checkpoint(copy)
-    if json.loads(a["config"]) != json.loads(b["config"]):
+    # Parsed, so a key the engine gained since (with its default) is no difference.
+    if ModelConfig.from_dict(json.loads(a["config"])) != ModelConfig.from_dict(json.loads(b["config"])):
         raise SystemExit("the copy's configuration differs from the original's; not written")
     sa, sb = a["state_dict"], b["state_dict"]
     if sa.keys() != sb.keys() or any(sa[k].dtype != sb[k].dtype or not torch.equal(sa[k], sb[k]) for k in sa):

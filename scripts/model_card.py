@@ -27,6 +27,135 @@ def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
+def ci_fmt(v, ci) -> str:
+    """``0.210 [0.123–0.296]``: a figure with its bootstrap 95 % interval when there is one."""
+    if v is None:
+        return "n/a"
+    return fmt(float(v)) + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+
+
+def _loc_rows(m: dict, subset: str) -> list[str]:
+    """Rows of the localisation table for one subset (all images, or without hardware)."""
+    loc, ci = m.get("localization") or {}, m.get("ci") or {}
+    if not loc.get("n_images"):
+        return []
+    b = m.get("baselines") or {}
+    cam = b.get("cam_box") or {}
+    cci = cam.get("ci") or {}
+    les, reg = loc.get("lesion") or {}, loc.get("region") or {}
+    n = loc["n_images"]
+    peak = "peak of E" if loc.get("peak") == "evidence" else "peak of A_o (no evidence map)"
+    rows = []
+    if les:
+        rows.append(f"| MSFM lesion box, {peak} | {subset} ({n}) | {ci_fmt(loc.get('pointing'), ci.get('pointing'))} | "
+                    f"{ci_fmt(loc.get('pointing15'), ci.get('pointing15'))} | "
+                    + " | ".join(ci_fmt(les.get(k), ci.get(f"lesion_{k}")) for k in ("iou10", "iou30", "iou50")) + " |")
+    rows.append(f"| MSFM region box (eq. 11 fused box){'' if les else ', ' + peak} | {subset} ({n}) | "
+                + ("(same peak) | (same peak) | " if les else f"{ci_fmt(loc.get('pointing'), ci.get('pointing'))} | {ci_fmt(loc.get('pointing15'), ci.get('pointing15'))} | ")
+                + " | ".join(ci_fmt(reg.get(k), ci.get(f"region_{k}")) for k in ("iou10", "iou30", "iou50")) + " |")
+    if cam.get("n_images"):
+        src = b.get("source", "")
+        src = "MSFM's main stage standing in for the plain classifier" if src.startswith("msfm main stage") else src
+        rows.append(f"| CAM-box baseline, CAM peak ({src}) | {subset} ({n}) | {ci_fmt(cam.get('pointing'), cci.get('pointing'))} | "
+                    f"{ci_fmt(cam.get('pointing15'), cci.get('pointing15'))} | "
+                    + " | ".join(ci_fmt(cam.get(k), cci.get(k)) for k in ("iou10", "iou30", "iou50")) + " |")
+    return rows
+
+
+def _fma_text(f: dict) -> str:
+    if not f:
+        return "not measured"
+    if not f.get("enabled"):
+        return "FMA is off in this model: nothing is darkened (0 %)"
+    if f.get("gt_area_darkened") is None:
+        return "no fractured image with boxes"
+    fci = f.get("ci") or {}
+    g = fci.get("gt_area_darkened")
+    h = fci.get("half_cut")
+    return (f"{pct(f['gt_area_darkened'])}" + (f" [{100 * g[0]:.1f}–{100 * g[1]:.1f} %]" if g else "")
+            + f" of the fracture-box area (whole image on those radiographs: {pct(f.get('image_area_darkened'))}; "
+            f"every image scored: {pct(f.get('image_area_darkened_all'))}); at least half of the fracture darkened on "
+            f"{pct(f.get('half_cut'))}" + (f" [{100 * h[0]:.1f}–{100 * h[1]:.1f} %]" if h else "") + f" of the {f.get('n_images')} fractured images")
+
+
+def localisation_lines(m: dict, heading: str = "## Localisation (SPEC §3b)") -> list[str]:
+    """The card's localisation section from an ``msfm evaluate --json`` result: MSFM's lesion
+    and region boxes and the CAM-box baseline x pointing, pointing within 15 px and IoU hit
+    rates, with bootstrap intervals, on all images and without metal hardware; per body part;
+    the FMA suppression of the fracture."""
+    loc = m.get("localization") or {}
+    if not loc.get("n_images"):
+        return [heading, "", "No fractured image with ground-truth boxes was evaluated.", ""]
+    boot = m.get("bootstrap") or {}
+    nh = m.get("no_hardware") or {}
+    lines = [
+        heading,
+        "",
+        f"Scored on the {loc['n_images']} fractured val images with ground-truth boxes (`boxes.csv`; never seen in training), in source pixels. "
+        "**Pointing**: the peak of the evidence map E (`Prediction.peak`) inside a ground-truth box, edges included; **≤ 15 px**: within 15 source "
+        "pixels of one (the pointing game of Zhang et al., ECCV 2016). **IoU ≥ t**: the share of images whose box overlaps some ground-truth box "
+        "with IoU ≥ t; a missing box is a miss. The CAM-box baseline is read the same way (peak of the CAM; its box: 0.2·max, largest component). "
+        f"Brackets: bootstrap 95 % intervals ({boot.get('resamples', 1000)} resamples stratified by label, seed {boot.get('seed', 0)}, percentile; "
+        "`engine/bootstrap.py`). A rate of 0 gets the interval [0–0]: no resample can do better, which bounds nothing.",
+        "",
+        "| readout | images | pointing | ≤ 15 px | IoU ≥ 0.1 | IoU ≥ 0.3 | IoU ≥ 0.5 |",
+        "|---|---|---|---|---|---|---|",
+        *_loc_rows(m, "all"),
+    ]
+    if nh.get("n"):
+        lines += _loc_rows(nh, "no hardware")
+    lines.append("")
+    if nh.get("n"):
+        nci = nh.get("ci") or {}
+        lines.append(f"Without metal hardware (FracAtlas `hardware` flag in `meta.csv`; {nh.get('n_excluded_hardware')} images left out, "
+                     f"{nh.get('n_excluded_hardware_abnormal')} of them fractured): AUC {ci_fmt(nh.get('auc'), nci.get('auc'))}, "
+                     f"κ {ci_fmt(nh.get('kappa'), nci.get('kappa'))} on {nh.get('n')} images.")
+        lines.append("")
+    elif nh.get("note") or m.get("no_hardware_note"):
+        lines += [f"Without metal hardware: not measured ({nh.get('note') or m.get('no_hardware_note')}).", ""]
+    areas = []
+    if loc.get("median_area_lesion") is not None:
+        areas.append(f"lesion box {100 * loc['median_area_lesion']:.2f} %")
+    if loc.get("median_area_fused") is not None:
+        areas.append(f"region box {100 * loc['median_area_fused']:.1f} %")
+    if loc.get("median_area_gt") is not None:
+        areas.append(f"largest ground-truth box {100 * loc['median_area_gt']:.2f} %")
+    if areas:
+        lines.append(f"Median area, as a share of the image: {', '.join(areas)} (a box k times larger than the fracture it holds has IoU 1/k). "
+                     f"v1 pointing readouts for comparison: peak cell of A_o {fmt(loc.get('pointing_ao'))}, main-stage CAM peak "
+                     f"{fmt(loc.get('pointing_cam'))}, centre of the rank-1 window {fmt(loc.get('pointing_window1'))}.")
+    obj = m.get("localization_object_box") or {}
+    if obj.get("iou10") is not None:
+        lines += ["", "Object box (the look-closer crop) IoU ≥ 0.1/0.3/0.5: " + " / ".join(fmt(obj.get(k)) for k in ("iou10", "iou30", "iou50")) + "."]
+    parts = [(k, v["localization"]) for k, v in sorted((m.get("per_body_part") or {}).items()) if v.get("localization")]
+    if parts:
+        lines += ["", "Per body part (all images; few fractured hips and shoulders, so read these as counts):", "",
+                  "| body part | fractured with boxes | pointing | ≤ 15 px | lesion IoU ≥ 0.1 | lesion IoU ≥ 0.3 | region IoU ≥ 0.1 | CAM box ≤ 15 px | CAM box IoU ≥ 0.1 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for part, pl in parts:
+            les, reg, cam = pl.get("lesion") or {}, pl.get("region") or {}, pl.get("cam_box") or {}
+            lines.append(f"| {part} | {pl['n_images']} | {fmt(pl.get('pointing'))} | {fmt(pl.get('pointing15'))} | {fmt(les.get('iou10'))} | "
+                         f"{fmt(les.get('iou30'))} | {fmt(reg.get('iou10'))} | {fmt(cam.get('pointing15'))} | {fmt(cam.get('iou10'))} |")
+    f = m.get("fma_suppression") or {}
+    if f:
+        mode = f", {f['mode']} mode" if f.get("mode") not in (None, "paper") else ""
+        theta = f" (θ {f.get('theta')}, r {f.get('r')}{mode})" if f.get("enabled") else ""
+        lines += ["", f"**FMA fracture suppression**{theta}: the share of ground-truth box area whose FMA factor is < 1 on the network input, "
+                  f"averaged over fractured images. All images: {_fma_text(f)}."]
+        if (nh.get("fma_suppression") or {}).get("enabled"):
+            lines += ["", f"Without hardware: {_fma_text(nh['fma_suppression'])}."]
+    return lines + [""]
+
+
+def classification_ci_line(m: dict) -> str:
+    """Bootstrap intervals of the ensemble's AUC and κ (kept out of the table, whose numbers tests read)."""
+    ci, boot = m.get("ci") or {}, m.get("bootstrap") or {}
+    if not ci.get("auc"):
+        return ""
+    return (f"Bootstrap 95 % intervals (MSFM ensemble; {boot.get('resamples', 1000)} resamples stratified by label, seed {boot.get('seed', 0)}): "
+            f"AUC {ci_fmt(m.get('auc'), ci.get('auc'))}, κ at the model's threshold {ci_fmt(m.get('kappa'), ci.get('kappa'))}.")
+
+
 def calibration_lines(cal: Calibration) -> list[str]:
     """The "Operating points" section: what the app's verdicts and map colours rest on."""
     if not cal.calibrated:
@@ -81,8 +210,8 @@ def main() -> None:
     m = json.loads(Path(args.metrics).read_text())
     tc = ck.meta.get("train_config", {})
     data = ck.meta.get("data", {})
-    loc, b = m.get("localization", {}), m.get("baselines", {})
-    plain, cam = b.get("plain_classifier", {}), b.get("cam_box", {})
+    b = m.get("baselines", {})
+    plain = b.get("plain_classifier", {})
     lines = [
         f"# Model card: {ck.meta.get('name', 'MSFM')}",
         "",
@@ -94,6 +223,8 @@ def main() -> None:
         f"parts {ck.config.part_size} px, FMA {'on' if ck.config.fma.enabled else 'off'} (θ {ck.config.fma.theta}, r {ck.config.fma.r})",
         f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ), fusion γ {ck.config.gamma}",
         f"- file SHA-256 `{ck.sha256}`; engine {ck.meta.get('engine_version')}; created {ck.meta.get('created')}",
+        *([f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f}, tuned on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged)"]
+          if ck.meta.get("lesion_tau_tuning") else [f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f} (default, not tuned)"]),
         "",
         "## Data",
         f"- FracAtlas (Abedeen et al., Scientific Data 10, 521 (2023), CC BY 4.0), converted as described in the project's "
@@ -123,18 +254,7 @@ def main() -> None:
         f"| MSFM (ensemble) | {fmt(m.get('auc'))} | {fmt(m.get('kappa'))} | {fmt(m.get('accuracy'))} | {fmt(m.get('sensitivity'))} | {fmt(m.get('specificity'))} | {fmt(m.get('f1_abnormal'))} | {fmt(m.get('jpe'))} |",
         f"| plain classifier, same backbone, data and budget ({b.get('source', '')}) | {fmt(plain.get('auc'))} | {fmt(plain.get('kappa'))} | {fmt(plain.get('accuracy'))} | {fmt(plain.get('sensitivity'))} | {fmt(plain.get('specificity'))} | {fmt(plain.get('f1_abnormal'))} | {fmt(plain.get('jpe'))} |",
         "",
-        f"Localisation on the {loc.get('n_images')} fractured val images with boxes:",
-        "",
-        "| | IoU ≥ 0.5 | IoU ≥ 0.3 | IoU ≥ 0.1 | pointing |",
-        "|---|---|---|---|---|",
-        f"| MSFM fused box (pointing: peak of A_o) | {fmt(loc.get('iou50'))} | {fmt(loc.get('iou30'))} | {fmt(loc.get('iou10'))} | {fmt(loc.get('pointing'))} |",
-        f"| MSFM object box | {fmt(m.get('localization_object_box', {}).get('iou50'))} | {fmt(m.get('localization_object_box', {}).get('iou30'))} | {fmt(m.get('localization_object_box', {}).get('iou10'))} | |",
-        f"| CAM box baseline (pointing: CAM peak) | {fmt(cam.get('iou50'))} | {fmt(cam.get('iou30'))} | {fmt(cam.get('iou10'))} | {fmt(cam.get('pointing'))} |",
-        "",
-        f"Other pointing readings for MSFM: peak of the main-stage abnormal CAM {fmt(loc.get('pointing_cam'))}, centre of the rank-1 window {fmt(loc.get('pointing_window1'))}. "
-        f"Median box area: fused box {100 * (loc.get('median_area_fused') or 0):.1f} % of the image, largest ground-truth box {100 * (loc.get('median_area_gt') or 0):.2f} %. "
-        "A box k times larger than the fracture it contains has IoU 1/k, so the fused box (a γ-weighted mean of windows that span 43–86 % of the crop, SPEC §3) "
-        "cannot reach IoU ≥ 0.3 on most of these fractures; pointing is the more telling number.",
+        classification_ci_line(m),
         "",
         "Per-stage AUC: " + ", ".join(f"{k} {fmt(v.get('auc'))}" for k, v in m.get("stages", {}).items()) + ".",
         "",
@@ -145,7 +265,7 @@ def main() -> None:
     ]
     for part, pm in sorted(m.get("per_body_part", {}).items()):
         lines.append(f"| {part} | {pm.get('n')} | {fmt(pm.get('auc'))} | {fmt(pm.get('kappa'))} | {fmt(pm.get('accuracy'))} |")
-    lines += [""] + calibration_lines(ck.calibration)[:-1]
+    lines += [""] + localisation_lines(m) + calibration_lines(ck.calibration)[:-1]
     if args.extra:
         lines += ["", Path(args.extra).read_text().rstrip()]
     lines += [

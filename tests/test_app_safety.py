@@ -260,10 +260,16 @@ def test_normal_results_are_toned_down_on_the_models_fixed_scale(qtbot, ck, tmp_
     pos = [(lab.pos().x(), lab.pos().y()) for lab in labels]
     gap = 0.045 * max(p.width, p.height)
     assert all(not (abs(a[0] - b[0]) < 2 * gap and abs(a[1] - b[1]) < gap) for i, a in enumerate(pos) for b in pos[:i])
-    # The export burns in what the viewer shows: the CAM, not map A.
+    # The export burns in what the viewer shows: the evidence map, the lesion box; no second map.
     export = win.open_export()
     qtbot.addWidget(export)
-    assert export.layers["cam"].isChecked() and not export.layers["a"].isChecked()
+    assert export.layers["evidence"].isChecked() and export.layers["lesion"].isChecked()
+    assert not export.layers["cam"].isChecked() and not export.layers["a"].isChecked()
+    win.layer_actions["evidence"].setChecked(False)
+    win.layer_actions["cam"].setChecked(True)
+    export = win.open_export()
+    qtbot.addWidget(export)
+    assert export.layers["cam"].isChecked() and not export.layers["evidence"].isChecked()
 
 
 def test_a_table_row_opens_its_image_with_its_result(qtbot, ck, tmp_path, settings):

@@ -145,6 +145,18 @@ def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_mod
     assert win.overlays.boxes("fused") == [pytest.approx(tuple(p.fused_box), abs=1e-3)]
     assert win.overlays.boxes("object") == [pytest.approx(tuple(p.object_box), abs=1e-3)]
     assert win.overlays.boxes("windows") == [pytest.approx(tuple(w.box), abs=1e-3) for w in p.windows]
+    # The finding: the lesion box with a marker at the evidence peak, and where it is, in words.
+    assert win.overlays.boxes("lesion") == [pytest.approx(tuple(p.lesion_box), abs=1e-3)]
+    import pyqtgraph as pg
+
+    (marker,) = [it for it in win.overlays.items["lesion"] if isinstance(it, pg.ScatterPlotItem)]
+    assert (marker.data["x"][0], marker.data["y"][0]) == pytest.approx(p.peak)
+    lb = p.lesion_box
+    assert f"Where: lesion box x {lb[0]:.0f}–{lb[2]:.0f}, y {lb[1]:.0f}–{lb[3]:.0f} px" in win.findings.text.text()
+    ev = win.overlays.items["evidence"][0]  # the default heat layer, over the whole image
+    r = ev.mapRectToParent(ev.boundingRect())
+    assert ev.isVisible() and (r.width(), r.height()) == pytest.approx((p.width, p.height))
+    assert not win.overlays.items["cam"][0].isVisible()
     assert f"{p.probability:.3f}" in win.findings.text.text()
     for layer in LAYERS:
         win.layer_actions[layer].setChecked(False)

@@ -206,7 +206,7 @@ def test_training_stores_the_validation_calibration(tiny_csv, tmp_path):
         assert cal.default.threshold == ck.config.threshold and "validation split" in cal.source
         assert cal.default.sensitivity == pytest.approx(ck.meta["metrics"]["sensitivity"])
         if kind == "msfm":
-            assert set(cal.map_scale) == {"cam", "a"} and all(lo < hi for lo, hi in cal.map_scale.values())
+            assert set(cal.map_scale) == {"evidence", "cam", "a"} and all(lo < hi for lo, hi in cal.map_scale.values())
         else:
             assert cal.map_scale is None
 
@@ -225,4 +225,4 @@ def test_the_shipped_default_model_is_calibrated_on_validation():
     assert cal.miss_rate == pytest.approx(1 - cal.default.sensitivity)
     # The calibration reproduces the model card's validation sensitivity/specificity.
     assert cal.default.sensitivity == pytest.approx(d["metrics"]["sensitivity"]) and cal.default.specificity == pytest.approx(d["metrics"]["specificity"])
-    assert set(cal.map_scale) == {"cam", "a"} and all(math.isfinite(lo) and lo < hi for lo, hi in cal.map_scale.values())
+    assert set(cal.map_scale) == {"evidence", "cam", "a"} and all(math.isfinite(lo) and lo < hi for lo, hi in cal.map_scale.values())

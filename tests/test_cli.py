@@ -43,6 +43,23 @@ def test_train_writes_checkpoints_that_evaluate_and_predict_load(trained_run, ti
     assert set(m["localization"]) >= {"n_images", "iou50", "iou30", "iou10", "pointing"}
     assert set(m["baselines"]) >= {"plain_classifier", "cam_box"}
     assert set(m["baselines"]["cam_box"]) >= {"iou50", "iou30", "iou10", "pointing"}
+    # SPEC §3b: pointing within 15 px, lesion and region hit rates, intervals, FMA suppression.
+    loc = m["localization"]
+    assert loc["n_images"] == 4 and loc["peak"] == "evidence" and 0 <= loc["pointing"] <= loc["pointing15"] <= 1
+    for box in ("lesion", "region"):
+        assert set(loc[box]) >= {"iou10", "iou30", "iou50"} and loc[box]["iou50"] <= loc[box]["iou30"] <= loc[box]["iou10"]
+    assert loc["iou10"] == loc["region"]["iou10"]  # SPEC §5's flat keys stay the region box
+    assert set(m["ci"]) >= {"auc", "kappa", "pointing", "pointing15", "lesion_iou10", "lesion_iou30", "lesion_iou50", "region_iou10"}
+    assert m["ci"]["auc"][0] <= m["auc"] <= m["ci"]["auc"][1] and m["ci"]["pointing"][0] <= loc["pointing"] <= m["ci"]["pointing"][1]
+    assert m["bootstrap"] == {"resamples": 1000, "seed": 0, "level": 0.95, "stratified": True, "method": "percentile"}
+    cam = m["baselines"]["cam_box"]
+    assert {"pointing15", "ci"} <= set(cam) and set(cam["ci"]) >= {"pointing", "pointing15", "iou10"}
+    fma = m["fma_suppression"]
+    assert fma["enabled"] is True and fma["n_images"] == 4 and 0 <= fma["gt_area_darkened"] <= 1 and 0 <= fma["half_cut"] <= 1
+    assert 0 < fma["image_area_darkened_all"] < 1
+    assert any("localization" in v for v in m["per_body_part"].values())
+    assert "no_hardware" not in m and "meta.csv" in m["no_hardware_note"]  # the tiny copy has no meta.csv
+    assert "pointing" in res.stderr and "lesion box IoU" in res.stderr
 
     pred = tmp_path / "p.json"
     csv_out = tmp_path / "p.csv"
@@ -69,6 +86,33 @@ def test_evaluate_with_a_plain_baseline_checkpoint(trained_run, tiny_csv, tmp_pa
     res = msfm("evaluate", tiny_csv, "--checkpoint", trained_run / "best.pt", "--baseline", base / "best.pt", "--json", out, "--quiet")
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["baselines"]["source"] == "plain classifier checkpoint"
+
+
+def test_evaluate_repeats_every_figure_without_hardware_images(trained_run, tiny_csv, tmp_path):
+    """meta.csv beside labels.csv flags metal hardware; the no_hardware block leaves those images out."""
+    import csv as _csv
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "images").symlink_to(tiny_csv.parent / "images")
+    for name in ("labels.csv", "boxes.csv"):
+        (data / name).write_text((tiny_csv.parent / name).read_text())
+    with open(tiny_csv, newline="") as fh:
+        rows = list(_csv.DictReader(fh))
+    flagged = next(r["file"] for r in rows if r["split"] == "val" and r["label"] == "1")
+    with open(data / "meta.csv", "w", newline="") as fh:
+        w = _csv.writer(fh)
+        w.writerow(["file", "group", "hardware"])
+        w.writerows([r["file"], 0, int(r["file"] == flagged)] for r in rows)
+    out = tmp_path / "m.json"
+    res = msfm("evaluate", data / "labels.csv", "--checkpoint", trained_run / "best.pt", "--json", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(out.read_text())
+    nh = m["no_hardware"]
+    assert nh["n"] == 7 and nh["n_abnormal"] == 3 and nh["n_excluded_hardware"] == 1 and nh["n_excluded_unknown"] == 0
+    assert nh["localization"]["n_images"] == 3 and set(nh["localization"]) >= {"pointing", "pointing15", "lesion", "region"}
+    assert set(nh) >= {"auc", "kappa", "ci", "baselines", "fma_suppression", "per_body_part"}
+    assert "without metal hardware" in res.stderr
 
 
 def test_bad_input_exits_non_zero_with_one_line(tmp_path):

@@ -63,11 +63,16 @@ def test_dicom_sources_give_conformant_linked_sc_sr_gsps(tmp_path, preds):
         assert sc.BurnedInAnnotation == "YES" and list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"]
         assert sc.PhotometricInterpretation == "RGB" and sc.pixel_array.shape == (src.Rows, src.Columns, 3)
         assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
-        poly, ref = scoord(sr)
-        x0, y0, x1, y1 = pred.fused_box
+        poly, ref = scoord(sr)  # the first ROI: the lesion box, the finding
+        x0, y0, x1, y1 = pred.lesion_box
         np.testing.assert_allclose(poly, [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], atol=1e-3)
         assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
         items = flatten(sr.ContentSequence)
+        rois = [np.asarray(i.GraphicData, dtype=float).reshape(-1, 2) for i in items if i.get("ValueType") == "SCOORD"]
+        fx0, fy0, fx1, fy1 = pred.fused_box  # the region, as context
+        assert len(rois) == 2 and np.allclose(rois[1], [[fx0, fy0], [fx1, fy0], [fx1, fy1], [fx0, fy1], [fx0, fy0]], atol=1e-3)
+        ids = [str(i.get("TextValue", "")) for i in items if i.get("ValueType") == "TEXT"]
+        assert "MSFM lesion box" in ids and "MSFM region (fused box)" in ids
         values = [float(i.MeasuredValueSequence[0].NumericValue) for i in items if i.get("ValueType") == "NUM"]
         assert values == [pytest.approx(pred.probability, abs=1e-6)]
         assert any(pred.model.sha256 in str(i.get("TextValue", "")) for i in items)
@@ -76,8 +81,10 @@ def test_dicom_sources_give_conformant_linked_sc_sr_gsps(tmp_path, preds):
         assert pr.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
         objects = [g for a in pr.GraphicAnnotationSequence for g in a.get("GraphicObjectSequence", [])]
         boxes = [np.asarray(g.GraphicData, dtype=float).reshape(-1, 2) for g in objects]
-        assert len(boxes) == 1 + len(pred.windows)
+        assert len(boxes) == 3 + len(pred.windows)  # lesion box, peak, fused box, windows
         assert any(np.allclose(b, poly, atol=1e-3) for b in boxes)
+        assert any(b.shape == (1, 2) and np.allclose(b[0], pred.peak, atol=1e-3) for b in boxes)
+        assert "MSFM LESION" in [layer.GraphicLayer for layer in pr.GraphicLayerSequence]
     assert not list(DICOM.glob("*.msfm-*"))  # nothing written next to the sources
 
 
@@ -158,6 +165,8 @@ def test_csv_columns_and_no_overwrite(tmp_path, preds):
     assert list(rows[0]) == CSV_FIELDS and len(rows) == len(preds)
     assert rows[0]["sop_instance_uid"] == pydicom.dcmread(preds[0].file, stop_before_pixels=True).SOPInstanceUID
     assert float(rows[0]["fused_x1"]) == pytest.approx(preds[0].fused_box[2], abs=0.01) and rows[0]["time"]
+    assert float(rows[0]["lesion_x0"]) == pytest.approx(preds[0].lesion_box[0], abs=0.01)
+    assert (float(rows[0]["peak_x"]), float(rows[0]["peak_y"])) == pytest.approx(preds[0].peak, abs=0.01)
     with pytest.raises(FileExistsError):
         write_csv(preds, path)
     anon = list(csv.DictReader(write_csv(preds, tmp_path / "anon.csv", anonymise=True).open()))
@@ -172,7 +181,7 @@ def test_csv_rows_for_out_of_scope_images_and_research_marks(tmp_path, preds):
     from engine.io import load_images
     from engine.scope import OutOfScope, check_scope
 
-    assert CSV_FIELDS[-3:] == ["patient_id", "study_instance_uid", "intended_use"]  # added at the end; the rest unchanged
+    assert CSV_FIELDS[-9:-6] == ["patient_id", "study_instance_uid", "intended_use"]  # added at the end; the rest unchanged
     refused = [OutOfScope.of(im, check_scope(im)) for im in load_images(DICOM / "pydicom-data_emri_small_jpeg_ls_lossless.dcm")[:2]]
     refused.append(OutOfScope.of(load_images(DICOM / "RG1_J2KI.dcm")[0], check_scope(load_images(DICOM / "RG1_J2KI.dcm")[0])))
     rows = list(csv.DictReader(write_csv(preds, tmp_path / "f.csv", out_of_scope=refused).open()))

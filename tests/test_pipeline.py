@@ -31,6 +31,12 @@ def _check_prediction(p):
     assert 0.0 <= p.probability <= 1.0 and p.label in (0, 1)
     g = 14
     assert p.maps.a.shape == (g, g) and p.maps.cfm.shape == (2, g, g) and p.maps.cam.shape == (g, g)
+    # The finding (SPEC §3b): E over the whole image at 1/4 resolution, peak inside the lesion box.
+    assert p.maps.evidence.shape == (-(-p.height // 4), -(-p.width // 4)) and p.maps.evidence.dtype == np.float32
+    assert _inside(p.lesion_box, p.width, p.height)
+    x0, y0, x1, y1 = p.lesion_box
+    assert x0 <= p.peak[0] <= x1 and y0 <= p.peak[1] <= y1
+    assert p.evidence_max == pytest.approx(float(p.maps.evidence.max()))
 
 
 @pytest.mark.parametrize("fixture", ["resnet18_model", "lite0_model"])
@@ -46,7 +52,9 @@ def test_predict_real_radiographs_gives_7_windows_inside_each_image(request, fix
         assert (p.width, p.height) == (im.width, im.height)
         _check_prediction(p)
         js = p.to_json()
-        assert set(js) >= {"file", "width", "height", "probability", "label", "stages", "object_box", "windows", "fused_box", "model"}
+        assert set(js) >= {"file", "width", "height", "probability", "label", "stages", "object_box", "windows", "fused_box", "model",
+                           "peak", "lesion_box", "evidence"}
+        assert js["lesion_box"] == [round(v, 2) for v in p.lesion_box] and len(js["peak"]) == 2 and "max" in js["evidence"]
         json.dumps(js)
 
 
@@ -67,6 +75,29 @@ def test_batched_pipeline_matches_per_image_reference(resnet18_model, lite0_mode
             np.testing.assert_allclose(p.fused_box, ref["fused_box"], atol=1e-3)
             np.testing.assert_allclose(p.maps.a, ref["a"], rtol=1e-4, atol=1e-3)
             np.testing.assert_allclose(p.maps.fw, ref["fw"], rtol=1e-4, atol=1e-3)
+            _check_evidence_matches(p, ref)
+
+
+def _check_evidence_matches(p, ref):
+    """E, peak and lesion box of the batched engine vs the reference's independent build."""
+    e, e_ref = p.maps.evidence, ref["evidence"]
+    assert e.shape == e_ref.shape
+    he, we = e.shape
+    cw, ch = p.width / we, p.height / he
+    scale = max(1.0, float(np.abs(e_ref).max()))
+    # Coverage ties on a window edge may flip a cell between two maps: allow a few such cells.
+    close = np.abs(e - e_ref) <= 1e-3 * scale
+    assert close.mean() >= 0.995, f"E differs on {100 * (1 - close.mean()):.2f} % of cells"
+    # Peak within one cell, unless the reference has a near-tie there (then the engine's peak
+    # must be a maximum of the reference's E too).
+    near = abs(p.peak[0] - ref["peak"][0]) <= cw + 1e-6 and abs(p.peak[1] - ref["peak"][1]) <= ch + 1e-6
+    if not near:
+        i, j = int(p.peak[1] // ch), int(p.peak[0] // cw)
+        assert e_ref[i, j] >= e_ref.max() - 1e-3 * scale, (p.peak, ref["peak"])
+    else:
+        got, want = np.array(p.lesion_box), np.array(ref["lesion_box"])
+        tol = 2 * np.array([cw, ch, cw, ch]) + 1e-6
+        assert (np.abs(got - want) <= tol).all(), (p.lesion_box, ref["lesion_box"])
 
 
 def test_results_do_not_depend_on_batch_composition(resnet18_model, xray_sample):

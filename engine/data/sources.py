@@ -79,24 +79,55 @@ def _parse_label(raw: str, where: str) -> int:
     raise DataError(f"{where}: label {raw!r} is not 0/1")
 
 
+def read_boxes_csv(box_csv: Path, problems: list[str] | None = None) -> dict[str, list[tuple[float, float, float, float]]]:
+    """``boxes.csv`` (``file,x0,y0,x1,y1``, several rows per file allowed): xyxy boxes in
+    original pixels by ``file`` (as written, relative to the images folder). Malformed
+    rows go to ``problems`` and are skipped; a missing or unreadable file gives {}."""
+    boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+    try:
+        fh = open(box_csv, newline="", encoding="utf-8-sig")
+    except OSError:
+        return boxes
+    with fh:
+        for i, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                b = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            except (KeyError, TypeError, ValueError):
+                if problems is not None:
+                    problems.append(f"{box_csv.name} line {i}: malformed box, ignored")
+                continue
+            if b[2] > b[0] and b[3] > b[1]:
+                boxes.setdefault((row.get("file") or "").strip(), []).append(b)  # type: ignore[arg-type]
+    return boxes
+
+
+def reference_boxes(image: Path) -> list[tuple[float, float, float, float]]:
+    """Reference (ground-truth) boxes of ``image`` from a ``boxes.csv`` beside it or beside
+    its ``images/`` folder (the labels-CSV layout), matched by the path relative to that
+    folder; [] when there is none."""
+    image = Path(image)
+    for folder in (image.parent, image.parent.parent):
+        box_csv = folder / "boxes.csv"
+        if not box_csv.is_file():
+            continue
+        base = folder / "images" if (folder / "images").is_dir() else folder
+        try:
+            key = image.relative_to(base).as_posix()
+        except ValueError:
+            key = image.name
+        found = read_boxes_csv(box_csv).get(key)
+        if found:
+            return found
+    return []
+
+
 def read_labels_csv(csv_path: Path) -> SampleSet:
     csv_path = Path(csv_path)
     images = csv_path.parent / "images"
     base = images if images.is_dir() else csv_path.parent
     base_abs = os.path.normpath(os.path.abspath(base))
     problems: list[str] = []
-    boxes: dict[str, list[tuple[float, float, float, float]]] = {}
-    box_csv = csv_path.parent / "boxes.csv"
-    if box_csv.is_file():
-        with open(box_csv, newline="", encoding="utf-8-sig") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    b = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-                except (KeyError, TypeError, ValueError):
-                    problems.append(f"{box_csv.name} line {i}: malformed box, ignored")
-                    continue
-                if b[2] > b[0] and b[3] > b[1]:
-                    boxes.setdefault(row["file"], []).append(b)  # type: ignore[arg-type]
+    boxes = read_boxes_csv(csv_path.parent / "boxes.csv", problems)
     samples = []
     try:
         fh = open(csv_path, newline="", encoding="utf-8-sig")

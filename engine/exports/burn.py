@@ -28,8 +28,11 @@ RESEARCH_COLOUR = (255, 176, 0)
 
 #: Layers that can be burned in: activation map A, the abnormal-class CAM, the stage-1
 #: object box, the ranked part windows, the fused box, and the probability label.
-LAYERS = ("a", "cam", "object", "windows", "fused", "label")
-DEFAULT_LAYERS = ("a", "object", "windows", "fused", "label")
+LAYERS = ("evidence", "a", "cam", "object", "windows", "fused", "lesion", "label")
+#: The evidence map E and the lesion box with its peak are the finding; the fused box is
+#: the region to look at. Object box and windows are secondary (the viewer's layers).
+DEFAULT_LAYERS = ("evidence", "fused", "lesion", "label")
+LESION_COLOUR = (255, 0, 255)
 
 
 #: Map colours as the desktop viewer draws them: turbo, transparent below ``ALPHA_FROM`` of
@@ -52,7 +55,8 @@ def _heat(m: np.ndarray, w: int, h: int, scale: tuple[float, float] | None) -> t
 
 def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 0.6, layers=DEFAULT_LAYERS, calibration=None) -> np.ndarray:
     """(H, W, 3) uint8 RGB: the radiograph with the chosen ``layers`` drawn in (one heat map:
-    A, or the CAM when "cam" is chosen instead of "a"), as the desktop viewer shows them.
+    the evidence map E, else the CAM, else A, in that order of preference), the lesion box
+    in magenta with a cross at the peak, as the desktop viewer shows them.
 
     ``calibration`` (an :class:`engine.calibration.Calibration`) puts the maps on the
     model's fixed scale and draws a normal result toned down (faint map, grey boxes), and
@@ -63,7 +67,8 @@ def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 
     h, w = grey.shape
     verdict = calibration.verdict(pred.probability) if calibration is not None else None
     toned = verdict == "normal"
-    kind = "cam" if "cam" in layers else "a" if "a" in layers else None
+    kinds = [k for k in ("evidence", "cam", "a") if k in layers and getattr(pred.maps, k, None) is not None]
+    kind = kinds[0] if kinds else None  # one heat map: E, else the CAM, else A
     if heatmap_alpha > 0 and kind is not None:
         scale = (calibration.map_scale or {}).get(kind) if calibration is not None else None
         colours, alpha = _heat(getattr(pred.maps, kind), w, h, scale)
@@ -82,9 +87,16 @@ def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 
             rect(win.box, TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)], t)
     if "fused" in layers:
         rect(pred.fused_box, TONED_DOWN if toned else FUSED_COLOUR, t if toned else 2 * t)
+    if "lesion" in layers and pred.lesion_box is not None:
+        rect(pred.lesion_box, TONED_DOWN if toned else LESION_COLOUR, t if toned else 2 * t)
+        if pred.peak is not None:
+            px, py = (int(round(v)) for v in pred.peak)
+            cv2.drawMarker(rgb, (px, py), TONED_DOWN if toned else LESION_COLOUR, cv2.MARKER_CROSS, 8 * t, t, cv2.LINE_AA)
     if "label" in layers:
         word = VERDICT_WORDS[verdict] if verdict is not None else ("abnormal" if pred.label else "normal")
         label = f"MSFM p={pred.probability:.3f} {word}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * t, t)
+        cv2.rectangle(rgb, (2 * t, 14 * t - th - 2 * t), (6 * t + tw, 14 * t + base), (0, 0, 0), -1)  # legible on bright film edges
         cv2.putText(rgb, label, (4 * t, 14 * t), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * t, (255, 255, 255), t, cv2.LINE_AA)
     if pred.outside_intended_use is not None:
         # Not a layer the user can switch off: a result made outside the intended use is
@@ -120,14 +132,14 @@ def _research_mark(rgb: np.ndarray, reason: str, t: int) -> None:
         cv2.putText(rgb, s, (4 * t, y), font, scale, RESEARCH_COLOUR, t, cv2.LINE_AA)
 
 
-def save_overlay(pred: Prediction, folder: str | Path, pixels: np.ndarray | None = None) -> Path:
+def save_overlay(pred: Prediction, folder: str | Path, pixels: np.ndarray | None = None, calibration=None) -> Path:
     """Write the overlay PNG of one prediction into ``folder``; returns its path."""
     if pixels is None:
         pixels = load_image(pred.file, pred.frame or 0).pixels
     stem = Path(pred.file).stem + (f"_f{pred.frame}" if pred.frame is not None else "") + "_msfm"
     if pred.outside_intended_use is not None:
         stem += "_research-use-only"  # the mark in the name too, for file browsers
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(render_overlay(pred, pixels), cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(render_overlay(pred, pixels, calibration=calibration), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode overlay for {pred.file}")
     group = WriteGroup(folder)  # complete files only, never over an existing one

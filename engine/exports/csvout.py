@@ -24,6 +24,7 @@ CSV_FIELDS = [
     "p_main", "p_object", "p_parts", "object_x0", "object_y0", "object_x1", "object_y1",
     "fused_x0", "fused_y0", "fused_x1", "fused_y1", "model_sha256", "time",
     "patient_id", "study_instance_uid", "intended_use",
+    "lesion_x0", "lesion_y0", "lesion_x1", "lesion_y1", "peak_x", "peak_y",
 ]
 #: Columns that identify the patient or the source, blanked (or replaced) by ``anonymise``.
 IDENTIFYING = ("sop_instance_uid", "patient_id", "study_instance_uid")
@@ -42,7 +43,13 @@ def csv_row(p: Prediction, when: str) -> dict:
         "model_sha256": p.model.sha256, "time": when,
         "patient_id": p.meta.get("PatientID", ""), "study_instance_uid": p.meta.get("StudyInstanceUID", ""),
         "intended_use": describe_research(p.outside_intended_use) if p.outside_intended_use is not None else "",
+        **_xy("lesion_", ("x0", "y0", "x1", "y1"), p.lesion_box), **_xy("peak_", ("x", "y"), p.peak),
     }
+
+
+def _xy(prefix: str, names: tuple[str, ...], values) -> dict:
+    """Coordinate columns (source pixels, 2 decimals), empty when the value is absent."""
+    return {prefix + n: "" if values is None else f"{float(v):.2f}" for n, v in zip(names, values if values is not None else [None] * len(names))}
 
 
 def out_of_scope_row(o: OutOfScope, when: str) -> dict:

@@ -125,27 +125,39 @@ def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarr
 
 
 def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
-    """TID 1500 measurement report: fused box ROI on ``ref``, probability, label, algorithm."""
+    """TID 1500 measurement report on ``ref``: the lesion box as the finding's planar ROI
+    (probability, label, algorithm), the fused box as a second ROI for the region (an
+    older prediction without a lesion box: the fused box is the finding)."""
     try:
         source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=[pred.frame + 1] if pred.frame is not None else None)
     except TypeError:
         # Frames in a single-frame SOP class (a non-conformant source): a frame number
         # cannot be referenced, the image can.
         source = hd.sr.SourceImageForRegion.from_source_image(ref)
-    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), source_image=source)
     algo = _algorithm(pred)
-    finding = codes.SCT.Abnormal
-    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="MSFM fused box"),
-        referenced_region=region, finding_type=finding, algorithm_id=algo,
-        measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=float(pred.probability), unit=NO_UNITS, algorithm_id=algo)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=LABEL_CONCEPT, value=codes.SCT.Abnormal if pred.label else codes.SCT.Normal)],
-    )
+    label = hd.sr.QualitativeEvaluation(name=LABEL_CONCEPT, value=codes.SCT.Abnormal if pred.label else codes.SCT.Normal)
+    probability = hd.sr.Measurement(name=codes.DCM.Probability, value=float(pred.probability), unit=NO_UNITS, algorithm_id=algo)
+
+    def roi(box, name: str, finding, with_result: bool):
+        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(box), source_image=source)
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name), referenced_region=region,
+            finding_type=finding, algorithm_id=algo,
+            measurements=[probability] if with_result else None, qualitative_evaluations=[label] if with_result else None,
+        )
+
+    # The lesion box is the finding; the eq. 11 fused box is the region to look at, as context.
+    groups = []
+    if pred.lesion_box is not None:
+        groups.append(roi(pred.lesion_box, "MSFM lesion box", codes.SCT.Abnormal, True))
+        groups.append(roi(pred.fused_box, "MSFM region (fused box)", codes.DCM.ImageRegion, False))
+    else:
+        groups.append(roi(pred.fused_box, "MSFM fused box", codes.SCT.Abnormal, True))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=generate_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
     )
-    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer), procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=[group])
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer), procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=groups)
     ds = hd.sr.ComprehensiveSR(
         evidence=[ref], content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["sr"], sop_instance_uid=generate_uid(),
         instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, is_complete=True,
@@ -155,12 +167,24 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
 
 
 def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
-    """GSPS on ``ref``: the fused box and the ranked windows as graphics, with a label."""
-    fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM fused box", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
+    """GSPS on ``ref``: the lesion box and the peak (the finding, top layer), the fused box
+    (the region) and the ranked windows as graphics, with a label at the finding."""
+    fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM region (fused box)", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
     wins = hd.pr.GraphicLayer(layer_name="MSFM WINDOWS", order=1, description="MSFM part windows, rank order")
     px = hd.pr.AnnotationUnitsValues.PIXEL
-    x0, y0 = float(pred.fused_box[0]), float(pred.fused_box[1])
-    annotations = [
+    finding = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
+    x0, y0 = float(finding[0]), float(finding[1])
+    layers = [wins, fused]
+    annotations = []
+    if pred.lesion_box is not None:
+        lesion = hd.pr.GraphicLayer(layer_name="MSFM LESION", order=3, description="MSFM lesion box and evidence peak",
+                                    display_color=hd.color.CIELabColor(60.0, 98.0, -61.0))  # magenta, as the app draws it
+        objects = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.lesion_box), units=px)]
+        if pred.peak is not None:
+            objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.array([pred.peak], dtype=np.float32), units=px))
+        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=lesion, graphic_objects=objects))
+        layers.append(lesion)
+    annotations += [
         hd.pr.GraphicAnnotation(
             referenced_images=[ref], graphic_layer=fused,
             graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), units=px)],
@@ -176,7 +200,7 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
         referenced_images=[ref], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["gsps"], sop_instance_uid=generate_uid(),
         instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, manufacturer_model_name="MSFM Desktop",
         software_versions=__version__, device_serial_number="none", content_label="MSFM",
-        content_description=f"MSFM boxes, model {pred.model.sha256[:12]}"[:64], graphic_annotations=annotations, graphic_layers=[wins, fused],
+        content_description=f"MSFM boxes, model {pred.model.sha256[:12]}"[:64], graphic_annotations=annotations, graphic_layers=layers,
     )
     ds.SeriesDescription = _series_description(pred, "boxes")
     _fix_type2c(ds, ref)

@@ -52,13 +52,29 @@ class FMA(nn.Module):
         return F.interpolate(att, size=x01.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
     @torch.no_grad()
-    def factor(self, attention: Tensor, theta: Tensor | float | None = None) -> Tensor:
-        """Per-pixel multiplier (B, H, W): ``r`` where attention >= theta * max, else 1."""
+    def factor(self, attention: Tensor, theta: Tensor | float | None = None, image: Tensor | None = None) -> Tensor:
+        """Per-pixel multiplier (B, H, W): ``r`` where attention >= theta * max, else 1.
+
+        Args:
+            attention: (B, H, W) attention map at the resolution of the image to darken.
+            theta: scalar or (B,); the config's when None.
+            image: (B, 1, H, W) or (B, H, W) the image in [0, 1] at the same resolution.
+                Required in ``"saturation"`` mode, where a pixel is darkened only if it is also
+                within ``saturation_levels / 255`` of that image's maximum (markers are
+                saturated, bone is not); ignored in ``"paper"`` mode.
+        """
         if theta is None:
             theta = self.config.theta
         theta_t = torch.as_tensor(theta, dtype=attention.dtype, device=attention.device).reshape(-1, 1, 1)
         peak = attention.amax(dim=(1, 2), keepdim=True)
         high = attention >= theta_t * peak
+        if self.config.mode == "saturation":
+            if image is None:
+                # Attention alone would report the paper mode's mask as this mode's: refuse.
+                raise ValueError("FMA saturation mode needs the image to find its saturated pixels")
+            img = image.reshape(attention.shape).to(attention.dtype)
+            top = img.amax(dim=(1, 2), keepdim=True)
+            high = high & (img >= top - self.config.saturation_levels / 255.0)
         return torch.where(high, torch.full_like(attention, self.config.r), torch.ones_like(attention))
 
     def sample_theta(self, batch: int, generator: torch.Generator | None = None) -> Tensor | float:
@@ -72,4 +88,4 @@ class FMA(nn.Module):
     def forward(self, x01: Tensor, theta: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         """Returns ``(x_fma, attention)``: (B, 1, H, W) augmented image and (B, H, W) attention."""
         att = self.attention(x01)
-        return x01 * self.factor(att, theta).unsqueeze(1).to(x01.dtype), att
+        return x01 * self.factor(att, theta, x01).unsqueeze(1).to(x01.dtype), att

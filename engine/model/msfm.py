@@ -23,13 +23,57 @@ from .stage1 import activation_maps, object_grid_boxes
 from .windows import WindowGeometry, select_windows
 
 
+def abnormal_contrast(fc_weight: Tensor, abnormal_index: int) -> Tensor:
+    """The FC row difference ``W_abn - W_norm`` (n,), float32, detached.
+
+    With K = 2 the normal class is the other one; with more classes the mean of the
+    other rows stands in for it (the contrast of "abnormal" against the rest).
+    """
+    w = fc_weight.detach().float()
+    others = torch.cat([w[:abnormal_index], w[abnormal_index + 1 :]])
+    return w[abnormal_index] - others.mean(dim=0)
+
+
+def class_map(feats: Tensor, contrast: Tensor) -> Tensor:
+    """``contrast . F`` per cell: feats (N, n, h, w) -> (N, h, w) float32 (logit units)."""
+    # float32 even inside the predictor's bf16 autocast: E's peak is an argmax over these.
+    with torch.autocast(feats.device.type, enabled=False):
+        return torch.einsum("nchw,c->nhw", feats.detach().float(), contrast.float())
+
+
+def _unit(m: Tensor) -> Tensor:
+    """Min-max normalise each map of (B, h, w) to [0, 1] (a flat map becomes 0)."""
+    lo = m.amin(dim=(1, 2), keepdim=True)
+    hi = m.amax(dim=(1, 2), keepdim=True)
+    return (m - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def window_rank_map(a_o: Tensor, m_object: Tensor, kind: str) -> Tensor:
+    """The map whose window means rank the windows (SPEC §3b), (B, go, go) float32.
+
+    ``"a_o"``: the activation map (paper; knows no class). ``"class"``: the object stage's
+    abnormal-class map (logit units). ``"product"``: both min-max normalised to [0, 1] per
+    image and multiplied, so a window needs strong features *and* abnormal evidence.
+    """
+    if kind == "a_o":
+        return a_o.float()
+    if kind == "class":
+        return m_object.float()
+    if kind == "product":
+        return _unit(a_o.float()) * _unit(m_object.float())
+    raise ValueError(f"unknown window_score {kind!r}")
+
+
 @dataclass
 class MSFMOutput:
     """Everything one forward pass produces, for a batch of B images.
 
     Box frames: ``object_box`` is in pixels of the S x S network input; ``windows`` are
-    in pixels of the S x S look-closer crop. :mod:`engine.infer` maps both to original
-    image pixels.
+    in pixels of the C x C look-closer crop (C = ``config.crop_size``: S unless
+    ``object_size`` is set). :mod:`engine.infer` maps both to original image pixels.
+    The object stage's grid is go = C / 32 (g when C = S). Window slots are ordered by
+    scale: the first ``config.num_paper_windows`` are the configured (paper) scales, any
+    after them the lesion-sized scale (``config.lesion_windows``).
     """
 
     main_logits: Tensor  # (B, K)
@@ -39,13 +83,19 @@ class MSFMOutput:
     a: Tensor | None = None  # (B, g, g) activation map of the main stage
     cfm: Tensor | None = None  # (B, K, g, g) class feature maps (CAM per class)
     fw: Tensor | None = None  # (B, g, g) weighted feature map, eq. 3
-    a_object: Tensor | None = None  # (B, g, g) activation map of the look-closer crop
+    a_object: Tensor | None = None  # (B, go, go) activation map of the look-closer crop
     object_box: Tensor | None = None  # (B, 4) xyxy pixels of the S x S input
     object_default: Tensor | None = None  # (B,) bool: the intersection was empty, whole image used
-    windows: Tensor | None = None  # (B, P, 4) xyxy pixels of the S x S crop
-    window_scores: Tensor | None = None  # (B, P)
+    windows: Tensor | None = None  # (B, P, 4) xyxy pixels of the C x C crop
+    window_scores: Tensor | None = None  # (B, P) mean of the ranking map (config.window_score) inside each window
     window_scale: Tensor | None = None  # (P,) 0-based scale of each window slot
     attention: Tensor | None = None  # (B, S, S) FMA attention, None when FMA is off
+    # Abnormal-class maps M = (W_abn - W_norm) . F in logit units, no bias (SPEC §3b): a
+    # map's spatial mean plus b_abn - b_norm is that stage's logit difference. float32,
+    # detached; engine.evidence pastes them into the evidence map E.
+    m_main: Tensor | None = None  # (B, g, g) over the S x S input (cell = S/g input pixels)
+    m_object: Tensor | None = None  # (B, go, go) over the look-closer crop, i.e. over object_box
+    m_parts: Tensor | None = None  # (B, P, gp, gp) over each window, gp = part_size / 32
 
 
 class MSFM(nn.Module):
@@ -60,8 +110,8 @@ class MSFM(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = Backbone(config.backbone, config.num_classes, pretrained)
-        self.fma = FMA(config.fma) if config.fma.enabled else None
-        self.geometry = WindowGeometry.build(config.grid_size, config.window_scales)
+        self.fma = FMA(config.fma) if config.fma.active else None
+        self.geometry = WindowGeometry.build(config.object_grid_size, config.object_window_scales)
 
     def forward(self, x01: Tensor, sources: list[Tensor] | None = None, theta: Tensor | float | None = None, main_only: bool = False) -> MSFMOutput:
         """Run the three stages.
@@ -75,6 +125,7 @@ class MSFM(nn.Module):
         """
         cfg = self.config
         s, g = cfg.input_size, cfg.grid_size
+        cs, go = cfg.crop_size, cfg.object_grid_size  # look-closer crop side and its grid
         b = x01.shape[0]
         attention = None
         x = x01
@@ -85,23 +136,36 @@ class MSFM(nn.Module):
         if main_only:
             return MSFMOutput(main_logits=main_logits, attention=attention)
         with torch.no_grad():
+            contrast = abnormal_contrast(self.backbone.fc.weight, cfg.abnormal_index)
+            m_main = class_map(feats, contrast)
             a, cfm, fw = activation_maps(feats.detach(), self.backbone.fc.weight.detach())
             grid_box, used_default = object_grid_boxes(a, fw)
             object_box = grid_to_pixels(grid_box, s, g)
             if cfg.crop_from == "source" and sources is not None:
                 crop = self._crop_sources(sources, object_box, attention, theta)
             else:
-                crop = crop_resize(x, object_box, torch.arange(b, device=x.device), s)
+                crop = crop_resize(x, object_box, torch.arange(b, device=x.device), cs)
 
         feats_o, object_logits = self.backbone(crop)
         with torch.no_grad():
             a_o = feats_o.detach().float().sum(dim=1)
-            win_grid, win_scores, win_scale = select_windows(a_o, self.geometry, cfg.windows_per_scale, cfg.nms_iou)
-            windows = grid_to_pixels(win_grid, s, g)
+            m_object = class_map(feats_o, contrast)
+            rank_map = window_rank_map(a_o, m_object, cfg.window_score)
+            if cfg.lesion_windows and cfg.lesion_window_score not in (None, cfg.window_score):
+                # Lesion-sized windows ranked on their own map; the configured scales keep theirs.
+                lesion_map = window_rank_map(a_o, m_object, cfg.lesion_window_score)
+                rank_map = [rank_map] * len(cfg.window_scales) + [lesion_map]
+            win_grid, win_scores, win_scale = select_windows(rank_map, self.geometry, cfg.object_windows_per_scale, cfg.nms_iou)
+            windows = grid_to_pixels(win_grid, cs, go)
             p = windows.shape[1]
             parts = crop_resize(crop, windows.reshape(-1, 4), torch.arange(b, device=x.device).repeat_interleave(p), cfg.part_size)
 
-        _, part_logits = self.backbone(parts)
+        feats_p, part_logits = self.backbone(parts)
+        with torch.no_grad():
+            # Read from features the parts stage computed anyway: no extra forward pass,
+            # and the losses (logits only) are unchanged.
+            m_parts = class_map(feats_p, contrast)
+            m_parts = m_parts.reshape(b, p, *m_parts.shape[-2:])
         return MSFMOutput(
             main_logits=main_logits,
             object_logits=object_logits,
@@ -110,6 +174,7 @@ class MSFM(nn.Module):
             object_box=object_box, object_default=used_default,
             windows=windows, window_scores=win_scores, window_scale=win_scale,
             attention=attention,
+            m_main=m_main, m_object=m_object, m_parts=m_parts,
         )
 
     def _crop_sources(self, sources: list[Tensor], object_box: Tensor, attention: Tensor | None, theta: Tensor | float | None) -> Tensor:
@@ -118,7 +183,7 @@ class MSFM(nn.Module):
         The FMA mask is recomputed at the source's resolution from the same attention map,
         so the crop shows the same suppression as the S x S input would.
         """
-        s = self.config.input_size
+        s, cs = self.config.input_size, self.config.crop_size
         crops = []
         for i, src in enumerate(sources):
             h, w = src.shape[-2:]
@@ -126,7 +191,7 @@ class MSFM(nn.Module):
             if attention is not None and self.fma is not None:
                 att = F.interpolate(attention[i : i + 1, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
                 th = theta[i] if isinstance(theta, Tensor) and theta.dim() else theta
-                img = img * self.fma.factor(att, th).unsqueeze(1)
+                img = img * self.fma.factor(att, th, img).unsqueeze(1)
             box = object_box[i : i + 1] * torch.tensor([w / s, h / s, w / s, h / s], device=object_box.device)
-            crops.append(crop_resize(img, box, torch.zeros(1, device=img.device), s, sampling_ratio=0))
+            crops.append(crop_resize(img, box, torch.zeros(1, device=img.device), cs, sampling_ratio=0))
         return torch.cat(crops).to(object_box.dtype)

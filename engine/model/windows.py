@@ -24,16 +24,18 @@ class WindowGeometry:
         boxes: (N, 4) xyxy grid cells, x1/y1 exclusive.
         scale: (N,) long, 0-based scale of each window.
         sizes: the (rows, cols) sizes in the order their windows appear in ``boxes``.
+        size_scale: the 0-based scale of each entry of ``sizes``.
     """
 
     grid_size: int
     boxes: Tensor
     scale: Tensor
     sizes: tuple[tuple[int, int], ...]
+    size_scale: tuple[int, ...] = ()
 
     @classmethod
     def build(cls, grid_size: int, scales: tuple[tuple[tuple[int, int], ...], ...]) -> "WindowGeometry":
-        boxes, scale_ids, sizes = [], [], []
+        boxes, scale_ids, sizes, size_scale = [], [], [], []
         for s, group in enumerate(scales):
             for h, w in group:
                 ys, xs = torch.meshgrid(torch.arange(grid_size - h + 1), torch.arange(grid_size - w + 1), indexing="ij")
@@ -41,29 +43,36 @@ class WindowGeometry:
                 boxes.append(torch.stack([xs, ys, xs + w, ys + h], dim=1))
                 scale_ids.append(torch.full((xs.numel(),), s, dtype=torch.long))
                 sizes.append((h, w))
-        return cls(grid_size, torch.cat(boxes), torch.cat(scale_ids), tuple(sizes))
+                size_scale.append(s)
+        return cls(grid_size, torch.cat(boxes), torch.cat(scale_ids), tuple(sizes), tuple(size_scale))
 
-    def scores(self, a: Tensor) -> Tensor:
-        """Mean of ``a`` (B, g, g) inside every window -> (B, N), same order as ``boxes``."""
-        x = a.float().unsqueeze(1)
-        return torch.cat([F.avg_pool2d(x, (h, w), stride=1).flatten(1) for h, w in self.sizes], dim=1)
+    def scores(self, a: Tensor | list[Tensor]) -> Tensor:
+        """Mean of ``a`` (B, g, g) inside every window -> (B, N), same order as ``boxes``.
+
+        ``a`` may also be a list with one (B, g, g) map per scale: each scale's windows are
+        scored on their own map (lesion-sized windows may be ranked differently)."""
+        maps = [m.float().unsqueeze(1) for m in a] if isinstance(a, (list, tuple)) else None
+        x = a.float().unsqueeze(1) if maps is None else None
+        return torch.cat([F.avg_pool2d(x if maps is None else maps[s], (h, w), stride=1).flatten(1)
+                          for (h, w), s in zip(self.sizes, self.size_scale)], dim=1)
 
 
-def select_windows(a: Tensor, geometry: WindowGeometry, per_scale: tuple[int, ...], iou: float) -> tuple[Tensor, Tensor, Tensor]:
+def select_windows(a: Tensor | list[Tensor], geometry: WindowGeometry, per_scale: tuple[int, ...], iou: float) -> tuple[Tensor, Tensor, Tensor]:
     """Score all windows and keep ``per_scale[s]`` per scale by greedy NMS.
 
     If NMS leaves fewer than ``per_scale[s]`` windows in a scale, the last kept one is
     repeated (SPEC §3). Within a scale the kept windows are in decreasing score order.
 
     Args:
-        a: (B, g, g) activation map of the object crop.
+        a: (B, g, g) map the windows are ranked on (the activation map of the object crop in
+            the paper), or a list of one such map per scale.
     Returns:
         boxes (B, P, 4) xyxy grid cells; scores (B, P); scale (P,) long, 0-based;
         with P = sum(per_scale), scales in order.
     """
-    b = a.shape[0]
+    b = (a[0] if isinstance(a, (list, tuple)) else a).shape[0]
     n_scales = len(per_scale)
-    device = a.device
+    device = (a[0] if isinstance(a, (list, tuple)) else a).device
     scores = geometry.scores(a)  # (B, N)
     n = scores.shape[1]
     boxes = geometry.boxes.to(device)
