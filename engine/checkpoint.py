@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,33 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     meta.setdefault("created", payload.get("created"))
     meta.setdefault("engine_version", payload.get("engine_version"))
     return LoadedCheckpoint(model=model, config=config, meta=meta, sha256=file_sha256(p), path=p, train_state=payload.get("train_state"))
+
+
+def rewrite_checkpoint(original: str | Path, out: str | Path, model: torch.nn.Module, meta: dict[str, Any], config: ModelConfig,
+                       verify: Callable[[Path], None]) -> str:
+    """Write a changed copy of ``original`` (new ``meta`` and ``config``, the same weights in
+    the dtype they are stored in) to ``out``, which may be ``original`` itself: written to a
+    temporary file beside ``out``, checked by ``verify(temp)`` (it raises to refuse), given
+    ``original``'s file mode (a shipped model must stay readable), then moved into place.
+    A refused or failed copy leaves ``out`` as it was. Returns the new file's SHA-256."""
+    import stat
+
+    original, out = Path(original), Path(out)
+    stored = read_checkpoint(original)["state_dict"]
+    dtype = next((t.dtype for t in stored.values() if t.is_floating_point()), torch.float32)  # float16 files stay float16
+    del stored
+    meta = {k: v for k, v in meta.items() if k not in ("created", "engine_version")}  # file stamps are written afresh
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.rewriting")
+    mode = stat.S_IMODE(original.stat().st_mode)
+    try:
+        save_checkpoint(tmp, model, meta, config=config, weights_dtype=dtype)
+        verify(tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return file_sha256(out)
 
 
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import stat
 import sys
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import torch
 
 from engine.config import ModelConfig
 from engine.calibration import MAP_KINDS, Calibration, calibrate
-from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
 from engine.data import load_samples
 from engine.evaluate import predict_samples
 from engine.infer import Predictor
@@ -89,24 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(cal))
 
     # The copy keeps everything but the file-level stamps save_checkpoint writes afresh.
-    meta = {k: v for k, v in ck.meta.items() if k not in ("created", "engine_version")}
-    meta["calibration"] = cal.to_dict()
-    meta["calibrated_from_sha256"] = ck.sha256
-    # Store the weights in the dtype they are stored in now (float16 files stay float16).
-    stored = read_checkpoint(args.checkpoint)["state_dict"]
-    dtype = next((t.dtype for t in stored.values() if t.is_floating_point()), torch.float32)
-    del stored
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.calibrating")
-    mode = stat.S_IMODE(args.checkpoint.stat().st_mode)  # the temp file is 0600; a shipped model must stay readable
-    try:
-        save_checkpoint(tmp, ck.model, meta, config=ck.config, weights_dtype=dtype)
-        verify(args.checkpoint, tmp, [load_image(s.path) for s in kept[: max(1, args.check)]], args.device)
-        os.chmod(tmp, mode)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sha = load_checkpoint(out).sha256
+    meta = {**ck.meta, "calibration": cal.to_dict(), "calibrated_from_sha256": ck.sha256}
+    check = [load_image(s.path) for s in kept[: max(1, args.check)]]
+    sha = rewrite_checkpoint(args.checkpoint, out, ck.model, meta, ck.config, lambda tmp: verify(args.checkpoint, tmp, check, args.device))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha}; was {ck.sha256})")
     if args.json:
         args.json.write_text(json.dumps({"checkpoint": str(out), "sha256": sha, "calibration": cal.to_dict()}, indent=1, ensure_ascii=False) + "\n")

@@ -15,27 +15,16 @@ import csv
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
+from screenshot_tour import wait  # noqa: E402  (this folder is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 XRAY = REPO.parent / "shared" / "data" / "xray"
 DEFAULT = ["IMG0000188.png", "IMG0000206.png", "IMG0000599.png", "IMG0001980.png", "IMG0002443.png"]
-
-
-def wait(app: QApplication, cond, timeout: float = 300.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        app.processEvents()
-        time.sleep(0.01)
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met")
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def main() -> None:

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -51,7 +49,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_lesion_tau import DEFAULT_GRID, RULE, best_iou, format_table, pick, score_tau
 
-from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
 from engine.config import ModelConfig
 from engine.data import load_samples
 from engine.evaluate import predict_samples
@@ -173,19 +171,14 @@ def write_copy(original: Path, out: Path, cfg: ModelConfig, overrides: list[str]
     ck = load_checkpoint(original, device)
     keys = {o.partition("=")[0] for o in overrides}
     same_probs = keys <= set(LOCALISATION_ONLY) and not (cfg.lesion_windows and cfg.lesion_window_score is None and cfg.window_score != ck.config.window_score)
-    meta = {k: v for k, v in ck.meta.items() if k not in ("created", "engine_version")}  # file stamps are written afresh
-    meta["inference_settings"] = {"overrides": overrides, "measured": record, "set_from_sha256": ck.sha256, "script": "scripts/sweep_inference.py"}
+    meta = {**ck.meta, "inference_settings": {"overrides": overrides, "measured": record, "set_from_sha256": ck.sha256, "script": "scripts/sweep_inference.py"}}
     if not same_probs:
         meta.pop("calibration", None)  # measured on other probabilities: recalibrate the copy
     stored = read_checkpoint(original)["state_dict"]
-    dtype = next((t.dtype for t in stored.values() if t.is_floating_point()), torch.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.settings")
-    mode = stat.S_IMODE(original.stat().st_mode)  # the temp file is 0600; a shipped model must stay readable
-    try:
-        model = MSFM(cfg, pretrained="none")
-        model.load_state_dict(ck.model.state_dict(), strict=True)
-        save_checkpoint(tmp, model, meta, config=cfg, weights_dtype=dtype)
+    model = MSFM(cfg, pretrained="none")
+    model.load_state_dict(ck.model.state_dict(), strict=True)
+
+    def check(tmp: Path) -> None:
         b = read_checkpoint(tmp)
         if ModelConfig.from_dict(json.loads(b["config"])) != cfg:
             raise SystemExit("the copy's configuration is not the measured one; not written")
@@ -198,12 +191,10 @@ def write_copy(original: Path, out: Path, cfg: ModelConfig, overrides: list[str]
         print(f"copy vs original on {len(check_images)} validation images: max |Δp| = {dp:.3g}, weights identical", file=sys.stderr)
         if same_probs and dp != 0.0:
             raise SystemExit(f"localisation-only overrides moved a probability (max |Δp| {dp:.3g}); not written")
-        os.chmod(tmp, mode)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    sha = rewrite_checkpoint(original, out, model, meta, cfg, check)
     note = "calibration kept (probabilities unchanged)" if same_probs else "calibration DROPPED: run scripts/calibrate_model.py on the copy"
-    print(f"wrote {out} (sha256 {load_checkpoint(out).sha256}; was {ck.sha256}); {note}", file=sys.stderr)
+    print(f"wrote {out} (sha256 {sha}; was {ck.sha256}); {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

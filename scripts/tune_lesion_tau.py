@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import stat
 import sys
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import torch
 from torchvision.ops import box_iou
 
 from engine.calibration import Calibration
-from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
 from engine.data import load_samples
 from engine.errors import ImageLoadError
 from engine.evidence import peak_and_box
@@ -159,23 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".lesion.pt")
     config = ck.config.with_(lesion_tau=float(chosen["tau"]))
-    meta = {k: v for k, v in ck.meta.items() if k not in ("created", "engine_version")}  # file stamps are written afresh
-    meta["lesion_tau_tuning"] = record
-    stored = read_checkpoint(args.checkpoint)["state_dict"]
-    dtype = next((t.dtype for t in stored.values() if t.is_floating_point()), torch.float32)
-    del stored
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tuning")
-    mode = stat.S_IMODE(args.checkpoint.stat().st_mode)  # the temp file is 0600; a shipped model must stay readable
-    try:
-        save_checkpoint(tmp, ck.model, meta, config=config, weights_dtype=dtype)
-        check_images = [load_image(s.path) for s in load_samples(args.labels).split(args.split)[: max(1, args.check)]]
-        verify(args.checkpoint, tmp, check_images, args.device, float(chosen["tau"]))
-        os.chmod(tmp, mode)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sha = load_checkpoint(out).sha256
+    meta = {**ck.meta, "lesion_tau_tuning": record}
+    check_images = [load_image(s.path) for s in load_samples(args.labels).split(args.split)[: max(1, args.check)]]
+    sha = rewrite_checkpoint(args.checkpoint, out, ck.model, meta, config,
+                             lambda tmp: verify(args.checkpoint, tmp, check_images, args.device, float(chosen["tau"])))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha}; was {ck.sha256})")
     return 0
 
