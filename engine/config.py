@@ -149,6 +149,11 @@ class ModelConfig:
     #: class map leaves the configured windows, hence the probabilities and the fused box, as
     #: ``window_score`` makes them.
     lesion_window_score: Literal["a_o", "class", "product"] | None = None
+    #: Output stride of the object and parts stages (SPEC §3b "Finer features"): 16 runs the
+    #: same weights with the last stride-2 stage dilated, so their class maps have 4x the
+    #: cells (320 px crop: 20 x 20; 224 px part: 14 x 14). The main stage stays at 32: its
+    #: map only places the crop.
+    output_stride: Literal[32, 16] = 32
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -165,6 +170,8 @@ class ModelConfig:
             raise ConfigError(f"unknown lesion_window_score {self.lesion_window_score!r}; choose one of {', '.join(WINDOW_SCORES)}")
         if self.lesion_windows_kept < 1:
             raise ConfigError("lesion_windows_kept must be >= 1")
+        if self.output_stride not in (32, 16):
+            raise ConfigError(f"output_stride must be 32 or 16, got {self.output_stride!r}")
         g = self.grid_size
         if self.window_scales is None:
             object.__setattr__(self, "window_scales", scaled_window_scales(g))
@@ -200,8 +207,8 @@ class ModelConfig:
 
     @property
     def object_grid_size(self) -> int:
-        """Cells per side of the object stage's feature grid (``crop_size / 32``)."""
-        return self.crop_size // STRIDE
+        """Cells per side of the object stage's feature grid (``crop_size / output_stride``)."""
+        return self.crop_size // self.output_stride
 
     @property
     def object_window_scales(self) -> tuple[tuple[tuple[int, int], ...], ...]:

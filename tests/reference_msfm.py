@@ -9,7 +9,9 @@ interpolation matrices in torch and OpenCV.
 
 It follows the inference options of SPEC §3b (issue 17.4), written from their definitions:
 ``object_size`` (a C x C look-closer crop with its own C/32 grid, the configured windows
-scaled to it), ``lesion_windows`` (an extra scale of 1x1, 2x2, 1x2, 2x1 cells, left out of the
+scaled to it), ``output_stride`` 16 (the object and part stages run a separately built timm
+encoder with ``output_stride=16`` loaded with the same weights, so their grids are C/16 and
+part_size/16), ``lesion_windows`` (an extra scale of 1x1, 2x2, 1x2, 2x1 cells, left out of the
 parts probability and the fused box), ``window_score`` and the FMA ``mode``.
 """
 
@@ -56,12 +58,30 @@ def crop_grid_sample(img: torch.Tensor, box, out_h: int, out_w: int) -> torch.Te
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def _fine_stage(bb, output_stride: int):
+    """The object/part-stage forward: the backbone itself at stride 32; at 16, a timm
+    encoder built with ``output_stride=16`` holding a copy of the backbone's weights."""
+    if output_stride == 32:
+        return bb
+    import timm
+
+    enc = timm.create_model(bb.name, pretrained=False, num_classes=0, global_pool="", output_stride=output_stride)
+    enc.load_state_dict(bb.encoder.state_dict())
+    enc.eval()
+
+    def run(x01):
+        f = enc.forward_features((x01.expand(-1, 3, -1, -1) - bb.mean) / bb.std)
+        return f, bb.fc(f.mean(dim=(2, 3)))
+
+    return run
+
+
 @torch.inference_mode()
 def reference_predict(model: MSFM, image: LoadedImage) -> dict:
     cfg = model.config
     s, g = cfg.input_size, cfg.grid_size
     cs = cfg.object_size or s  # look-closer crop side
-    go = cs // 32  # its grid
+    go = cs // cfg.output_stride  # its grid
     k_abn = cfg.abnormal_index
     x = torch.from_numpy(resize_direct(image.pixels, s))[None, None]
     if cfg.fma.enabled and cfg.fma.mode != "off":
@@ -104,7 +124,8 @@ def reference_predict(model: MSFM, image: LoadedImage) -> dict:
         gbox = (0, 0, g, g)
     obox = np.array(gbox, float) * s / g
     crop = crop_grid_sample(x, obox, cs, cs)
-    f_o, logits_o = bb(crop)
+    fine = _fine_stage(bb, cfg.output_stride)
+    f_o, logits_o = fine(crop)
     a_o = f_o[0].double().sum(0).numpy()
     k_norm = 1 - k_abn
     wdiff = wfc[k_abn] - wfc[k_norm]
@@ -150,7 +171,7 @@ def reference_predict(model: MSFM, image: LoadedImage) -> dict:
             chosen_scores.append(scores_np[idx])
             chosen_scale.append(si + 1)
     parts = torch.cat([crop_grid_sample(crop, b, cfg.part_size, cfg.part_size) for b in chosen_boxes])
-    f_p, logits_p = bb(parts)
+    f_p, logits_p = fine(parts)
 
     def p_abn(lg):
         return float(torch.softmax(lg.double(), -1)[..., k_abn].mean())

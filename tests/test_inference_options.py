@@ -41,7 +41,7 @@ def test_defaults_are_the_v1_behaviour():
     assert cfg.lesion_windows is False and cfg.window_score == "a_o" and cfg.lesion_window_score is None and cfg.fma.mode == "paper"
     assert cfg.object_window_scales == cfg.window_scales and cfg.num_windows == cfg.num_paper_windows == 7
     # A checkpoint config written before these options existed reads back as before.
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("object_size", "lesion_windows", "lesion_windows_kept", "window_score", "lesion_window_score")}
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("object_size", "lesion_windows", "lesion_windows_kept", "window_score", "lesion_window_score", "output_stride")}
     old["fma"] = {k: v for k, v in old["fma"].items() if k not in ("mode", "saturation_levels")}
     assert ModelConfig.from_dict(json.loads(json.dumps(old))) == cfg
 
@@ -69,6 +69,39 @@ def test_object_size_640_gives_a_20x20_object_grid_and_windows_inside_the_crop(x
     sides = torch.stack([out.windows[..., 3] - out.windows[..., 1], out.windows[..., 2] - out.windows[..., 0]], -1) / 32
     allowed = {hw for s in cfg.object_window_scales for hw in s}
     assert {tuple(int(v) for v in hw) for hw in sides.reshape(-1, 2).round().tolist()} <= allowed
+
+
+def test_output_stride_16_gives_finer_object_and_part_maps_from_the_same_weights(x01):
+    model = _model(output_stride=16)
+    cfg = model.config
+    assert cfg.grid_size == 10 and cfg.object_grid_size == 20
+    assert cfg.object_window_scales == tuple(tuple((2 * h, 2 * w) for h, w in s) for s in cfg.window_scales)
+    with torch.no_grad():
+        out = model(x01)
+        base = _model()(x01)
+    assert out.m_main.shape == (2, 10, 10) and out.a_object.shape == (2, 20, 20) and out.m_object.shape == (2, 20, 20)
+    assert out.m_parts.shape == (2, 7, 14, 14)
+    torch.testing.assert_close(out.main_logits, base.main_logits)  # the main stage is untouched
+    # No second set of weights: the checkpoint is the stride-32 model's.
+    assert model.state_dict().keys() == _model().state_dict().keys()
+    # The dilated pass equals timm's own output_stride=16 network holding the same weights.
+    import timm
+
+    ref = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="", output_stride=16).eval()
+    ref.load_state_dict(model.backbone.encoder.state_dict())
+    y = torch.rand(1, 1, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone.features(y, 16), ref.forward_features(model.backbone.normalize(y)))
+    with pytest.raises(ConfigError):
+        ModelConfig(**V1, output_stride=8)
+
+
+def test_output_stride_16_trains_the_shared_weights(x01):
+    model = _model(output_stride=16).train()
+    out = model(x01)
+    (out.object_logits.sum() + out.part_logits.sum()).backward()
+    stem = model.backbone.encoder.conv_stem.weight
+    assert stem.grad is not None and stem.grad.abs().sum() > 0
 
 
 def test_object_size_predictions_keep_windows_inside_the_object_box(xray_sample):
@@ -161,7 +194,7 @@ def test_fma_off_leaves_the_input_as_it_is(x01):
 def test_all_options_match_the_per_image_reference(xray_sample):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**V1, "fma": FMAConfig(mode="saturation")}, object_size=640, lesion_windows=True, window_score="product",
-                      lesion_window_score="class")
+                      lesion_window_score="class", output_stride=16)
     model = MSFM(cfg, pretrained="none").eval()
     images = [load_image(p) for p in xray_sample[:2]]
     preds = Predictor(model, device="cpu", batch_size=2).predict(images)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from ..config import BACKBONES
 from ..errors import CheckpointError, ConfigError
@@ -167,14 +168,53 @@ class Backbone(nn.Module):
         """(B, 1, H, W) in [0, 1] -> (B, 3, H, W) normalised for this backbone."""
         return (x01.expand(-1, 3, -1, -1) - self.mean) / self.std
 
-    def features(self, x01: Tensor) -> Tensor:
-        """Last feature map F: (B, n, H/32, W/32), non-negative (after ReLU/ReLU6)."""
+    def features(self, x01: Tensor, output_stride: int = 32) -> Tensor:
+        """Last feature map F: (B, n, H/os, W/os), non-negative (after ReLU/ReLU6).
+
+        ``output_stride`` 16 runs the same weights with the last stride-2 stage dilated
+        instead (timm's ``output_stride=16``, torchvision's ``replace_stride_with_dilation``):
+        4x the cells over the same view (SPEC §3b "Finer features").
+        """
         x = self.normalize(x01)
+        if output_stride != 32:
+            # The dilated twin only holds the structure (on the meta device); the encoder's
+            # own parameters and buffers run through it, so both strides share one set of
+            # weights, gradients and BN statistics, and the checkpoint is unchanged.
+            state = {**dict(self.encoder.named_parameters()), **dict(self.encoder.named_buffers())}
+            return functional_call(self._dilated(output_stride), state, (x,))
         if self.name.startswith("resnet"):
             return self.encoder(x)
         return self.encoder.forward_features(x)
 
-    def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns ``(F, logits)``: F (B, n, g, g), logits (B, K) from GAP + shared FC."""
-        f = self.features(x01)
+    def _dilated(self, output_stride: int) -> nn.Module:
+        """The encoder's structure with output stride ``output_stride`` (16), built once on
+        the meta device. Kept out of the module tree: it owns no weights."""
+        cache = self.__dict__.setdefault("_dilated_twins", {})
+        if output_stride not in cache:
+            if output_stride != 16:
+                raise ConfigError(f"output_stride must be 32 or 16, got {output_stride}")
+            with torch.device("meta"):
+                if self.name.startswith("resnet"):
+                    import torchvision
+
+                    net = getattr(torchvision.models, self.name)(weights=None, replace_stride_with_dilation=[False, False, True])
+                    twin = nn.Sequential(
+                        OrderedDict(
+                            conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool,
+                            layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4,
+                        )
+                    )
+                else:
+                    import timm
+
+                    # num_classes=0 and no pooling: its forward() is forward_features().
+                    twin = timm.create_model(self.name, pretrained=False, num_classes=0, global_pool="", output_stride=16)
+            cache[output_stride] = twin.train(self.training)
+        twin = cache[output_stride]
+        twin.train(self.training)
+        return twin
+
+    def forward(self, x01: Tensor, output_stride: int = 32) -> tuple[Tensor, Tensor]:
+        """Returns ``(F, logits)``: F (B, n, S/os, S/os), logits (B, K) from GAP + shared FC."""
+        f = self.features(x01, output_stride)
         return f, self.fc(f.mean(dim=(2, 3)))

@@ -71,7 +71,8 @@ class MSFMOutput:
     Box frames: ``object_box`` is in pixels of the S x S network input; ``windows`` are
     in pixels of the C x C look-closer crop (C = ``config.crop_size``: S unless
     ``object_size`` is set). :mod:`engine.infer` maps both to original image pixels.
-    The object stage's grid is go = C / 32 (g when C = S). Window slots are ordered by
+    The object stage's grid is go = C / os (g when C = S and os = 32; os =
+    ``config.output_stride``). Window slots are ordered by
     scale: the first ``config.num_paper_windows`` are the configured (paper) scales, any
     after them the lesion-sized scale (``config.lesion_windows``).
     """
@@ -95,7 +96,7 @@ class MSFMOutput:
     # detached; engine.evidence pastes them into the evidence map E.
     m_main: Tensor | None = None  # (B, g, g) over the S x S input (cell = S/g input pixels)
     m_object: Tensor | None = None  # (B, go, go) over the look-closer crop, i.e. over object_box
-    m_parts: Tensor | None = None  # (B, P, gp, gp) over each window, gp = part_size / 32
+    m_parts: Tensor | None = None  # (B, P, gp, gp) over each window, gp = part_size / os
 
 
 class MSFM(nn.Module):
@@ -146,7 +147,7 @@ class MSFM(nn.Module):
             else:
                 crop = crop_resize(x, object_box, torch.arange(b, device=x.device), cs)
 
-        feats_o, object_logits = self.backbone(crop)
+        feats_o, object_logits = self.backbone(crop, cfg.output_stride)
         with torch.no_grad():
             a_o = feats_o.detach().float().sum(dim=1)
             m_object = class_map(feats_o, contrast)
@@ -160,7 +161,7 @@ class MSFM(nn.Module):
             p = windows.shape[1]
             parts = crop_resize(crop, windows.reshape(-1, 4), torch.arange(b, device=x.device).repeat_interleave(p), cfg.part_size)
 
-        feats_p, part_logits = self.backbone(parts)
+        feats_p, part_logits = self.backbone(parts, cfg.output_stride)
         with torch.no_grad():
             # Read from features the parts stage computed anyway: no extra forward pass,
             # and the losses (logits only) are unchanged.
