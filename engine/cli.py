@@ -133,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device, resume=args.resume,
         limit_train=args.limit_train, limit_val=args.limit_val, max_steps_per_epoch=args.max_steps,
         checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, lr_step=args.lr_step,
-        crop_from=args.crop_from, compile=args.compile,
+        crop_from=args.crop_from, compile=args.compile, fma_variant=args.fma_variant, parts_loss=args.parts_loss,
+        window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -216,7 +217,7 @@ def evaluation_summary(result: dict) -> list[str]:
             lines.append(f"  FMA (theta {f['theta']}) darkens {_ci_text(f['gt_area_darkened'], fci.get('gt_area_darkened'))} of the fracture-box area "
                          f"({f['image_area_darkened']:.3f} of those images); at least half the fracture on {f['half_cut']:.3f} of them")
         elif f and not f.get("enabled"):
-            lines.append("  FMA off: nothing darkened")
+            lines.append("  FMA in training only: nothing darkened at inference" if f.get("mode") == "train_only" else "  FMA off: nothing darkened")
 
     block(result, "MSFM")
     nh = result.get("no_hardware")
@@ -310,7 +311,13 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--no-fma", action="store_true", help="switch feature-map augmentation off")
     t.add_argument("--fma-theta-range", nargs=2, type=float, metavar=("LO", "HI"))
     t.add_argument("--crop-from", default="input", choices=["input", "source"])
-    t.add_argument("--warmup-epochs", type=int, default=0)
+    t.add_argument("--warmup-epochs", type=int, default=0, help="epochs that train the main stage alone")
+    t.add_argument("--fma-variant", default="paper", choices=["paper", "mild", "saturation", "off"],
+                   help="mild: keep 90%%, theta ~ U(0.1, 0.4), training only (the authors' code); saturation: darken only saturated pixels")
+    t.add_argument("--parts-loss", default="paper", choices=["paper", "bag"], help="bag: one loss on the bag of part windows (SPEC 3b)")
+    t.add_argument("--window-score", default="a_o", choices=["a_o", "class", "product"], help="what ranks the windows")
+    t.add_argument("--output-stride", type=int, default=32, choices=[32, 16], help="16: finer object and part maps (dilated last stage)")
+    t.add_argument("--freeze-blocks", type=int, default=0, metavar="N", help="no gradient into the stem and the first N block stages (faster)")
     t.add_argument("--out", default="runs/msfm", metavar="RUN_DIR")
     t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -69,7 +69,8 @@ class FMAConfig:
     maximum (burned-in markers and letters are saturated, bone is not); ``"off"`` skips FMA
     (same as ``enabled=False``, kept as a mode so an inference override needs one key). The
     authors' "mild" variant (keep 0.9, theta ~ U(0.1, 0.4)) is a training-time recipe and is
-    not a mode here.
+    not a mode here: it is ``r=0.9, theta_range=(0.1, 0.4), train_only=True``
+    (``msfm train --fma-variant mild``).
     """
 
     enabled: bool = True
@@ -81,6 +82,9 @@ class FMAConfig:
     mode: Literal["paper", "saturation", "off"] = "paper"
     #: "saturation" mode: grey levels (of 255) below the image maximum that count as saturated.
     saturation_levels: float = 4.0
+    #: Apply FMA while training only (the authors' code): an eval-mode model (every
+    #: prediction) sees the image as it is.
+    train_only: bool = False
 
     @property
     def active(self) -> bool:
@@ -154,6 +158,13 @@ class ModelConfig:
     #: cells (320 px crop: 20 x 20; 224 px part: 14 x 14). The main stage stays at 32: its
     #: map only places the crop.
     output_stride: Literal[32, 16] = 32
+    #: How the parts stage's probability pools its windows (SPEC §3b "Part supervision as a
+    #: bag"): ``"mean"`` of the per-window softmax (paper), or ``"lse"``, the sigmoid of the
+    #: log-mean-exp of the per-window abnormal-vs-normal logit differences
+    #: (:func:`engine.model.msfm.bag_logits`): a smooth maximum, so one abnormal window can
+    #: carry the image, as a 0.4 % fracture lies in one or two. Models trained with the bag
+    #: loss use ``"lse"``.
+    parts_pool: Literal["mean", "lse"] = "mean"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -170,6 +181,10 @@ class ModelConfig:
             raise ConfigError(f"unknown lesion_window_score {self.lesion_window_score!r}; choose one of {', '.join(WINDOW_SCORES)}")
         if self.lesion_windows_kept < 1:
             raise ConfigError("lesion_windows_kept must be >= 1")
+        if self.parts_pool not in ("mean", "lse"):
+            raise ConfigError(f"parts_pool must be mean or lse, got {self.parts_pool!r}")
+        if self.parts_pool == "lse" and len(self.class_names) != 2:
+            raise ConfigError("parts_pool 'lse' needs exactly two classes (it pools abnormal-vs-normal logits)")
         if self.output_stride not in (32, 16):
             raise ConfigError(f"output_stride must be 32 or 16, got {self.output_stride!r}")
         g = self.grid_size

@@ -87,7 +87,7 @@ class FMARecords:
     r: float | None
     gt: np.ndarray
     image: np.ndarray
-    mode: str | None = None  # FMAConfig.mode ("paper", "saturation"); None when FMA is off
+    mode: str | None = None  # FMAConfig.mode ("paper", "saturation"); "train_only" (not at inference); None when FMA is off
 
 
 @dataclass
@@ -300,7 +300,8 @@ def _fma_figures(f: FMARecords, r: EvalRecords, sel: np.ndarray, idx: np.ndarray
     out: dict[str, Any] = {"enabled": f.enabled, "mode": f.mode, "theta": f.theta, "r": f.r, "n_images": len(box_sel)}
     if not f.enabled:
         out.update(gt_area_darkened=0.0, half_cut=0.0, image_area_darkened=0.0, image_area_darkened_all=0.0,
-                   note="FMA is off in this model: nothing is darkened")
+                   note="FMA darkens in training only in this model: nothing is darkened at inference" if f.mode == "train_only"
+                   else "FMA is off in this model: nothing is darkened")
         return out
     # Means skip NaN: an image FMA could not re-read (rare) has no share.
     half = np.where(np.isnan(f.gt), np.nan, (f.gt >= 0.5).astype(float))

@@ -207,8 +207,9 @@ def fma_records(model: MSFM, samples: Sequence[Sample], device: torch.device, ba
     (:func:`engine.metrics.darkened_shares`). A model without FMA darkens nothing."""
     n = len(samples)
     fma = model.fma
-    if fma is None:
-        return FMARecords(False, None, None, np.where([bool(s.boxes) and s.label == 1 for s in samples], 0.0, np.nan), np.zeros(n))
+    if fma is None or fma.config.train_only:  # train_only (the mild variant): predictions see the image as it is
+        return FMARecords(False, None, None, np.where([bool(s.boxes) and s.label == 1 for s in samples], 0.0, np.nan), np.zeros(n),
+                          "train_only" if fma is not None else None)
     gt_share, img_share = np.full(n, np.nan), np.full(n, np.nan)
     size = model.config.input_size
     gts = _gt(samples)

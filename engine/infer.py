@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint, state_sha256
 from .errors import ImageLoadError
 from .evidence import evidence_maps, peak_and_box
 from .io import load_images
-from .model.msfm import MSFM, MSFMOutput
+from .model.msfm import MSFM, MSFMOutput, bag_logits
 from .preprocess import make_batch
 from .scope import OutOfScope, check_scope
 from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
@@ -245,7 +245,10 @@ class Predictor:
         # The parts probability and eq. 11 read the configured (paper) windows only, the first
         # num_paper_windows slots; lesion-sized windows (config.lesion_windows) feed E only.
         n_paper = cfg.num_paper_windows
-        p_parts = p_parts_each[:, :n_paper].mean(dim=1)
+        if cfg.parts_pool == "lse":
+            p_parts = bag_logits(out.part_logits[:, :n_paper].float(), k).softmax(-1)[:, k]
+        else:
+            p_parts = p_parts_each[:, :n_paper].mean(dim=1)
         w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
         ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
 

@@ -39,3 +39,20 @@ DEFAULT_RECIPE: dict[str, Any] = {
 DEFAULT_PLAIN_RECIPE: dict[str, Any] = {**DEFAULT_RECIPE, "model": "plain", "fma": False}
 
 RECIPES: dict[str, dict[str, Any]] = {"default": DEFAULT_RECIPE, "default-plain": DEFAULT_PLAIN_RECIPE}
+
+#: The lesion recipe (issue 18, SPEC §3b): the default's data, backbone, optimiser and
+#: budget, trained to find the lesion: the bag loss over the parts (one abnormal window can
+#: carry the image), windows ranked by the object stage's class map, the authors' mild FMA in
+#: training only (it no longer darkens the fracture at inference), one main-stage warm-up
+#: epoch (the authors' code), and no gradient into the stem and first two block stages (speed;
+#: ``benchmarks/bench_train_recipes.py``).
+LESION_RECIPE: dict[str, Any] = {
+    **DEFAULT_RECIPE,
+    "fma_variant": "mild",
+    "parts_loss": "bag",
+    "window_score": "class",
+    "warmup_epochs": 1,
+    "freeze_blocks": 2,
+}
+
+RECIPES["lesion"] = LESION_RECIPE

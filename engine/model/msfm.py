@@ -8,6 +8,8 @@ and runs without gradients, as in the paper.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,24 @@ def abnormal_contrast(fc_weight: Tensor, abnormal_index: int) -> Tensor:
     w = fc_weight.detach().float()
     others = torch.cat([w[:abnormal_index], w[abnormal_index + 1 :]])
     return w[abnormal_index] - others.mean(dim=0)
+
+
+def bag_logits(part_logits: Tensor, abnormal_index: int) -> Tensor:
+    """Two-class logits of the bag of part windows (SPEC §3b, ``parts_pool="lse"``).
+
+    Args:
+        part_logits: (B, P, 2) logits of the P windows of each image.
+    Returns:
+        (B, 2): 0 for the normal class and ``log mean_i exp(d_i)`` for the abnormal one,
+        with ``d_i`` window i's abnormal-minus-normal logit. Its softmax is the sigmoid of a
+        smooth maximum of the ``d_i`` (equal to ``d`` when every window says ``d``), so one
+        abnormal window can make the bag abnormal, and a normal bag needs every window normal.
+    """
+    d = part_logits[..., abnormal_index] - part_logits[..., 1 - abnormal_index]
+    pooled = torch.logsumexp(d.float(), dim=1) - math.log(d.shape[1])
+    out = torch.zeros(d.shape[0], 2, dtype=pooled.dtype, device=d.device)
+    out[:, abnormal_index] = pooled
+    return out
 
 
 def class_map(feats: Tensor, contrast: Tensor) -> Tensor:
@@ -130,7 +150,7 @@ class MSFM(nn.Module):
         b = x01.shape[0]
         attention = None
         x = x01
-        if self.fma is not None:
+        if self.fma is not None and (self.training or not cfg.fma.train_only):
             x, attention = self.fma(x01, theta)
 
         feats, main_logits = self.backbone(x)

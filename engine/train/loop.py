@@ -134,6 +134,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
         model = MSFM(cfg.model_config(), pretrained=cfg.pretrained)
         pretrained_weights = model.backbone.pretrained_source != "random"
     mcfg = model.config
+    frozen = freeze_early_layers(model.backbone, cfg.freeze_blocks)
     model.to(device)
     prepare_for_device(model, device)
     model.train()
@@ -158,6 +159,9 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
         net = torch.compile(net)  # checkpoints still save ``model``'s own state dict
 
     loss_cfg = LossConfig(cfg.loss, cfg.alpha, cfg.beta)
+    # The model's own pooling decides (a fine-tuned or resumed checkpoint keeps the loss it
+    # was trained with); a fresh model's config took it from cfg.parts_loss.
+    parts_loss = "bag" if mcfg.parts_pool == "lse" else "paper"
     weight_table = body_part_weights([s.label for s in train_s], [s.body_part for s in train_s])
     ds = RadiographDataset(train_s, mcfg.input_size, AugmentConfig() if cfg.augment else None, cfg.seed, with_source=mcfg.crop_from == "source")
     sampler = EpochSampler(len(ds), cfg.seed, dist.rank, dist.world_size)
@@ -170,6 +174,7 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
         "name": f"MSFM-{mcfg.backbone}" if cfg.model == "msfm" else f"plain-{mcfg.backbone}",
         "kind": cfg.model, "data": summary, "train_config": cfg.to_dict(),
         "pretrained": getattr(model.backbone, "pretrained_source", "checkpoint"),
+        "frozen_parameters": frozen,
     }
 
     def save_last(epoch: int, step: int) -> str:
@@ -203,7 +208,8 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
                 theta = model.fma.sample_theta(len(y)) if model.fma is not None else None
                 with amp_ctx:
                     out = net(x, sources=batch["source"], theta=theta, main_only=main_only)
-                    losses = msfm_loss(out.main_logits, out.object_logits, out.part_logits, y, loss_cfg, w)
+                    losses = msfm_loss(out.main_logits, out.object_logits, out.part_logits, y, loss_cfg, w,
+                                       parts_loss, mcfg.abnormal_index, mcfg.num_paper_windows)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise TrainingError(f"loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}; stopped (the last good checkpoint {last_path} is kept). Try a lower learning rate.")
@@ -257,6 +263,33 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
             (run / "ddp" / f"rank{dist.rank}.sha256").write_text(state_sha256(model))
         ddp.shutdown(dist)
     yield TrainFinished(str(run), str(best_path) if best_path.exists() else None, str(last_path), best_entry)
+
+
+def freeze_early_layers(backbone, n_stages: int) -> int:
+    """Stop gradients into the stem and the first ``n_stages`` block stages of the backbone.
+
+    Their weights stay as initialised (ImageNet or the checkpoint's); backpropagation then
+    ends at the first trained layer, which saves the backward pass through the
+    highest-resolution, most memory-bound layers. BatchNorm statistics still update.
+    Returns the number of parameters frozen.
+    """
+    if n_stages <= 0:
+        return 0
+    enc = backbone.encoder
+    if backbone.name.startswith("resnet"):
+        stages = [enc.layer1, enc.layer2, enc.layer3, enc.layer4]
+        stem = [enc.conv1, enc.bn1]
+    else:
+        stages = list(enc.blocks)
+        stem = [enc.conv_stem, enc.bn1]
+    if n_stages >= len(stages):
+        raise TrainingError(f"freeze_blocks {n_stages}: {backbone.name} has {len(stages)} block stages; freeze fewer")
+    n = 0
+    for module in stem + stages[:n_stages]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+            n += p.numel()
+    return n
 
 
 def _init_model(cfg: TrainConfig) -> MSFM:

@@ -10,6 +10,11 @@ For a stage with logits (N, K) and integer targets (N,), with per-sample cross e
 * ``awfl`` : alpha (1 - exp(-WCE))^beta WCE, WCE as above       (eq. 8 on eq. 6; default)
 
 Total (eq. 9) = L(main) + L(object) + sum over the 7 parts of L(part_i).
+
+``parts="bag"`` (SPEC §3b "Part supervision as a bag") replaces the sum over the parts by
+one loss, weight 1, on the bag logits of the configured windows
+(:func:`engine.model.msfm.bag_logits`): a fracture lies in one or two of the 7 windows, so
+the image label says that *some* window is abnormal, not each.
 """
 
 from __future__ import annotations
@@ -78,14 +83,24 @@ def stage_loss(logits: Tensor, target: Tensor, cfg: LossConfig, weights: Tensor 
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
-def msfm_loss(main: Tensor, obj: Tensor | None, parts: Tensor | None, target: Tensor, cfg: LossConfig, weights: Tensor | None = None) -> dict[str, Tensor]:
+def msfm_loss(main: Tensor, obj: Tensor | None, parts: Tensor | None, target: Tensor, cfg: LossConfig, weights: Tensor | None = None,
+              parts_loss: str = "paper", abnormal_index: int = 1, n_parts: int | None = None) -> dict[str, Tensor]:
     """Eq. 9. ``main``/``obj``: (B, K); ``parts``: (B, P, K). ``obj``/``parts`` None: main only
-    (warm-up epoch, or the plain-classifier baseline)."""
+    (warm-up epoch, or the plain-classifier baseline). ``parts_loss``: ``"paper"`` (one loss
+    per window) or ``"bag"`` (one loss on the bag of the first ``n_parts`` windows, the
+    configured ones; None: all)."""
     out = {"main": stage_loss(main, target, cfg, weights)}
     total = out["main"]
     if obj is not None and parts is not None:
         out["object"] = stage_loss(obj, target, cfg, weights)
-        out["parts"] = sum(stage_loss(parts[:, i], target, cfg, weights) for i in range(parts.shape[1]))  # type: ignore[assignment]
+        if parts_loss == "bag":
+            from ..model.msfm import bag_logits
+
+            out["parts"] = stage_loss(bag_logits(parts[:, :n_parts], abnormal_index), target, cfg, weights)
+        elif parts_loss == "paper":
+            out["parts"] = sum(stage_loss(parts[:, i], target, cfg, weights) for i in range(parts.shape[1]))  # type: ignore[assignment]
+        else:
+            raise ValueError(f"unknown parts_loss {parts_loss!r}; choose paper or bag")
         total = total + out["object"] + out["parts"]
     out["total"] = total
     return out

@@ -15,6 +15,10 @@ from ..data.sources import DataError, Sample, check_usable, load_samples
 from ..errors import ConfigError
 
 
+#: ``msfm train --fma-variant`` (SPEC §3b "FMA variants").
+FMA_VARIANTS: tuple[str, ...] = ("paper", "mild", "saturation", "off")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything ``msfm train`` accepts (SPEC §3 optimisation defaults)."""
@@ -44,6 +48,12 @@ class TrainConfig:
     alpha: float = 0.8
     beta: float = 2.0
     warmup_epochs: int = 0  # epochs of main-stage loss only
+    # Lesion-localisation training options (SPEC §3b, issue 18); defaults are the v1 recipe.
+    fma_variant: str = "paper"  # paper | mild (keep 0.9, theta ~ U(0.1, 0.4), training only) | saturation | off
+    parts_loss: str = "paper"  # paper (a loss per window) | bag (one loss on the windows' bag; parts_pool lse)
+    window_score: str = "a_o"  # a_o | class | product: what ranks the windows
+    output_stride: int = 32  # 32 | 16 for the object and parts stages
+    freeze_blocks: int = 0  # stem + this many of the backbone's first block stages get no gradient (speed)
     augment: bool = True
     val_fraction: float = 0.15
     seed: int = 0
@@ -69,6 +79,12 @@ class TrainConfig:
             raise ConfigError("epochs and batch size must be >= 1")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError("val_fraction must be in (0, 1)")
+        if self.fma_variant not in FMA_VARIANTS:
+            raise ConfigError(f"fma_variant must be one of {', '.join(FMA_VARIANTS)}, got {self.fma_variant!r}")
+        if self.parts_loss not in ("paper", "bag"):
+            raise ConfigError(f"parts_loss must be paper or bag, got {self.parts_loss!r}")
+        if self.freeze_blocks < 0:
+            raise ConfigError("freeze_blocks must be >= 0")
         if self.compile and getattr(sys, "frozen", False):
             # The desktop bundle leaves Triton out, and torch.compile needs a C compiler.
             raise ConfigError("--compile is not available in the desktop bundle (torch.compile needs Triton and a C "
@@ -84,8 +100,16 @@ class TrainConfig:
         return self.lr_step or max(1, math.ceil(self.epochs * 2 / 3))
 
     def model_config(self) -> ModelConfig:
-        fma = FMAConfig(enabled=self.fma and self.model == "msfm", theta_range=self.fma_theta_range)
-        return ModelConfig(backbone=self.backbone, input_size=self.input_size, part_size=self.part_size, fma=fma, crop_from=self.crop_from)  # type: ignore[arg-type]
+        on = self.fma and self.model == "msfm" and self.fma_variant != "off"
+        if self.fma_variant == "mild":
+            # The authors' code: keep 90 %, theta ~ U(0.1, 0.4) per image, training only.
+            fma = FMAConfig(enabled=on, r=0.9, theta_range=self.fma_theta_range or (0.1, 0.4), train_only=True)
+        else:
+            mode = "saturation" if self.fma_variant == "saturation" else "paper"
+            fma = FMAConfig(enabled=on, theta_range=self.fma_theta_range, mode=mode)  # type: ignore[arg-type]
+        return ModelConfig(backbone=self.backbone, input_size=self.input_size, part_size=self.part_size, fma=fma, crop_from=self.crop_from,  # type: ignore[arg-type]
+                           window_score=self.window_score, output_stride=self.output_stride,  # type: ignore[arg-type]
+                           parts_pool="lse" if self.parts_loss == "bag" else "mean")
 
 
 def _balanced_subset(samples: list[Sample], n: int | None) -> list[Sample]:
