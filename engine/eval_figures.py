@@ -20,7 +20,7 @@ import numpy as np
 from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, bootstrap_info, interval, resampled_means, stratified_indices
 from .data.sources import Sample
 from .metrics import (
-    IOU_HITS, POINTING_TOLERANCE, classification_metrics, iou_hit_rates,
+    IOU_HITS, POINTING_TOLERANCE, classification_metrics, covers_centre, iou_hit_rates,
     localization_records, map_peak, pointing_rates, study_level,
 )
 from .types import Prediction
@@ -39,6 +39,19 @@ def finding_peak(p: Prediction) -> tuple[float, float]:
     """MSFM's pointing readout: ``Prediction.peak`` (argmax of the evidence map E, original
     pixels); the ``A_o`` peak for a prediction made without an evidence map."""
     return p.peak if p.peak is not None else msfm_peak(p)
+
+
+def union_share(boxes: Sequence[Sequence[float]], width: int, height: int, grid: int = 200) -> float:
+    """Share of a ``width`` x ``height`` image covered by the union of ``boxes`` (xyxy, its
+    pixels), counted on a ``grid`` x ``grid`` raster of cell centres (error < 1 %)."""
+    if not boxes:
+        return 0.0
+    xs = (np.arange(grid) + 0.5) * width / grid
+    ys = (np.arange(grid) + 0.5) * height / grid
+    covered = np.zeros((grid, grid), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        covered |= ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+    return float(covered.mean())
 
 
 def _area(b: Sequence[float]) -> float:
@@ -118,6 +131,12 @@ class EvalRecords:
     has_lesion: bool  # at least one prediction has a lesion box
     baseline: BaselineRecords | None = None
     fma: FMARecords | None = None
+    # Where the fracture is lost (1/0, NaN without GT boxes): the look-closer crop, some
+    # part window, the rank-1 window contains the centre of a GT box.
+    object_covers: np.ndarray | None = None
+    windows_cover: np.ndarray | None = None
+    window1_covers: np.ndarray | None = None
+    windows_area: np.ndarray | None = None  # share of the image under the union of the part windows (chance of holding a point)
 
 
 def _gt(samples: Sequence[Sample]) -> list[list[tuple[float, float, float, float]]]:
@@ -134,6 +153,10 @@ def build_records(samples: Sequence[Sample], preds: Sequence[Prediction], thresh
     region_iou, ao_dist = localization_records([p.fused_box for p in preds], [msfm_peak(p) for p in preds], gt)
     object_iou, cam_dist = localization_records([p.object_box for p in preds], [cam_peak(p) for p in preds], gt)
     _, w1_dist = localization_records(None, [window1_centre(p) for p in preds], gt)
+    def cover(boxes_of) -> np.ndarray:
+        return np.array([max((covers_centre(b, g) for b in boxes_of(p)), default=0.0) if g else np.nan
+                         for p, g in zip(preds, gt)])
+
     hw = np.full(len(samples), np.nan)
     if hardware is not None:
         for i, s in enumerate(samples):
@@ -147,6 +170,9 @@ def build_records(samples: Sequence[Sample], preds: Sequence[Prediction], thresh
         peak_dist=peak_dist, lesion_iou=lesion_iou, region_iou=region_iou, ao_dist=ao_dist, cam_dist=cam_dist,
         window1_dist=w1_dist, object_iou=object_iou, hardware=hw,
         has_evidence=all(p.peak is not None for p in preds), has_lesion=any(p.lesion_box is not None for p in preds),
+        object_covers=cover(lambda p: [p.object_box]), windows_cover=cover(lambda p: [w.box for w in p.windows]),
+        window1_covers=cover(lambda p: [w.box for w in p.windows[:1]]),
+        windows_area=np.array([union_share([w.box for w in p.windows], p.width, p.height) for p in preds]),
     )
 
 
@@ -195,12 +221,38 @@ def _localization(r: EvalRecords, sel: np.ndarray) -> dict:
         "pointing_cam": pointing_rates(r.cam_dist[sel])["pointing"],
         "pointing_window1": pointing_rates(r.window1_dist[sel])["pointing"],
     }
+    if r.windows_cover is not None:
+        out["funnel"] = _funnel(r, box_sel)
     # Box sizes bound the IoU: a box k times the fracture's area scores at most 1/k.
     preds, samples = r.preds, r.samples
     out["median_area_fused"] = _median_share([p.fused_box for p in preds], box_sel, preds)
     out["median_area_lesion"] = _median_share([p.lesion_box for p in preds], box_sel, preds)
     out["median_area_gt"] = float(np.median([max(_area(b) for b in samples[i].boxes) / (preds[i].width * preds[i].height) for i in box_sel]))
     return out
+
+
+def _funnel(r: EvalRecords, box_sel: np.ndarray) -> dict:
+    """Where the fracture is lost on its way through the stages, over the fractured images
+    ``box_sel``: the share whose look-closer crop, some part window, and the rank-1 window
+    contain the centre of a GT box, and how often the peak of E lands inside a GT box when
+    a window holds one and when none does. The part stage reads only its windows, so a
+    fracture no window holds can be pointed at only through the object stage's map."""
+    held = r.windows_cover[box_sel] == 1
+    inside = r.peak_dist[box_sel] <= 0
+
+    def rate(mask: np.ndarray) -> float | None:
+        return float(inside[mask].mean()) if mask.any() else None
+
+    return {
+        "object_crop_holds": float(np.mean(r.object_covers[box_sel])),
+        "a_window_holds": float(np.mean(held)),
+        "window1_holds": float(np.mean(r.window1_covers[box_sel])),
+        "n_a_window_holds": int(held.sum()),
+        # What holding means: a point dropped at random lands under the windows this often.
+        "median_windows_area": float(np.median(r.windows_area[box_sel])) if r.windows_area is not None else None,
+        "pointing_when_a_window_holds": rate(held),
+        "pointing_when_no_window_holds": rate(~held),
+    }
 
 
 def _ci(r: EvalRecords, sel: np.ndarray, idx: np.ndarray, level: float) -> dict:

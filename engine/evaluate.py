@@ -10,7 +10,10 @@ labels; an image without boxes is skipped), all in original pixels:
   ``fused_box`` (a missing box is a miss). SPEC §5's flat ``iou*`` keys stay the region box;
 - the v1 readouts beside them: ``pointing_ao`` (peak of the object-stage map ``A_o``),
   ``pointing_cam`` (peak of the main-stage abnormal CAM), ``pointing_window1`` (centre of the
-  rank-1 window).
+  rank-1 window);
+- ``funnel``: where the fracture is lost on its way through the stages: the share of
+  fractured images whose look-closer crop, some part window, the rank-1 window contain the
+  centre of a GT box, and pointing when some window holds it and when none does.
 
 Baselines, same data and backbone: a **plain classifier** (backbone + GAP + FC, from a
 checkpoint trained with ``msfm train --model plain``; without one, MSFM's own main stage

@@ -95,6 +95,18 @@ def point_box_distance(point: Sequence[float] | None, boxes: BoxList) -> float:
     return float(np.hypot(dx, dy).min())
 
 
+def covers_centre(box: Sequence[float] | None, boxes: BoxList) -> float:
+    """1.0 when ``box`` (xyxy) contains the centre of one of ``boxes`` (xyxy, same pixels;
+    edges included), else 0.0 (also for no box). What a crop or window must do for the
+    stage that reads it to be able to point at that lesion."""
+    if box is None:
+        return 0.0
+    g = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    cx, cy = (g[:, 0] + g[:, 2]) / 2, (g[:, 1] + g[:, 3]) / 2
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return float(((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)).any())
+
+
 def best_iou(box: Sequence[float] | None, boxes: BoxList) -> float:
     """Highest IoU of ``box`` (xyxy) with any of ``boxes`` (xyxy, same pixels); 0 for no box
     (a prediction that gave none misses)."""

