@@ -129,14 +129,14 @@ class EvalRecords:
     hardware: np.ndarray
     has_evidence: bool  # every prediction has an evidence peak
     has_lesion: bool  # at least one prediction has a lesion box
-    baseline: BaselineRecords | None = None
-    fma: FMARecords | None = None
     # Where the fracture is lost (1/0, NaN without GT boxes): the look-closer crop, some
     # part window, the rank-1 window contains the centre of a GT box.
-    object_covers: np.ndarray | None = None
-    windows_cover: np.ndarray | None = None
-    window1_covers: np.ndarray | None = None
-    windows_area: np.ndarray | None = None  # share of the image under the union of the part windows (chance of holding a point)
+    object_covers: np.ndarray
+    windows_cover: np.ndarray
+    window1_covers: np.ndarray
+    windows_area: np.ndarray  # share of the image under the union of the part windows (NaN without GT boxes)
+    baseline: BaselineRecords | None = None
+    fma: FMARecords | None = None
 
 
 def _gt(samples: Sequence[Sample]) -> list[list[tuple[float, float, float, float]]]:
@@ -153,6 +153,7 @@ def build_records(samples: Sequence[Sample], preds: Sequence[Prediction], thresh
     region_iou, ao_dist = localization_records([p.fused_box for p in preds], [msfm_peak(p) for p in preds], gt)
     object_iou, cam_dist = localization_records([p.object_box for p in preds], [cam_peak(p) for p in preds], gt)
     _, w1_dist = localization_records(None, [window1_centre(p) for p in preds], gt)
+
     def cover(boxes_of) -> np.ndarray:
         return np.array([max((covers_centre(b, g) for b in boxes_of(p)), default=0.0) if g else np.nan
                          for p, g in zip(preds, gt)])
@@ -172,7 +173,7 @@ def build_records(samples: Sequence[Sample], preds: Sequence[Prediction], thresh
         has_evidence=all(p.peak is not None for p in preds), has_lesion=any(p.lesion_box is not None for p in preds),
         object_covers=cover(lambda p: [p.object_box]), windows_cover=cover(lambda p: [w.box for w in p.windows]),
         window1_covers=cover(lambda p: [w.box for w in p.windows[:1]]),
-        windows_area=np.array([union_share([w.box for w in p.windows], p.width, p.height) for p in preds]),
+        windows_area=np.array([union_share([w.box for w in p.windows], p.width, p.height) if g else np.nan for p, g in zip(preds, gt)]),
     )
 
 
@@ -221,8 +222,7 @@ def _localization(r: EvalRecords, sel: np.ndarray) -> dict:
         "pointing_cam": pointing_rates(r.cam_dist[sel])["pointing"],
         "pointing_window1": pointing_rates(r.window1_dist[sel])["pointing"],
     }
-    if r.windows_cover is not None:
-        out["funnel"] = _funnel(r, box_sel)
+    out["funnel"] = _funnel(r, box_sel)
     # Box sizes bound the IoU: a box k times the fracture's area scores at most 1/k.
     preds, samples = r.preds, r.samples
     out["median_area_fused"] = _median_share([p.fused_box for p in preds], box_sel, preds)
@@ -249,7 +249,7 @@ def _funnel(r: EvalRecords, box_sel: np.ndarray) -> dict:
         "window1_holds": float(np.mean(r.window1_covers[box_sel])),
         "n_a_window_holds": int(held.sum()),
         # What holding means: a point dropped at random lands under the windows this often.
-        "median_windows_area": float(np.median(r.windows_area[box_sel])) if r.windows_area is not None else None,
+        "median_windows_area": float(np.median(r.windows_area[box_sel])),
         "pointing_when_a_window_holds": rate(held),
         "pointing_when_no_window_holds": rate(~held),
     }

@@ -52,6 +52,9 @@ from .preprocess import make_batch
 from .scope import OutOfScope, check_scope
 from .types import LoadedImage, Prediction
 
+#: ``baselines.source`` when the plain classifier came from its own checkpoint (``--baseline``).
+PLAIN_BASELINE_SOURCE = "plain classifier checkpoint"
+
 Progress = Callable[[int, int], None]
 
 
@@ -282,7 +285,7 @@ def evaluate(
         by_path = {str(s.path): (p, c) for s, p, c in zip(base_kept, probs, cams)}
         got = [by_path.get(str(s.path), (float("nan"), None)) for s in kept]
         bthr = baseline_threshold if baseline_threshold is not None else baseline.config.threshold
-        rec.baseline = baseline_records(rec, [g[0] for g in got], [g[1] for g in got], bthr, "plain classifier checkpoint")
+        rec.baseline = baseline_records(rec, [g[0] for g in got], [g[1] for g in got], bthr, PLAIN_BASELINE_SOURCE)
     else:
         # No separately trained plain classifier: MSFM's main stage (backbone + GAP + FC on
         # the FMA'd image) stands in; its CAM is that of the predicted class.

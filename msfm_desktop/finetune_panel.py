@@ -22,8 +22,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QTableWidget, QVBoxLayout, QWidget,
+    QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QProgressBar, QPushButton, QTableWidget, QVBoxLayout, QWidget,
 )
 
 from engine.checkpoint import describe_checkpoint, read_checkpoint
@@ -35,6 +35,7 @@ from engine.train.events import BatchEnd, EpochEnd, TrainMessage, TrainStarted
 
 from .curves import TrainingCurves
 from .finetune_report import confirm_worse_model, fill_table, finished_text, preview_text, setup_table, start_tooltip
+from .finetune_settings import AdvancedSettings
 from .training import PreviewWorker, TrainWorker
 from .workers import start_in_thread
 
@@ -88,34 +89,10 @@ class FineTunePanel(QWidget):
         base_row.addWidget(self.base, 1)
         base_row.addWidget(other)
 
-        self.advanced = QGroupBox("Advanced")
-        self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
-        self.epochs, self.batch, self.input_size = QSpinBox(), QSpinBox(), QSpinBox()
-        self.epochs.setRange(1, 200)
-        self.epochs.setValue(3)
-        self.batch.setRange(1, 256)
-        self.batch.setValue(5)
-        self.input_size.setRange(0, 1024)
-        self.input_size.setSingleStep(32)
-        self.input_size.setSpecialValueText("as the starting model")
-        self.lr, self.val_fraction = QDoubleSpinBox(), QDoubleSpinBox()
-        self.lr.setDecimals(6)
-        self.lr.setRange(1e-6, 1.0)
-        self.lr.setSingleStep(1e-5)
-        self.lr.setValue(1e-4)
-        self.val_fraction.setRange(0.05, 0.5)
-        self.val_fraction.setSingleStep(0.05)
-        self.val_fraction.setValue(0.2)
-        adv = QFormLayout()
-        for label, w in (("Epochs", self.epochs), ("Batch size", self.batch), ("Learning rate", self.lr),
-                         ("Input size (px)", self.input_size), ("Validation fraction", self.val_fraction)):
-            adv.addRow(label, w)
-        holder = QWidget()
-        holder.setLayout(adv)
-        holder.setVisible(False)
-        self.advanced.toggled.connect(holder.setVisible)  # hidden until asked for
-        QVBoxLayout(self.advanced).addWidget(holder)
+        self.advanced = AdvancedSettings()
+        # The form's fields, as the panel (and its tests) read them.
+        a = self.advanced
+        self.epochs, self.batch, self.lr, self.input_size, self.val_fraction = a.epochs, a.batch, a.lr, a.input_size, a.val_fraction
 
         self.start_button, self.cancel_button, self.resume_button = QPushButton("Fine-tune"), QPushButton("Cancel"), QPushButton("Resume")
         self.start_button.clicked.connect(self.start)

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.evaluate import PLAIN_BASELINE_SOURCE
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: name -> (recipe, extra flags, what it tests). "v1" is the shipped recipe; each other
@@ -132,7 +134,7 @@ def _cam_row(out: Path, names: list[str]) -> dict | None:
         m = json.loads(p.read_text())
         b = m.get("baselines") or {}
         cam = b.get("cam_box") or {}
-        if "plain" not in str(b.get("source", "")).lower() or "main stage" in str(b.get("source", "")) or not cam.get("n_images"):
+        if b.get("source") != PLAIN_BASELINE_SOURCE or not cam.get("n_images"):
             continue
         nh_cam = ((m.get("no_hardware") or {}).get("baselines") or {}).get("cam_box") or {}
         return {"name": "plain CAM box", "what": f"CAM box of the plain classifier (read beside `{name}`)", "auc": None, "auc_ci": None,
