@@ -101,13 +101,14 @@ def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> int:
     from .exports.export import ExportOptions, export_dicom
 
     jobs = []
+    who = {"patient_id": args.patient_id, "patient_name": args.patient_name}
     if args.dicom_sc and args.dicom_sr and Path(args.dicom_sc).resolve() == Path(args.dicom_sr).resolve():
-        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration)))
+        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration, **who)))
     else:
         if args.dicom_sc:
-            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise, calibration=calibration)))
+            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise, calibration=calibration, **who)))
         if args.dicom_sr:
-            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration)))
+            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration, **who)))
     failed = 0
     for folder, options in jobs:
         for r in export_dicom(preds, folder, options):
@@ -293,6 +294,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dicom-sc", metavar="DIR", help="DICOM Secondary Capture per image with the evidence burned in")
     p.add_argument("--dicom-sr", metavar="DIR", help="DICOM SR (TID 1500) + grayscale presentation state per image")
     p.add_argument("--anonymise", action="store_true", help="DICOM exports de-identified (PS3.15 basic profile)")
+    p.add_argument("--patient-id", help="PatientID for DICOM exports of PNG/JPEG sources (they carry none); "
+                   "unset: a pseudonym per source folder, marked MSFM-PSEUDO-")
+    p.add_argument("--patient-name", help="PatientName (DICOM form, Family^Given) for DICOM exports of PNG/JPEG sources")
     p.add_argument("--overlays", metavar="DIR", help="write an overlay PNG per image")
     p.add_argument("--research-outside-intended-use", action="store_true",
                    help="also analyse images outside the model's intended use (not limb/hip radiographs, too small, test patterns); "

@@ -76,8 +76,9 @@ def test_dicom_sources_give_conformant_linked_sc_sr_gsps(tmp_path, preds):
         values = [float(i.MeasuredValueSequence[0].NumericValue) for i in items if i.get("ValueType") == "NUM"]
         assert values == [pytest.approx(pred.probability, abs=1e-6)]
         assert any(pred.model.sha256 in str(i.get("TextValue", "")) for i in items)
-        label = [i.ConceptCodeSequence[0].CodeMeaning for i in items if i.get("ValueType") == "CODE" and i.ConceptNameCodeSequence[0].CodeMeaning == "Label at the model's threshold"]
-        assert label == ["Abnormal" if pred.label else "Normal"]
+        label = [i.ConceptCodeSequence[0].CodeMeaning for i in items if i.get("ValueType") == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "121071"]
+        result = "Abnormal" if pred.label else "Normal"
+        assert sorted(label) == sorted([result, result, "Image Region"])  # lesion ROI's type and evaluation; the region's type
         assert pr.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
         objects = [g for a in pr.GraphicAnnotationSequence for g in a.get("GraphicObjectSequence", [])]
         boxes = [np.asarray(g.GraphicData, dtype=float).reshape(-1, 2) for g in objects]

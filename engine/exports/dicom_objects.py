@@ -3,12 +3,13 @@
 * **Secondary Capture** (RGB, overlays burned in, ``BurnedInAnnotation=YES``,
   ``ImageType=DERIVED\\SECONDARY``): from a DICOM source via ``SCImage.from_ref_dataset``
   (same patient and study, a new series, ``SourceImageSequence`` naming the source).
-* **Comprehensive SR** (TID 1500 measurement report): the fused box as a planar ROI, a
-  closed polyline in (column, row) pixels of the source image (origin at the top-left
-  corner of the top-left pixel, as the boxes are), the abnormal probability (DCM
-  "Probability" of finding SCT "Abnormal"),
-  the label at the model's threshold (SCT Abnormal/Normal), and the algorithm (name,
-  version, model SHA-256).
+* **Comprehensive SR** (TID 1500 measurement report): the lesion box as the finding's
+  planar ROI, a closed polyline in (column, row) pixels of the source image (origin at the
+  top-left corner of the top-left pixel, as the boxes are), its finding type and DCM
+  "Finding" evaluation the result at the model's threshold (SCT Abnormal or SCT Normal,
+  :func:`result_code`), the abnormal probability (DCM "Probability"), the algorithm (name,
+  version, model SHA-256) and this installation's Device Observer UID; the fused box as a
+  second ROI (DCM "Image Region"), the region as context.
 * **Grayscale Softcopy Presentation State** drawing the fused box and the 7 windows on
   the source image, so a PACS viewer shows them without burning them in.
 
@@ -18,6 +19,7 @@ Secondary Capture in a new study (the "image" object); SR and GSPS reference tha
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 from dataclasses import dataclass
 
@@ -31,14 +33,20 @@ from pydicom.uid import generate_uid
 from .. import __version__
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS, render_overlay
+from .installation import device_observer_uid
 
 MANUFACTURER = "MSFM Desktop"
 SERIES_NUMBERS = {"image": 9900, "sc": 9901, "sr": 9902, "gsps": 9903}
 RADIOGRAPHIC_PROCEDURE = CodedConcept("363680008", "SCT", "Radiographic imaging procedure")
 NO_UNITS = CodedConcept("1", "UCUM", "no units")
-#: No standard concept names "the label a classifier gave at its threshold"; a private
-#: (99-prefixed) coding scheme, as PS3.16 allows, keeps it from reading as a second finding.
-LABEL_CONCEPT = CodedConcept("MSFM-LABEL", "99MSFM", "Label at the model's threshold")
+
+
+def result_code(pred: Prediction):
+    """The result at the model's threshold in standard codes: SCT 263654008 "Abnormal" or
+    SCT 17621005 "Normal". It is both the finding type of the ROI and the value of the DCM
+    121071 "Finding" evaluation, so a rules engine keyed on the finding reads a normal
+    result as normal (no private coding scheme is used)."""
+    return codes.SCT.Abnormal if pred.label else codes.SCT.Normal
 
 
 @dataclass
@@ -78,20 +86,47 @@ def _fix_type2c(ds: pydicom.Dataset, ref: pydicom.Dataset) -> None:
         ds.Laterality = ref.get("Laterality", "") if ref is not None else ""
 
 
-def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study_uid: str, series_uid: str) -> pydicom.Dataset:
-    """A PNG/JPEG radiograph as a grayscale Secondary Capture in a new study (8-bit when
-    the pixels are 8-bit, else 16-bit), so SR and GSPS have a DICOM image to reference."""
+@dataclass(frozen=True)
+class NewStudy:
+    """The study that PNG/JPEG images of one source folder are wrapped into, in one export.
+
+    ``patient_id``/``patient_name``: given by the user, else a pseudonym clearly marked as
+    one (:func:`pseudonymous_patient`), so a PACS does not file every such export under one
+    blank patient and dcmtk accepts the objects. One date and time for all its objects."""
+
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    when: _dt.datetime
+    description: str = "MSFM analysis of imported PNG/JPEG radiographs"
+
+
+def pseudonymous_patient(folder: str, salt: str) -> tuple[str, str]:
+    """(PatientID, PatientName) for a source folder without patient identity: the same
+    folder on this installation always gives the same pseudonym; the folder's path cannot
+    be read back from it (salted SHA-256, ``salt``: the installation's UID)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{salt}|{folder}".encode()).hexdigest()[:12].upper()
+    return f"MSFM-PSEUDO-{digest}", f"PSEUDONYM^MSFM^{digest}"
+
+
+def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study: NewStudy, series_uid: str, instance_number: int = 1) -> pydicom.Dataset:
+    """A PNG/JPEG radiograph as a grayscale Secondary Capture in ``study`` (8-bit when the
+    pixels are 8-bit, else 16-bit), so SR and GSPS have a DICOM image to reference."""
     eight = np.allclose(pixels01 * 255.0, np.round(pixels01 * 255.0), atol=1e-3)
     arr = np.round(pixels01 * (255.0 if eight else 65535.0)).astype(np.uint8 if eight else np.uint16)
-    now = _dt.datetime.now()
     ds = hd.sc.SCImage(
         pixel_array=arr, photometric_interpretation="MONOCHROME2", bits_allocated=8 if eight else 16, coordinate_system="PATIENT",
-        study_instance_uid=study_uid, series_instance_uid=series_uid, series_number=SERIES_NUMBERS["image"], sop_instance_uid=generate_uid(),
-        instance_number=1, manufacturer=MANUFACTURER, patient_orientation=("L", "F"), study_date=now.date(), study_time=now.time(),
+        study_instance_uid=study.study_uid, series_instance_uid=series_uid, series_number=SERIES_NUMBERS["image"], sop_instance_uid=generate_uid(),
+        instance_number=instance_number, manufacturer=MANUFACTURER, patient_orientation=("L", "F"), study_date=study.when.date(), study_time=study.when.time(),
+        patient_id=study.patient_id, patient_name=study.patient_name,
     )
+    ds.ContentDate, ds.ContentTime = study.when.strftime("%Y%m%d"), study.when.strftime("%H%M%S")
     ds.PatientOrientation = ""  # unknown for a PNG; Type 2 allows empty
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: file names in the comments may be any script
     ds.SeriesDescription = "MSFM import of a PNG/JPEG radiograph"
+    ds.StudyDescription = study.description
     ds.ImageComments = f"converted from {pred.file.rsplit('/', 1)[-1]}"[:10240]
     _fix_type2c(ds, None)
     return ds
@@ -135,7 +170,8 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
         # cannot be referenced, the image can.
         source = hd.sr.SourceImageForRegion.from_source_image(ref)
     algo = _algorithm(pred)
-    label = hd.sr.QualitativeEvaluation(name=LABEL_CONCEPT, value=codes.SCT.Abnormal if pred.label else codes.SCT.Normal)
+    result = result_code(pred)
+    label = hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=result)
     probability = hd.sr.Measurement(name=codes.DCM.Probability, value=float(pred.probability), unit=NO_UNITS, algorithm_id=algo)
 
     def roi(box, name: str, finding, with_result: bool):
@@ -149,13 +185,13 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
     # The lesion box is the finding; the eq. 11 fused box is the region to look at, as context.
     groups = []
     if pred.lesion_box is not None:
-        groups.append(roi(pred.lesion_box, "MSFM lesion box", codes.SCT.Abnormal, True))
+        groups.append(roi(pred.lesion_box, "MSFM lesion box", result, True))
         groups.append(roi(pred.fused_box, "MSFM region (fused box)", codes.DCM.ImageRegion, False))
     else:
-        groups.append(roi(pred.fused_box, "MSFM fused box", codes.SCT.Abnormal, True))
+        groups.append(roi(pred.fused_box, "MSFM fused box", result, True))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=generate_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=device_observer_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
     )
     report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer), procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=groups)
     ds = hd.sr.ComprehensiveSR(
@@ -166,12 +202,53 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
     return ds
 
 
+def presentation_lut_shape(ref: pydicom.Dataset) -> str:
+    """The Presentation LUT shape that keeps ``ref``'s polarity under a presentation state.
+
+    A GSPS replaces the image's own display pipeline: with IDENTITY, the lowest P-value is
+    black whatever the image's photometric interpretation, so a MONOCHROME1 radiograph
+    (CR/DX films: bone dark in the stored values) would be shown as a negative (PS3.3
+    C.11.6). The source's own shape wins where it has one (DX images must state it)."""
+    own = str(ref.get("PresentationLUTShape", "") or "")
+    if own in ("IDENTITY", "INVERSE"):
+        return own
+    return "INVERSE" if ref.get("PhotometricInterpretation") == "MONOCHROME1" else "IDENTITY"
+
+
+def _display_header(ref: pydicom.Dataset) -> pydicom.Dataset:
+    """``ref`` as highdicom reads it for the GSPS's display transformations.
+
+    highdicom looks for a multi-frame image's Modality/VOI LUT in its Shared Functional
+    Groups Sequence and fails with a bare AttributeError when a non-conformant file (e.g.
+    an Enhanced MR without functional groups, ``pydicom-data_emri_small_jpeg_ls_lossless``)
+    has none. Such a file states no rescale or window in functional groups, so empty items
+    read it as it is (no Modality LUT, no VOI window); the file is not changed."""
+    if "NumberOfFrames" in ref and ("SharedFunctionalGroupsSequence" not in ref or "PerFrameFunctionalGroupsSequence" not in ref):
+        ref = copy.copy(ref)  # shallow: the header in memory, never the file
+        if "SharedFunctionalGroupsSequence" not in ref:
+            ref.SharedFunctionalGroupsSequence = [pydicom.Dataset()]
+        if "PerFrameFunctionalGroupsSequence" not in ref:
+            ref.PerFrameFunctionalGroupsSequence = [pydicom.Dataset() for _ in range(int(ref.NumberOfFrames))]
+    return ref
+
+
+def _frame_numbers(pred: Prediction) -> list[int] | None:
+    # DICOM frame numbers are 1-based; the engine's are 0-based.
+    return [pred.frame + 1] if pred.frame is not None else None
+
+
 def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
     """GSPS on ``ref``: the lesion box and the peak (the finding, top layer), the fused box
-    (the region) and the ranked windows as graphics, with a label at the finding."""
+    (the region) and the ranked windows as graphics, with a label at the finding.
+
+    On a multi-frame source the presentation state and every annotation name the one frame
+    the prediction was made on (``ReferencedFrameNumber``, 1-based), so a viewer draws frame
+    4's boxes on frame 4 only; the source's polarity is kept (:func:`presentation_lut_shape`)."""
     fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM region (fused box)", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
     wins = hd.pr.GraphicLayer(layer_name="MSFM WINDOWS", order=1, description="MSFM part windows, rank order")
     px = hd.pr.AnnotationUnitsValues.PIXEL
+    frames = _frame_numbers(pred)
+    ref = _display_header(ref)
     finding = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
     x0, y0 = float(finding[0]), float(finding[1])
     layers = [wins, fused]
@@ -182,17 +259,17 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
         objects = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.lesion_box), units=px)]
         if pred.peak is not None:
             objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.array([pred.peak], dtype=np.float32), units=px))
-        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=lesion, graphic_objects=objects))
+        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=lesion, referenced_frame_number=frames, graphic_objects=objects))
         layers.append(lesion)
     annotations += [
         hd.pr.GraphicAnnotation(
-            referenced_images=[ref], graphic_layer=fused,
+            referenced_images=[ref], graphic_layer=fused, referenced_frame_number=frames,
             graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), units=px)],
             text_objects=[hd.pr.TextObject(text_value=f"MSFM p={pred.probability:.2f} {'abnormal' if pred.label else 'normal'}", units=px,
                                            anchor_point=(x0, max(0.0, y0)), anchor_point_visible=False)],
         ),
         hd.pr.GraphicAnnotation(
-            referenced_images=[ref], graphic_layer=wins,
+            referenced_images=[ref], graphic_layer=wins, referenced_frame_number=frames,
             graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(w.box), units=px) for w in pred.windows],
         ),
     ]
@@ -201,10 +278,15 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
         instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, manufacturer_model_name="MSFM Desktop",
         software_versions=__version__, device_serial_number="none", content_label="MSFM",
         content_description=f"MSFM boxes, model {pred.model.sha256[:12]}"[:64], graphic_annotations=annotations, graphic_layers=layers,
+        presentation_lut_transformation=hd.PresentationLUTTransformation(presentation_lut_shape=presentation_lut_shape(ref)),
     )
+    if frames is not None:  # the presentation state applies to that frame only (PS3.3 C.11.11)
+        for series in ds.ReferencedSeriesSequence:
+            for item in series.ReferencedImageSequence:
+                item.ReferencedFrameNumber = frames[0]
     ds.SeriesDescription = _series_description(pred, "boxes")
     _fix_type2c(ds, ref)
     return ds
 
 
-__all__ = ["SeriesUIDs", "image_from_pixels", "secondary_capture", "structured_report", "presentation_state", "box_polyline"]
+__all__ = ["presentation_lut_shape", "NewStudy", "pseudonymous_patient", "SeriesUIDs", "image_from_pixels", "secondary_capture", "structured_report", "presentation_state", "box_polyline"]

@@ -20,7 +20,8 @@ from ..errors import ImageLoadError
 from ..io import is_dicom, load_image
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS
-from .dicom_objects import SeriesUIDs, image_from_pixels, presentation_state, secondary_capture, structured_report
+from .dicom_objects import NewStudy, SeriesUIDs, image_from_pixels, presentation_state, pseudonymous_patient, secondary_capture, structured_report
+from .installation import device_observer_uid
 from .writer import WriteGroup
 
 @dataclass
@@ -35,6 +36,9 @@ class ExportOptions:
     #: engine.calibration.Calibration of the model: the SC then burns in the maps on the
     #: model's fixed scale and tones a normal result down, as the desktop viewer shows it.
     calibration: object | None = None
+    #: The patient of PNG/JPEG sources (they carry none); unset: a pseudonym per folder.
+    patient_id: str | None = None
+    patient_name: str | None = None
 
 
 @dataclass
@@ -91,7 +95,33 @@ def _with_type2(ref: pydicom.Dataset) -> pydicom.Dataset:
     return ref
 
 
-def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_study: str) -> dict[str, pydicom.Dataset]:
+class NewStudies:
+    """The new studies PNG/JPEG images are wrapped into during one export: one per source
+    folder, with one patient (the user's, else a pseudonym per folder), one date and time,
+    and increasing instance numbers."""
+
+    def __init__(self, patient_id: str | None = None, patient_name: str | None = None) -> None:
+        import datetime as _dt
+
+        self._patient = (patient_id, patient_name)
+        self._studies: dict[str, NewStudy] = {}
+        self._count: dict[str, int] = {}
+        self._now = _dt.datetime.now().replace(microsecond=0)
+
+    def for_file(self, file: str) -> tuple[NewStudy, int]:
+        """The study of ``file``'s folder and the next instance number in it."""
+        from pydicom.uid import generate_uid
+
+        folder = str(Path(file).resolve().parent)
+        if folder not in self._studies:
+            pid, name = pseudonymous_patient(folder, device_observer_uid())
+            given_id, given_name = self._patient
+            self._studies[folder] = NewStudy(generate_uid(), given_id or pid, given_name or ("" if given_id else name), self._now)
+        self._count[folder] = self._count.get(folder, 0) + 1
+        return self._studies[folder], self._count[folder]
+
+
+def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_studies: NewStudies) -> dict[str, pydicom.Dataset]:
     """The datasets of one prediction (not yet written)."""
     dicom = is_dicom(pred.file)
     # Pixels are needed to burn the SC and to wrap a PNG; SR and GSPS of a DICOM need only its header.
@@ -101,14 +131,18 @@ def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, Se
         ref = _with_type2(pydicom.dcmread(pred.file, stop_before_pixels=True))
         uids = series.setdefault(str(ref.StudyInstanceUID), SeriesUIDs.new())
     else:
-        uids = series.setdefault(new_study, SeriesUIDs.new())
-        ref = out["image"] = image_from_pixels(pred, pixels, new_study, uids.image)
+        study, number = new_studies.for_file(pred.file)
+        uids = series.setdefault(study.study_uid, SeriesUIDs.new())
+        ref = out["image"] = image_from_pixels(pred, pixels, study, uids.image, number)
     if options.sc:
         out["sc"] = secondary_capture(pred, ref, pixels, uids.sc, options.layers, options.calibration)
     if options.sr:
         out["sr"] = structured_report(pred, ref, uids.sr)
     if options.gsps:
         out["gsps"] = presentation_state(pred, ref, uids.gsps)
+    for ds in out.values():  # the study's description on every object of it (dcentvfy)
+        if "StudyDescription" in ref and "StudyDescription" not in ds:
+            ds.StudyDescription = ref.StudyDescription
     return out
 
 
@@ -116,19 +150,17 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
                  progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> list[ExportResult]:
     """Write the DICOM objects of every prediction into ``out_dir``; a failing image is
     reported in its :class:`ExportResult` and the others go on."""
-    from pydicom.uid import generate_uid
-
     options = options or ExportOptions()
     anonymiser = make_anonymiser() if options.anonymise else None
     series: dict[str, SeriesUIDs] = {}
-    new_study = generate_uid()  # the PNG/JPEG images of one export share one new study
+    new_studies = NewStudies(options.patient_id, options.patient_name)
     results = []
     for i, pred in enumerate(preds):
         if cancel is not None and cancel():
             break
         res = ExportResult(pred.file)
         try:
-            objects = build_objects(pred, options, series, new_study)
+            objects = build_objects(pred, options, series, new_studies)
             if anonymiser is not None:
                 objects = {k: _as_read(ds) for k, ds in objects.items()}
                 for ds in objects.values():

@@ -1,0 +1,178 @@
+"""What the DICOM exports mean to the tools a hospital uses (issue 19): a presentation
+state rendered by dcmtk keeps the source's polarity, the SR reads a normal result as normal
+in standard codes with one Device Observer UID per installation, and each frame of a
+multi-frame source gets annotations on that frame only."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.conftest import DICOM, XRAY, dciodvfy_errors
+
+EMRI = DICOM / "pydicom-data_emri_small_jpeg_ls_lossless.dcm"  # Enhanced MR, 10 frames, no functional groups
+
+
+@pytest.fixture(scope="module")
+def preds(resnet18_model, tmp_path_factory):
+    from engine.infer import Predictor
+
+    # The MONOCHROME2 CR (RG2) exists here only in compressions dcmtk cannot decode
+    # (JPEG 2000); an uncompressed copy of it, made with pydicom, is what dcmp2pgm renders.
+    rg2 = pydicom.dcmread(DICOM / "RG2_J2KI.dcm")
+    rg2.decompress()
+    copy = tmp_path_factory.mktemp("rg2") / "RG2_UNC.dcm"
+    rg2.save_as(copy, enforce_file_format=True)
+    files = [DICOM / "RG3_UNC.dcm", DICOM / "highdicom_dx_image.dcm", copy, sorted((XRAY / "images").glob("*.png"))[0], EMRI]
+    return Predictor(resnet18_model, device="cpu", enforce_scope=False).predict(files)
+
+
+def render(image: Path, out: Path, pstate: Path | None = None, frame: int | None = None) -> np.ndarray:
+    """The image as dcmtk's dcmp2pgm displays it, through ``pstate`` when given (8-bit grey)."""
+    tool = shutil.which("dcmp2pgm")
+    assert tool, "dcmp2pgm (Debian package dcmtk) is needed: scripts/bootstrap.sh installs it"
+    cmd = [tool, *(["--pstate", str(pstate)] if pstate else []), *(["--frame", str(frame)] if frame else []), str(image), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    return np.asarray(Image.open(out), dtype=float)
+
+
+def test_gsps_keeps_the_polarity_of_every_source(tmp_path, preds):
+    """Rendered through the GSPS, each source looks as it does on its own: MONOCHROME1 CR
+    (no shape of its own), a MONOCHROME1 DX stating INVERSE, a MONOCHROME2 CR and a wrapped
+    PNG. Before the fix the MONOCHROME1 ones came out as negatives (correlation −1)."""
+    from engine.exports.dicom_objects import presentation_lut_shape
+    from engine.exports.export import export_dicom
+
+    results = export_dicom(preds[:4], tmp_path)
+    assert [r.error for r in results] == [None] * 4
+    for pred, res in zip(preds, results):
+        source = res.files.get("image", Path(pred.file))  # a PNG is wrapped; the GSPS points at the wrap
+        src = pydicom.dcmread(source, stop_before_pixels=True)
+        pr = pydicom.dcmread(res.files["gsps"])
+        expected = "INVERSE" if src.PhotometricInterpretation == "MONOCHROME1" else "IDENTITY"
+        assert pr.PresentationLUTShape == expected == presentation_lut_shape(src)
+        alone = render(source, tmp_path / "alone.pgm")
+        shown = render(source, tmp_path / "shown.pgm", pstate=res.files["gsps"])
+        r = np.corrcoef(alone.ravel(), shown.ravel())[0, 1]
+        assert r > 0.99, (pred.file, r)
+        assert dciodvfy_errors(res.files["gsps"]) == []
+
+
+def test_sr_finding_reads_normal_for_a_normal_result_in_standard_codes(tmp_path, preds):
+    from dataclasses import replace
+
+    from engine.exports.export import export_dicom
+
+    p = preds[0]
+    normal, abnormal = replace(p, label=0, probability=0.40), replace(p, label=1, probability=0.90)
+    results = export_dicom([normal, abnormal], tmp_path)
+    uids = set()
+    for res, want in zip(results, ("17621005", "263654008")):
+        sr = pydicom.dcmread(res.files["sr"])
+        items = []
+        stack = list(sr.ContentSequence)
+        while stack:
+            it = stack.pop()
+            items.append(it)
+            stack += list(it.get("ContentSequence", []))
+        codes = [(it.ConceptNameCodeSequence[0].CodeValue, it.ConceptCodeSequence[0]) for it in items if it.get("ValueType") == "CODE"]
+        # DCM 121071 "Finding": the lesion ROI's finding type and its evaluation carry the
+        # result; the region ROI is typed DCM 111030 "Image Region" (context, no result).
+        findings = [(c.CodeValue, c.CodingSchemeDesignator) for name, c in codes if name == "121071"]
+        assert sorted(findings) == sorted([(want, "SCT"), (want, "SCT"), ("111030", "DCM")]), findings
+        # No private code is used, so none needs declaring; any that were would be listed here.
+        schemes = {c.CodingSchemeDesignator for _, c in codes} | {it.ConceptNameCodeSequence[0].CodingSchemeDesignator for it in items if "ConceptNameCodeSequence" in it}
+        declared = {d.CodingSchemeDesignator for d in sr.get("CodingSchemeIdentificationSequence", [])}
+        assert {s for s in schemes if s.startswith("99")} <= declared
+        assert not any(s.startswith("99") for s in schemes)
+        uids |= {str(it.UID) for it in items if it.get("ValueType") == "UIDREF" and it.ConceptNameCodeSequence[0].CodeValue == "121012"}
+        assert dciodvfy_errors(res.files["sr"]) == []
+    again = export_dicom([normal], tmp_path / "again")
+    sr = pydicom.dcmread(again[0].files["sr"])
+    stack, more = list(sr.ContentSequence), set()
+    while stack:
+        it = stack.pop()
+        stack += list(it.get("ContentSequence", []))
+        if it.get("ValueType") == "UIDREF" and it.ConceptNameCodeSequence[0].CodeValue == "121012":
+            more.add(str(it.UID))
+    assert len(uids) == 1 and more == uids  # one Device Observer UID for this installation, across exports
+
+
+def test_each_frame_gets_its_own_annotations_and_a_nonconformant_enhanced_mr_exports(tmp_path, preds):
+    """The Enhanced MR here lacks its functional groups; its GSPSs are still built (no
+    modality or VOI transform stated) and each names its frame, 1-based."""
+    from engine.exports.export import export_dicom
+
+    frames = [p for p in preds if p.file == str(EMRI)]
+    assert [p.frame for p in frames] == list(range(10))
+    results = export_dicom(frames, tmp_path)
+    assert [r.error for r in results] == [None] * 10
+    for p, res in zip(frames, results):
+        pr = pydicom.dcmread(res.files["gsps"])
+        assert [int(i.ReferencedFrameNumber) for s in pr.ReferencedSeriesSequence for i in s.ReferencedImageSequence] == [p.frame + 1]
+        for a in pr.GraphicAnnotationSequence:
+            assert [int(i.ReferencedFrameNumber) for i in a.ReferencedImageSequence] == [p.frame + 1]
+        sr = pydicom.dcmread(res.files["sr"])
+        assert dciodvfy_errors(res.files["gsps"]) == [] and dciodvfy_errors(res.files["sr"]) == []
+        assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(EMRI, stop_before_pixels=True).SOPInstanceUID
+    # Not rendered with dcmp2pgm: dcmtk refuses any presentation state with an empty
+    # PatientName, and this source has none (the GSPS must carry the source's patient).
+
+
+def test_png_folders_become_one_consistent_study_each_under_a_marked_pseudonym(tmp_path, resnet18_model):
+    """PNG sources carry no patient: each source folder becomes one study of one clearly
+    marked pseudonymous patient (stable for that folder), with one study date/time, a study
+    description and increasing instance numbers; dcentvfy finds no error in the study. A
+    patient the user gives is used instead."""
+    from engine.exports.export import ExportOptions, export_dicom
+    from engine.infer import Predictor
+
+    a = tmp_path / "folder-a"
+    b = tmp_path / "folder-b"
+    pngs = sorted((XRAY / "images").glob("*.png"))[:3]
+    for d, files in ((a, pngs[:2]), (b, pngs[2:])):
+        d.mkdir()
+        for f in files:
+            shutil.copy(f, d / f.name)
+    preds = Predictor(resnet18_model, device="cpu", enforce_scope=False).predict(sorted(a.glob("*.png")) + sorted(b.glob("*.png")))
+    results = export_dicom(preds, tmp_path / "out")
+    assert [r.error for r in results] == [None] * 3
+    objs = [[pydicom.dcmread(f) for f in r.files.values()] for r in results]
+    study_a = {ds.StudyInstanceUID for r in objs[:2] for ds in r}
+    study_b = {ds.StudyInstanceUID for ds in objs[2]}
+    assert len(study_a) == 1 and len(study_b) == 1 and study_a != study_b
+    pa = {(str(ds.PatientID), str(ds.PatientName)) for r in objs[:2] for ds in r}
+    pb = {(str(ds.PatientID), str(ds.PatientName)) for ds in objs[2]}
+    assert len(pa) == 1 and len(pb) == 1 and pa != pb
+    assert all(pid.startswith("MSFM-PSEUDO-") and "PSEUDONYM" in name for pid, name in pa | pb)
+    for r in objs:
+        assert len({(ds.StudyDate, ds.StudyTime) for ds in r}) == 1
+        assert all(ds.StudyDescription for ds in r)
+    assert [int(r[0].InstanceNumber) for r in objs[:2]] == [1, 2]  # the wrapped images of folder a
+    out = subprocess.run(["dcentvfy", *map(str, (tmp_path / "out").glob("*.dcm"))], capture_output=True, text=True)
+    assert [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")] == []
+    again = export_dicom(preds[:1], tmp_path / "again")  # the same folder, another export: the same pseudonym
+    assert str(pydicom.dcmread(again[0].files["image"]).PatientID) == next(iter(pa))[0]
+    given = export_dicom(preds[:1], tmp_path / "given", ExportOptions(patient_id="H12345", patient_name="Doe^Jane"))
+    image = pydicom.dcmread(given[0].files["image"])
+    assert (image.PatientID, str(image.PatientName)) == ("H12345", "Doe^Jane")
+
+
+def test_cli_names_the_patient_of_png_exports(tmp_path, resnet18_model):
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    r = msfm("predict", str(png), "--checkpoint", str(ck), "--device", "cpu", "--dicom-sr", str(tmp_path / "sr"),
+             "--patient-id", "H12345", "--patient-name", "Doe^Jane", "--quiet")
+    assert r.returncode == 0, r.stderr
+    objs = [pydicom.dcmread(f) for f in (tmp_path / "sr").iterdir()]
+    assert len(objs) == 3 and {(ds.PatientID, str(ds.PatientName)) for ds in objs} == {("H12345", "Doe^Jane")}
