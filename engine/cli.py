@@ -100,23 +100,19 @@ def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> int:
     the number of images whose export failed (each reported on stderr)."""
     from .exports.export import ExportOptions, export_dicom
 
-    jobs = []
-    who = {"patient_id": args.patient_id, "patient_name": args.patient_name}
-    if args.dicom_sc and args.dicom_sr and Path(args.dicom_sc).resolve() == Path(args.dicom_sr).resolve():
-        jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration, **who)))
-    else:
-        if args.dicom_sc:
-            jobs.append((args.dicom_sc, ExportOptions(sc=True, sr=False, gsps=False, anonymise=args.anonymise, calibration=calibration, **who)))
-        if args.dicom_sr:
-            jobs.append((args.dicom_sr, ExportOptions(sc=False, sr=True, gsps=True, anonymise=args.anonymise, calibration=calibration, **who)))
+    if not (args.dicom_sc or args.dicom_sr):
+        return 0
+    # One export run for both folders: one set of UIDs and pseudonyms (a PNG is wrapped once).
+    folders = {"sc": Path(args.dicom_sc or args.dicom_sr), "sr": Path(args.dicom_sr or args.dicom_sc), "gsps": Path(args.dicom_sr or args.dicom_sc)}
+    options = ExportOptions(sc=bool(args.dicom_sc), sr=bool(args.dicom_sr), gsps=bool(args.dicom_sr), anonymise=args.anonymise,
+                            calibration=calibration, folders=folders, patient_id=args.patient_id, patient_name=args.patient_name)
     failed = 0
-    for folder, options in jobs:
-        for r in export_dicom(preds, folder, options):
-            if r.error:
-                failed += 1
-                print(f"export failed for {r.source}: {r.error}", file=sys.stderr)
-            elif not args.quiet:
-                print(f"exported {r.source}: {', '.join(str(f) for f in r.files.values())}", file=sys.stderr)
+    for r in export_dicom(preds, folders["sc"], options):
+        if r.error:
+            failed += 1
+            print(f"export failed for {r.source}: {r.error}", file=sys.stderr)
+        elif not args.quiet:
+            print(f"exported {r.source}: {', '.join(str(f) for f in r.files.values())}", file=sys.stderr)
     return failed
 
 

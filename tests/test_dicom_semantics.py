@@ -176,3 +176,28 @@ def test_cli_names_the_patient_of_png_exports(tmp_path, resnet18_model):
     assert r.returncode == 0, r.stderr
     objs = [pydicom.dcmread(f) for f in (tmp_path / "sr").iterdir()]
     assert len(objs) == 3 and {(ds.PatientID, str(ds.PatientName)) for ds in objs} == {("H12345", "Doe^Jane")}
+
+
+@pytest.mark.parametrize("anonymise", [False, True])
+def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_model, anonymise):
+    """`--dicom-sc A --dicom-sr B` on a PNG: wrapped once (the same instance in both
+    folders), one study, one patient, also under --anonymise."""
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    r = msfm("predict", str(png), "--checkpoint", str(ck), "--device", "cpu", "--dicom-sc", str(tmp_path / "sc"), "--dicom-sr", str(tmp_path / "sr"),
+             *(["--anonymise"] if anonymise else []), "--quiet")
+    assert r.returncode == 0, r.stderr
+    sc_dir = [pydicom.dcmread(f) for f in (tmp_path / "sc").iterdir()]
+    sr_dir = [pydicom.dcmread(f) for f in (tmp_path / "sr").iterdir()]
+    assert sorted(ds.Modality for ds in sc_dir) == ["OT", "OT"] and sorted(ds.Modality for ds in sr_dir) == ["OT", "PR", "SR"]
+    everything = sc_dir + sr_dir
+    assert len({ds.StudyInstanceUID for ds in everything}) == 1
+    assert len({(ds.PatientID, str(ds.PatientName)) for ds in everything}) == 1
+    images = [ds for ds in everything if ds.SeriesDescription.startswith("MSFM import")]
+    assert len(images) == 2 and images[0].SOPInstanceUID == images[1].SOPInstanceUID
+    sc = next(ds for ds in sc_dir if ds.get("BurnedInAnnotation") == "YES")
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == images[0].SOPInstanceUID

@@ -36,6 +36,11 @@ class ExportOptions:
     #: engine.calibration.Calibration of the model: the SC then burns in the maps on the
     #: model's fixed scale and tones a normal result down, as the desktop viewer shows it.
     calibration: object | None = None
+    #: Kind ("sc", "sr", "gsps") -> folder, for kinds that go elsewhere than the export's
+    #: folder. One export run makes one set of UIDs and pseudonyms whatever the folders; a
+    #: wrapped PNG/JPEG ("image") is written into every folder that holds an object
+    #: referencing it, as the same instance.
+    folders: dict[str, Path] = field(default_factory=dict)
     #: The patient of PNG/JPEG sources (they carry none); unset: a pseudonym per folder.
     patient_id: str | None = None
     patient_name: str | None = None
@@ -146,6 +151,21 @@ def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, Se
     return out
 
 
+def _folders(kind: str, objects: dict, out_dir: str | Path, options: ExportOptions) -> list[Path]:
+    """Where an object of ``kind`` is written: its own folder; a wrapped image goes with
+    every object that references it."""
+    def where(k: str) -> Path:
+        return Path(options.folders.get(k, out_dir))
+
+    if kind != "image":
+        return [where(kind)]
+    out: list[Path] = []
+    for k in objects:
+        if k != "image" and where(k).resolve() not in [f.resolve() for f in out]:
+            out.append(where(k))
+    return out or [Path(out_dir)]
+
+
 def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: ExportOptions | None = None,
                  progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> list[ExportResult]:
     """Write the DICOM objects of every prediction into ``out_dir``; a failing image is
@@ -165,10 +185,13 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
                 objects = {k: _as_read(ds) for k, ds in objects.items()}
                 for ds in objects.values():
                     anonymiser.anonymize(ds)
-            group = WriteGroup(out_dir)
+            group, kinds = WriteGroup(out_dir), []
             for kind, ds in objects.items():
-                group.add(_file_name(pred, kind, ds, anonymiser is not None), _writer(ds))
-            res.files = dict(zip(objects, group.commit()))
+                for folder in _folders(kind, objects, out_dir, options):
+                    group.add(_file_name(pred, kind, ds, anonymiser is not None), _writer(ds), folder)
+                    kinds.append(kind)
+            for kind, path in zip(kinds, group.commit()):
+                res.files.setdefault(kind, path)
         except ImageLoadError as exc:
             res.error = exc.reason
         except OSError as exc:

@@ -29,33 +29,35 @@ class WriteGroup:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.items: list[tuple[str, Callable]] = []
+        self.items: list[tuple[str, Callable, Path]] = []
 
-    def add(self, name: str, writer: Callable) -> None:
+    def add(self, name: str, writer: Callable, folder: str | Path | None = None) -> None:
+        """``folder``: where this item goes (default: the group's folder); one group may
+        span folders and is still written all or nothing."""
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"export file name must be a plain name, got {name!r}")
-        self.items.append((name, writer))
+        self.items.append((name, writer, Path(folder) if folder is not None else self.folder))
 
     def commit(self) -> list[Path]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temps: list[tuple[str, str]] = []
+        temps: list[tuple[str, str, Path]] = []
         final: list[Path] = []
         try:
-            for name, writer in self.items:
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=self.folder)
-                temps.append((name, tmp))
+            for name, writer, folder in self.items:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+                temps.append((name, tmp, folder))
                 with os.fdopen(fd, "wb") as fh:
                     writer(fh)
                     fh.flush()
                     os.fsync(fh.fileno())
-            for name, tmp in temps:
-                final.append(_link_unique(tmp, self.folder, name))
+            for name, tmp, folder in temps:
+                final.append(_link_unique(tmp, folder, name))
         except BaseException:
             for p in final:
                 p.unlink(missing_ok=True)
             raise
         finally:
-            for _, tmp in temps:
+            for _, tmp, _ in temps:
                 Path(tmp).unlink(missing_ok=True)
         return final
 
