@@ -31,6 +31,19 @@ def _write_atomic_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _anonymised_json(doc: dict) -> dict:
+    """``--anonymise`` for the JSON as for the CSV: paths (file names can carry names)
+    become ``image-0001``... in the CSV's order (predictions, then images not analysed) and
+    ``skipped-0001``...; source SOP Instance UIDs are left out."""
+    rows = doc["predictions"] + doc["out_of_scope"]
+    for i, row in enumerate(rows, 1):
+        row["file"] = f"image-{i:04d}"
+        row.pop("sop_instance_uid", None)
+    for i, e in enumerate(doc["errors"], 1):
+        e["path"] = f"skipped-{i:04d}"
+    return doc
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -64,12 +77,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     marked = sum(p.outside_intended_use is not None for p in preds)
     if args.json:
         doc = {"predictions": [p.to_json() for p in preds], "errors": errors, "out_of_scope": [o.to_json() for o in refused]}
+        if args.anonymise:
+            doc = _anonymised_json(doc)
         _write_atomic_text(Path(args.json), json.dumps(doc, indent=1))
     if args.csv:
         from .exports.csvout import write_csv
 
         try:
-            write_csv(preds, args.csv, out_of_scope=refused)
+            write_csv(preds, args.csv, anonymise=args.anonymise, out_of_scope=refused)
         except FileExistsError:
             return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
     calibration = predictor.calibration  # the SC and overlays draw what the desktop viewer shows
@@ -289,7 +304,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="OUT.csv", help="one row per image (SPEC §7); the file must not exist")
     p.add_argument("--dicom-sc", metavar="DIR", help="DICOM Secondary Capture per image with the evidence burned in")
     p.add_argument("--dicom-sr", metavar="DIR", help="DICOM SR (TID 1500) + grayscale presentation state per image")
-    p.add_argument("--anonymise", action="store_true", help="DICOM exports de-identified (PS3.15 basic profile)")
+    p.add_argument("--anonymise", action="store_true", help="de-identified outputs: DICOM (PS3.15 basic profile), CSV and JSON without paths or source UIDs")
     p.add_argument("--patient-id", help="PatientID for DICOM exports of PNG/JPEG sources (they carry none); "
                    "unset: a pseudonym per source folder, marked MSFM-PSEUDO-")
     p.add_argument("--patient-name", help="PatientName (DICOM form, Family^Given) for DICOM exports of PNG/JPEG sources")

@@ -201,3 +201,20 @@ def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_mo
     assert len(images) == 2 and images[0].SOPInstanceUID == images[1].SOPInstanceUID
     sc = next(ds for ds in sc_dir if ds.get("BurnedInAnnotation") == "YES")
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == images[0].SOPInstanceUID
+
+
+def test_cli_anonymise_leaves_no_path_or_source_uid_in_csv_and_json(tmp_path, resnet18_model):
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    src = pydicom.dcmread(DICOM / "RG3_UNC.dcm", stop_before_pixels=True)
+    r = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--anonymise",
+             "--csv", str(tmp_path / "f.csv"), "--json", str(tmp_path / "f.json"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    for f in ("f.csv", "f.json"):
+        text = (tmp_path / f).read_text()
+        for secret in ("RG3_UNC", str(DICOM), src.SOPInstanceUID, src.StudyInstanceUID, src.PatientID, str(src.PatientName)):
+            assert secret not in text, (f, secret)
+        assert "image-0001" in text
