@@ -80,15 +80,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.anonymise:
             doc = _anonymised_json(doc)
         _write_atomic_text(Path(args.json), json.dumps(doc, indent=1))
+    calibration = predictor.calibration  # the SC and overlays draw what the desktop viewer shows
     if args.csv:
-        from .exports.csvout import write_csv
+        from .exports.csvout import companion_path, write_csv
 
+        taken = [str(f) for f in (Path(args.csv), companion_path(args.csv)) if f.exists()]
+        if taken:  # checked before any DICOM is written, so nothing is half done
+            return _fail(f"{', '.join(taken)} exists; exports never overwrite a file, choose another name")
+    # DICOM first: the CSV rows then carry the UIDs of the objects written for them.
+    failed, exported = _export_dicom(args, preds, calibration)
+    if args.csv:
         try:
-            write_csv(preds, args.csv, anonymise=args.anonymise, out_of_scope=refused)
+            write_csv(preds, args.csv, anonymise=args.anonymise, out_of_scope=refused, exported=exported)
         except FileExistsError:
             return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
-    calibration = predictor.calibration  # the SC and overlays draw what the desktop viewer shows
-    failed = _export_dicom(args, preds, calibration)
     if args.overlays:
         from .exports.burn import save_overlay
 
@@ -110,25 +115,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if (preds or refused) and not failed else 1
 
 
-def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> int:
+def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> tuple[int, list]:
     """``--dicom-sc DIR`` / ``--dicom-sr DIR`` (SR and its presentation state); returns
-    the number of images whose export failed (each reported on stderr)."""
+    the number of images whose export failed (each reported on stderr) and the results."""
     from .exports.export import ExportOptions, export_dicom
 
     if not (args.dicom_sc or args.dicom_sr):
-        return 0
+        return 0, []
     # One export run for both folders: one set of UIDs and pseudonyms (a PNG is wrapped once).
     folders = {"sc": Path(args.dicom_sc or args.dicom_sr), "sr": Path(args.dicom_sr or args.dicom_sc), "gsps": Path(args.dicom_sr or args.dicom_sc)}
     options = ExportOptions(sc=bool(args.dicom_sc), sr=bool(args.dicom_sr), gsps=bool(args.dicom_sr), anonymise=args.anonymise,
                             calibration=calibration, folders=folders, patient_id=args.patient_id, patient_name=args.patient_name)
     failed = 0
-    for r in export_dicom(preds, folders["sc"], options):
+    results = export_dicom(preds, folders["sc"], options)
+    for r in results:
         if r.error:
             failed += 1
             print(f"export failed for {r.source}: {r.error}", file=sys.stderr)
         elif not args.quiet:
             print(f"exported {r.source}: {', '.join(str(f) for f in r.files.values())}", file=sys.stderr)
-    return failed
+    return failed, results
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -106,7 +106,7 @@ class Predictor:
         self.amp = amp
         self.forward_chunk = forward_chunk or (CPU_FORWARD_CHUNK if self.device.type == "cpu" else None)
         cfg = model.config
-        self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
+        self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size, threshold=float(cfg.threshold))
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
         #: engine.calibration.Calibration of a model loaded from a checkpoint, else None.
@@ -116,7 +116,8 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
-        info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
+        info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")),
+                         threshold=float(ck.config.threshold))
         predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
         predictor.calibration = ck.calibration  # operating points and map scale, for verdicts and overlays
         return predictor

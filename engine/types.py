@@ -91,6 +91,8 @@ class ModelInfo:
     backbone: str
     input_size: int
     name: str = "MSFM"
+    #: The decision threshold on p(abnormal) the label was made at (CSV, reports).
+    threshold: float | None = None
 
 
 @dataclass

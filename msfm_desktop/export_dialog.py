@@ -50,10 +50,11 @@ class ExportWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        files, errors, sent = [], 0, []
+        files, errors, sent, exported = [], 0, [], []
         try:
             if self.options is not None and self.preds:
-                for r in export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set):
+                exported = export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set)
+                for r in exported:
                     if r.error:
                         errors += 1
                         self.line.emit(f"✘ {Path(r.source).name}: {r.error}")
@@ -63,7 +64,7 @@ class ExportWorker(QObject):
             if self.csv and not self._cancel.is_set():
                 name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
                 try:
-                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise, self.outside).name}")
+                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise, self.outside, exported).name}")
                 except OSError as exc:
                     errors += 1
                     self.line.emit(f"✘ CSV: {exc}")

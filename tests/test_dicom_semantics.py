@@ -218,3 +218,29 @@ def test_cli_anonymise_leaves_no_path_or_source_uid_in_csv_and_json(tmp_path, re
         for secret in ("RG3_UNC", str(DICOM), src.SOPInstanceUID, src.StudyInstanceUID, src.PatientID, str(src.PatientName)):
             assert secret not in text, (f, secret)
         assert "image-0001" in text
+
+
+def test_csv_states_its_conventions_and_joins_the_dicom_of_the_same_run(tmp_path, resnet18_model):
+    import csv
+    import json
+
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    r = msfm("predict", str(DICOM / "RG3_UNC.dcm"), str(EMRI), "--checkpoint", str(ck), "--device", "cpu", "--research-outside-intended-use",
+             "--dicom-sr", str(tmp_path / "sr"), "--csv", str(tmp_path / "f.csv"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    side = json.loads((tmp_path / "f.columns.json").read_text())
+    assert set(side["columns"]) == set(rows[0]) and "0-based" in side["boxes"] and "xyxy" in side["boxes"]
+    assert side["thresholds"] == [pytest.approx(float(rows[0]["threshold"]))]
+    assert [row["frame"] for row in rows] == [""] + [str(i) for i in range(1, 11)]
+    srs = {str(pydicom.dcmread(f).SOPInstanceUID): pydicom.dcmread(f) for f in (tmp_path / "sr").glob("*sr.dcm")}
+    assert {row["sr_sop_instance_uid"] for row in rows} == set(srs)
+    for row in rows:
+        assert row["export_study_instance_uid"] == srs[row["sr_sop_instance_uid"]].StudyInstanceUID
+    again = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--dicom-sr", str(tmp_path / "sr2"),
+                 "--csv", str(tmp_path / "f.csv"), "--quiet")
+    assert again.returncode != 0 and not (tmp_path / "sr2").exists()  # refused before any DICOM was written

@@ -182,7 +182,7 @@ def test_csv_rows_for_out_of_scope_images_and_research_marks(tmp_path, preds):
     from engine.io import load_images
     from engine.scope import OutOfScope, check_scope
 
-    assert CSV_FIELDS[-9:-6] == ["patient_id", "study_instance_uid", "intended_use"]  # added at the end; the rest unchanged
+    assert CSV_FIELDS[-12:-9] == ["patient_id", "study_instance_uid", "intended_use"]  # added at the end; the rest unchanged
     refused = [OutOfScope.of(im, check_scope(im)) for im in load_images(DICOM / "pydicom-data_emri_small_jpeg_ls_lossless.dcm")[:2]]
     refused.append(OutOfScope.of(load_images(DICOM / "RG1_J2KI.dcm")[0], check_scope(load_images(DICOM / "RG1_J2KI.dcm")[0])))
     rows = list(csv.DictReader(write_csv(preds, tmp_path / "f.csv", out_of_scope=refused).open()))
@@ -194,7 +194,7 @@ def test_csv_rows_for_out_of_scope_images_and_research_marks(tmp_path, preds):
         assert row["label"] in ("0", "1") and row["probability"]
         assert row["intended_use"] == f"outside the model's intended use: {pred.outside_intended_use}; analysed anyway for research use only"
     mr0, mr1, chest = rows[4:]
-    assert (mr0["frame"], mr1["frame"], chest["frame"]) == ("0", "1", "")
+    assert (mr0["frame"], mr1["frame"], chest["frame"]) == ("1", "2", "")  # 1-based, as DICOM counts frames
     assert mr0["intended_use"] == "outside the model's intended use: modality MR: the model reads radiographs (CR, DX, DR, RF)"
     assert chest["intended_use"].startswith("outside the model's intended use: body part CHEST")
     for row in (mr0, mr1, chest):

@@ -1,6 +1,12 @@
 """CSV export (SPEC §7): one row per image with the source, SOP Instance UID, probability,
 label, stage probabilities, object and fused box (original pixels), model hash and time.
 
+Beside ``NAME.csv`` a companion ``NAME.columns.json`` states what the columns mean: units,
+the box convention (xyxy in pixels of the source image, 0-based, origin at the top-left
+corner of the top-left pixel), 1-based frame numbers as DICOM counts them, and the
+threshold each label was made at (also the ``threshold`` column). When the same run wrote
+DICOM objects, ``export_study_instance_uid`` and ``sr_sop_instance_uid`` join a row to them.
+
 Images outside the model's intended use (:mod:`engine.scope`) get a row too, with the
 label, probabilities and boxes empty and the reason in ``intended_use``; a prediction made
 anyway under the research override carries its mark there. The columns after ``time``
@@ -25,17 +31,46 @@ CSV_FIELDS = [
     "fused_x0", "fused_y0", "fused_x1", "fused_y1", "model_sha256", "time",
     "patient_id", "study_instance_uid", "intended_use",
     "lesion_x0", "lesion_y0", "lesion_x1", "lesion_y1", "peak_x", "peak_y",
+    "threshold", "export_study_instance_uid", "sr_sop_instance_uid",
 ]
+_BOX = "pixels of the source image, xyxy, 0-based, origin at the top-left corner of the top-left pixel, x right, y down"
+#: What each column means (the companion file).
+COLUMNS: dict[str, str] = {
+    "file": "source file (image-NNNN when anonymised)",
+    "frame": "frame number, 1-based as DICOM's ReferencedFrameNumber; empty for a single-frame image",
+    "sop_instance_uid": "SOP Instance UID of the source (DICOM only; empty when anonymised)",
+    "width": "source width, pixels", "height": "source height, pixels",
+    "probability": "p(abnormal) of the MSFM ensemble, 0-1",
+    "label": "1 abnormal, 0 normal: probability >= threshold",
+    "p_main": "p(abnormal) of the main stage, 0-1", "p_object": "p(abnormal) of the object stage, 0-1",
+    "p_parts": "p(abnormal) of the part stage, 0-1",
+    **{f"object_{c}": f"look-closer crop box, {_BOX}" for c in ("x0", "y0", "x1", "y1")},
+    **{f"fused_{c}": f"region box (eq. 11 fused box), {_BOX}" for c in ("x0", "y0", "x1", "y1")},
+    "model_sha256": "SHA-256 of the model file", "time": "when the CSV was written (ISO 8601, local time with offset)",
+    "patient_id": "PatientID of the source (DICOM only; empty when anonymised)",
+    "study_instance_uid": "StudyInstanceUID of the source (DICOM only; empty when anonymised)",
+    "intended_use": "empty, or why the image was not analysed / the research-use mark",
+    **{f"lesion_{c}": f"lesion box (the finding), {_BOX}" for c in ("x0", "y0", "x1", "y1")},
+    "peak_x": f"evidence peak, {_BOX}", "peak_y": f"evidence peak, {_BOX}",
+    "threshold": "decision threshold on p(abnormal) the label was made at",
+    "export_study_instance_uid": "StudyInstanceUID of the DICOM objects this run wrote for the row (pseudonymised when anonymised)",
+    "sr_sop_instance_uid": "SOP Instance UID of the SR this run wrote for the row",
+}
 #: Columns that identify the patient or the source, blanked (or replaced) by ``anonymise``.
 IDENTIFYING = ("sop_instance_uid", "patient_id", "study_instance_uid")
 
 
-def csv_row(p: Prediction, when: str) -> dict:
+def _frame(frame: int | None):
+    return "" if frame is None else frame + 1  # DICOM counts frames from 1
+
+
+def csv_row(p: Prediction, when: str, exported=None) -> dict:
     """The row of one prediction; ``intended_use`` is empty unless it was made under the
-    research override, where it holds the out-of-scope mark."""
+    research override, where it holds the out-of-scope mark. ``exported``: the
+    :class:`~.export.ExportResult` of its DICOM objects from the same run, if any."""
     ob, fb = p.object_box, p.fused_box
     return {
-        "file": p.file, "frame": "" if p.frame is None else p.frame, "sop_instance_uid": p.meta.get("SOPInstanceUID", ""),
+        "file": p.file, "frame": _frame(p.frame), "sop_instance_uid": p.meta.get("SOPInstanceUID", ""),
         "width": p.width, "height": p.height, "probability": f"{p.probability:.6f}", "label": p.label,
         "p_main": f"{p.stages['main']:.6f}", "p_object": f"{p.stages['object']:.6f}", "p_parts": f"{p.stages['parts']:.6f}",
         "object_x0": f"{ob[0]:.2f}", "object_y0": f"{ob[1]:.2f}", "object_x1": f"{ob[2]:.2f}", "object_y1": f"{ob[3]:.2f}",
@@ -44,6 +79,9 @@ def csv_row(p: Prediction, when: str) -> dict:
         "patient_id": p.meta.get("PatientID", ""), "study_instance_uid": p.meta.get("StudyInstanceUID", ""),
         "intended_use": describe_research(p.outside_intended_use) if p.outside_intended_use is not None else "",
         **_xy("lesion_", ("x0", "y0", "x1", "y1"), p.lesion_box), **_xy("peak_", ("x", "y"), p.peak),
+        "threshold": "" if p.model.threshold is None else f"{p.model.threshold:.6f}",
+        "export_study_instance_uid": (exported.study_instance_uid or "") if exported is not None else "",
+        "sr_sop_instance_uid": exported.sop_instance_uids.get("sr", "") if exported is not None else "",
     }
 
 
@@ -57,7 +95,7 @@ def out_of_scope_row(o: OutOfScope, when: str) -> dict:
     box, and ``"outside the model's intended use: <reason>"``."""
     row = dict.fromkeys(CSV_FIELDS, "")
     row.update({
-        "file": o.file, "frame": "" if o.frame is None else o.frame, "sop_instance_uid": o.meta.get("SOPInstanceUID", ""),
+        "file": o.file, "frame": _frame(o.frame), "sop_instance_uid": o.meta.get("SOPInstanceUID", ""),
         "width": "" if o.width is None else o.width, "height": "" if o.height is None else o.height, "time": when,
         "patient_id": o.meta.get("PatientID", ""), "study_instance_uid": o.meta.get("StudyInstanceUID", ""),
         "intended_use": describe(o.reason),
@@ -65,15 +103,17 @@ def out_of_scope_row(o: OutOfScope, when: str) -> dict:
     return row
 
 
-def csv_text(preds: Sequence[Prediction], anonymise: bool = False, out_of_scope: Sequence[OutOfScope] = ()) -> str:
+def csv_text(preds: Sequence[Prediction], anonymise: bool = False, out_of_scope: Sequence[OutOfScope] = (), exported: Sequence = ()) -> str:
     """The CSV: one row per prediction, then one per out-of-scope image. ``anonymise``
     replaces the path (file names can carry names) by ``image-0001``... and leaves the
-    SOP Instance UID, patient id and study UID out."""
+    SOP Instance UID, patient id and study UID out. ``exported``: ExportResults of the
+    same run (matched by source and frame) whose UIDs fill the join columns."""
     when = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     w.writeheader()
-    rows = [csv_row(p, when) for p in preds] + [out_of_scope_row(o, when) for o in out_of_scope]
+    done = {(r.source, r.frame): r for r in exported if r.error is None}
+    rows = [csv_row(p, when, done.get((p.file, p.frame))) for p in preds] + [out_of_scope_row(o, when) for o in out_of_scope]
     for i, row in enumerate(rows, 1):
         if anonymise:
             row.update(dict.fromkeys(IDENTIFYING, ""), file=f"image-{i:04d}")
@@ -81,9 +121,35 @@ def csv_text(preds: Sequence[Prediction], anonymise: bool = False, out_of_scope:
     return buf.getvalue()
 
 
-def write_csv(preds: Sequence[Prediction], path: str | Path, anonymise: bool = False, out_of_scope: Sequence[OutOfScope] = ()) -> Path:
-    """Write the CSV to ``path``, which must not exist yet (exports never overwrite)."""
-    return write_new_file(Path(path), csv_text(preds, anonymise, out_of_scope).encode("utf-8"))
+def companion_path(path: str | Path) -> Path:
+    """``NAME.columns.json`` beside ``NAME.csv``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".columns.json")
 
 
-__all__ = ["CSV_FIELDS", "IDENTIFYING", "csv_row", "out_of_scope_row", "csv_text", "write_csv"]
+def companion_text(preds: Sequence[Prediction]) -> str:
+    """What the columns mean, and the thresholds and models of the rows."""
+    import json
+
+    return json.dumps({
+        "format": "MSFM Desktop findings CSV, one row per image or frame",
+        "boxes": _BOX, "frames": COLUMNS["frame"],
+        "thresholds": sorted({p.model.threshold for p in preds if p.model.threshold is not None}),
+        "models": sorted({p.model.sha256 for p in preds}),
+        "columns": COLUMNS,
+    }, indent=1, ensure_ascii=False)
+
+
+def write_csv(preds: Sequence[Prediction], path: str | Path, anonymise: bool = False, out_of_scope: Sequence[OutOfScope] = (),
+              exported: Sequence = ()) -> Path:
+    """Write the CSV to ``path`` and its companion (:func:`companion_path`); neither may
+    exist yet (exports never overwrite)."""
+    side = companion_path(path)
+    if side.exists():
+        raise FileExistsError(str(side))
+    out = write_new_file(Path(path), csv_text(preds, anonymise, out_of_scope, exported).encode("utf-8"))
+    write_new_file(side, companion_text(preds).encode("utf-8"))
+    return out
+
+
+__all__ = ["COLUMNS", "companion_path", "CSV_FIELDS", "IDENTIFYING", "csv_row", "out_of_scope_row", "csv_text", "write_csv"]

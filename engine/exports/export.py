@@ -53,6 +53,11 @@ class ExportResult:
     source: str
     files: dict[str, Path] = field(default_factory=dict)
     error: str | None = None
+    frame: int | None = None
+    #: The written objects' UIDs (pseudonymised ones under ``anonymise``): kind -> SOP
+    #: Instance UID, and their study, so a CSV row joins them.
+    sop_instance_uids: dict[str, str] = field(default_factory=dict)
+    study_instance_uid: str | None = None
 
 
 def make_anonymiser():
@@ -178,7 +183,7 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
     for i, pred in enumerate(preds):
         if cancel is not None and cancel():
             break
-        res = ExportResult(pred.file)
+        res = ExportResult(pred.file, frame=pred.frame)
         try:
             objects = build_objects(pred, options, series, new_studies)
             if anonymiser is not None:
@@ -192,6 +197,8 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
                     kinds.append(kind)
             for kind, path in zip(kinds, group.commit()):
                 res.files.setdefault(kind, path)
+            res.sop_instance_uids = {k: str(ds.SOPInstanceUID) for k, ds in objects.items()}
+            res.study_instance_uid = next((str(ds.StudyInstanceUID) for ds in objects.values()), None)
         except ImageLoadError as exc:
             res.error = exc.reason
         except OSError as exc:
