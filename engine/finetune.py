@@ -23,14 +23,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import describe_checkpoint, file_sha256
 from .data.sources import DataError, Sample, load_samples
 from .errors import ImageLoadError
-from .io import is_dicom, load_image
+from .io import NOT_DICOM, claims_dicom, is_dicom, load_image, read_dataset
 from .store import ModelStore, now_id, write_json_atomic
 from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from .train.loop import TrainingError, train
@@ -109,10 +108,12 @@ def _unreadable_header(path: Path) -> str | None:
             return "empty file (0 bytes)"
         if is_dicom(path):
             # defer_size: element values above 1 KB (the pixels) are not read, only located.
-            ds = pydicom.dcmread(path, defer_size="1 KB")
+            ds = read_dataset(path, defer_size="1 KB")
             if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
                 return "DICOM without pixel data; not an image"
             return None
+        if claims_dicom(path):
+            return NOT_DICOM
         with Image.open(path) as im:
             if im.format not in ("PNG", "JPEG"):
                 return f"unsupported image format {im.format or 'unknown'} (PNG, JPEG or DICOM expected)"

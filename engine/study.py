@@ -22,7 +22,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.fileset import FileSet
 
-from .io.dicom import is_dicom
+from .io import NOT_DICOM
+from .io.dicom import claims_dicom, is_dicom, read_dataset
 from .io.images import RASTER_SUFFIXES
 
 #: MURA study folders: ``.../patientNNNNN/studyN_{positive,negative}/imageN.png``.
@@ -180,14 +181,14 @@ def find_candidates(paths: Iterable[str | Path], problems: list[ScanProblem], ca
                 if name == "DICOMDIR":
                     for g in _dicomdir_files(f, problems):
                         take(g)
-                elif f.suffix.lower() in RASTER_SUFFIXES or is_dicom(f):
+                elif f.suffix.lower() in RASTER_SUFFIXES or claims_dicom(f) or is_dicom(f):
                     take(f)
     return out
 
 
 def _add_dicom(index: StudyIndex, path: Path) -> None:
     try:
-        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        ds = read_dataset(path, defer_size=DEFER_BYTES)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         index.problems.append(ScanProblem(path, f"DICOM header not readable: {' '.join(str(exc).split())[:160]}"))
         return
@@ -258,7 +259,7 @@ def index_study(
         elif dicom:
             _add_dicom(index, f)
         else:
-            index.problems.append(ScanProblem(f, "not a PNG, JPEG or DICOM file"))
+            index.problems.append(ScanProblem(f, NOT_DICOM if claims_dicom(f) else "not a PNG, JPEG or DICOM file"))
         if progress:
             progress(ScanProgress(i + 1, len(files), str(f)))
     index.sort()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 
 from ..errors import ImageLoadError
-from ..io import is_dicom, load_image
+from ..io import is_dicom, load_image, read_dataset
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS
 from .dicom_objects import NewStudy, SeriesUIDs, image_from_pixels, presentation_state, pseudonymous_patient, secondary_capture, structured_report
@@ -138,7 +138,7 @@ def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, Se
     pixels = load_image(pred.file, pred.frame or 0).pixels if options.sc or not dicom else None
     out: dict[str, pydicom.Dataset] = {}
     if dicom:
-        ref = _with_type2(pydicom.dcmread(pred.file, stop_before_pixels=True))
+        ref = _with_type2(read_dataset(pred.file, stop_before_pixels=True))
         uids = series.setdefault(str(ref.StudyInstanceUID), SeriesUIDs.new())
     else:
         study, number = new_studies.for_file(pred.file)

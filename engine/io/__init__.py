@@ -10,11 +10,14 @@ from pathlib import Path
 
 from ..errors import ImageLoadError
 from ..types import LoadedImage
-from .dicom import is_dicom, read_dicom
+from .dicom import claims_dicom, is_dicom, read_dataset, read_dicom
 from .images import RASTER_SUFFIXES, read_raster
 from .limits import MAX_PIXELS
 
-__all__ = ["load_images", "load_image", "is_dicom", "ImageLoadError", "MAX_PIXELS", "RASTER_SUFFIXES"]
+#: Why a file named .dcm that is not DICOM is not read (reported, never skipped silently).
+NOT_DICOM = "named as DICOM but not a DICOM file: no DICM preamble and no readable dataset"
+
+__all__ = ["load_images", "load_image", "is_dicom", "claims_dicom", "read_dataset", "NOT_DICOM", "ImageLoadError", "MAX_PIXELS", "RASTER_SUFFIXES"]
 
 
 def load_images(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
@@ -30,6 +33,8 @@ def load_images(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
         raise ImageLoadError(p, "file not found")
     if is_dicom(p):
         return read_dicom(p, apply_voi)
+    if claims_dicom(p):
+        raise ImageLoadError(p, NOT_DICOM)
     return [read_raster(p)]
 
 

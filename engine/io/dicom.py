@@ -54,7 +54,11 @@ def _quiet_pydicom() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def is_dicom(path: str | Path) -> bool:
+#: File names that claim DICOM: such a file is reported when it cannot be read, never skipped.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+
+def has_preamble(path: str | Path) -> bool:
     """True when the file has the 128-byte preamble followed by ``DICM`` (PS3.10 §7.1)."""
     try:
         with open(path, "rb") as fh:
@@ -62,6 +66,52 @@ def is_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _is_raw_dataset(path: str | Path) -> bool:
+    """A dataset without preamble and File Meta (ACR-NEMA era or stripped by old tools):
+    it starts with an element of group 0008 (or 0002), and pydicom, forced, reads an image
+    or SOP class from it. The byte check keeps the parse off nearly every other file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    if len(head) < 8 or int.from_bytes(head[:2], "little") not in (0x0002, 0x0008):
+        return False
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        return "SOPClassUID" in ds or ("Modality" in ds and "Rows" in ds)
+    except Exception:  # anything unparsable is not a raw dataset
+        return False
+
+
+def is_dicom(path: str | Path) -> bool:
+    """True for a DICOM file: with the ``DICM`` preamble, or a legacy raw dataset without
+    it (:func:`_is_raw_dataset`)."""
+    return has_preamble(path) or _is_raw_dataset(path)
+
+
+def claims_dicom(path: str | Path) -> bool:
+    """The file's name says DICOM (:data:`DICOM_SUFFIXES`)."""
+    return Path(path).suffix.lower() in DICOM_SUFFIXES
+
+
+def read_dataset(path: str | Path, **kwargs) -> pydicom.Dataset:
+    """``pydicom.dcmread`` for both forms: a file without preamble is read with ``force``,
+    and its missing Transfer Syntax is set from the encoding pydicom found, so its pixels
+    decode like any other file's."""
+    preamble = has_preamble(path)
+    ds = pydicom.dcmread(path, force=not preamble, **kwargs)
+    if not preamble:
+        meta = getattr(ds, "file_meta", None)
+        if meta is None:
+            ds.file_meta = meta = pydicom.dataset.FileMetaDataset()
+        if "TransferSyntaxUID" not in meta:
+            implicit, little = ds.original_encoding if hasattr(ds, "original_encoding") else (True, True)
+            meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit
+                                      else pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+    return ds
 
 
 def _meta(ds: pydicom.Dataset) -> dict[str, str]:
@@ -158,7 +208,7 @@ def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
     """
     p = Path(path)
     try:
-        ds = pydicom.dcmread(p)
+        ds = read_dataset(p)
     except PermissionError as exc:
         raise ImageLoadError(p, "permission denied") from exc
     except Exception as exc:  # the parser raises many types on damaged files (struct.error on a cut header, ...)

@@ -6,13 +6,14 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .dicom import is_dicom
+from .dicom import claims_dicom, is_dicom
 from .images import RASTER_SUFFIXES
 
 
 def is_candidate(path: Path) -> bool:
-    """A file worth trying: a PNG/JPEG by suffix, or DICOM by preamble (any or no suffix)."""
-    return path.suffix.lower() in RASTER_SUFFIXES or is_dicom(path)
+    """A file worth trying: a PNG/JPEG by suffix, a name that claims DICOM (so that one that
+    is not is reported, not skipped), or DICOM by content (any or no suffix)."""
+    return path.suffix.lower() in RASTER_SUFFIXES or claims_dicom(path) or is_dicom(path)
 
 
 def iter_image_files(paths: Iterable[str | Path]) -> Iterator[Path]:
