@@ -26,6 +26,17 @@ def _funnel_reading(fun: dict) -> str:
     return ""
 
 
+def _fma_words(fma) -> str:
+    """The FMA as the model uses it, in words (training-only FMA does nothing at inference)."""
+    if not fma.enabled:
+        return "FMA off"
+    if getattr(fma, "train_only", False):
+        lo, hi = fma.theta_range
+        return (f"FMA in training only (the authors' mild variant: keep {fma.r:.0%}, θ drawn from [{lo}, {hi}]); "
+                "none at inference")
+    return f"FMA on (θ {fma.theta}, r {fma.r})"
+
+
 def fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -239,7 +250,7 @@ def main() -> None:
         "",
         "## Model",
         f"- MSFM (Kumar et al., ICCV 2023 workshops), backbone `{ck.config.backbone}`, input {ck.config.input_size} px, "
-        f"parts {ck.config.part_size} px, FMA {'on' if ck.config.fma.enabled else 'off'} (θ {ck.config.fma.theta}, r {ck.config.fma.r})",
+        f"parts {ck.config.part_size} px, {_fma_words(ck.config.fma)}",
         f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ), fusion γ {ck.config.gamma}",
         f"- file SHA-256 `{ck.sha256}`; engine {ck.meta.get('engine_version')}; created {ck.meta.get('created')}",
         *([f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f}, tuned on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged)"]
@@ -258,10 +269,10 @@ def main() -> None:
         "msfm train ../shared/data/xray/labels.csv --recipe default-plain --out runs/default/plain   # the baseline",
         "```",
         "",
-        "then measures other inference-time FMA θ and look-closer crop sources on val (`scripts/tune_inference.py`, reported below), "
-        "writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label) and scores the result (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
+        "then tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged), "
+        "writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1) and scores the result (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
         "",
-        "- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in ("backbone", "pretrained", "input_size", "part_size", "fma", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")),
+        "- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in ("backbone", "pretrained", "input_size", "part_size", "fma", "fma_variant", "freeze_blocks", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")),
         f"- initialised from: {ck.meta.get('pretrained')}",
         f"- best epoch by val κ: {ck.meta.get('epoch')}; inference settings: {(ck.meta.get('inference_tuned') or {}).get('variant', 'as trained')}; "
         f"weights stored as {ck.meta.get('weights_dtype', 'float32')}",

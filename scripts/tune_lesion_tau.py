@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", help="the validation split to tune on (default val; train and test are refused)")
     ap.add_argument("--out", type=Path, help="where to write the tuned copy (default: CHECKPOINT.lesion.pt beside it; may name the checkpoint itself)")
     ap.add_argument("--grid", type=float, nargs="+", default=list(DEFAULT_GRID), help="the τ values to try (default 0.20 … 0.90 by 0.05)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--check", type=int, default=8, help="validation images on which the copy must give identical outputs")
     ap.add_argument("--dry-run", action="store_true", help="print the table and the choice, write nothing")
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         ap.error(f"{args.labels}: no fractured images with boxes in split {args.split!r}")
 
+    from engine.infer import resolve_device
+
+    args.device = str(resolve_device(args.device))  # "auto" as the ablation passes it
     ck = load_checkpoint(args.checkpoint, args.device)
     info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
     predictor = Predictor(ck.model, info, args.device, args.batch_size, enforce_scope=False)  # the split was chosen by hand
