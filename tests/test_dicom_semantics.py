@@ -244,3 +244,43 @@ def test_csv_states_its_conventions_and_joins_the_dicom_of_the_same_run(tmp_path
     again = msfm("predict", str(DICOM / "RG3_UNC.dcm"), "--checkpoint", str(ck), "--device", "cpu", "--dicom-sr", str(tmp_path / "sr2"),
                  "--csv", str(tmp_path / "f.csv"), "--quiet")
     assert again.returncode != 0 and not (tmp_path / "sr2").exists()  # refused before any DICOM was written
+
+
+def test_anonymised_export_leaves_no_identifier_at_any_depth_and_every_reference_resolves(tmp_path, preds):
+    """Every tag of every object (sequences included) is searched for the sources'
+    identifiers, UIDs, file names and paths; every referenced SOP instance is one the export
+    wrote (the de-identified source goes with its derived objects)."""
+    from engine.exports.export import ExportOptions, export_dicom
+
+    chosen = [p for p in preds if Path(p.file).name in ("RG3_UNC.dcm", "highdicom_dx_image.dcm") or p.file.endswith(".png")]
+    chosen += [p for p in preds if p.file == str(EMRI)][:2]
+    results = export_dicom(chosen, tmp_path / "out", ExportOptions(anonymise=True))
+    assert [r.error for r in results] == [None] * len(chosen)
+    secrets = set()
+    for p in chosen:
+        secrets |= {Path(p.file).stem, str(Path(p.file).parent)}
+        if p.file.endswith(".dcm"):
+            src = pydicom.dcmread(p.file, stop_before_pixels=True)
+            for elem in src.iterall():
+                if elem.keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID", "InstitutionName",
+                                    "ReferringPhysicianName", "StudyDescription", "DeviceSerialNumber") or elem.VR == "UI" and elem.keyword.endswith("InstanceUID"):
+                    if elem.value not in (None, "") and len(str(elem.value)) >= 4:
+                        secrets.add(str(elem.value))
+    written = [pydicom.dcmread(f) for f in sorted((tmp_path / "out").glob("*.dcm"))]
+    sources = {str(pydicom.dcmread(r.files["source"]).SOPInstanceUID) for r in results if "source" in r.files}
+    kinds = {k for r in results for k in r.files}
+    assert "source" in kinds and {"sc", "sr", "gsps", "image"} <= kinds
+    sop_uids = {str(ds.SOPInstanceUID) for ds in written}
+    for ds in written:
+        assert ds.PatientIdentityRemoved == "YES" and "PS3.15" in ds.DeidentificationMethod
+        for elem in ds.iterall():
+            if elem.VR in ("OB", "OW", "OF", "UN") or elem.keyword == "PixelData":
+                continue
+            text = str(elem.value)
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, (ds.SOPClassUID.name, elem.keyword, leaked)
+            if elem.keyword == "ReferencedSOPInstanceUID" and str(ds.SOPInstanceUID) not in sources:
+                # (a source's own references to other images of its study are its own)
+                assert text in sop_uids, (ds.SOPClassUID.name, "dangling reference")
+        for keyword in ("ImageComments", "StudyDescription", "PatientAge", "DeviceSerialNumber", "InstitutionalDepartmentName"):
+            assert not any(e.keyword == keyword for e in ds.iterall()), keyword

@@ -4,8 +4,10 @@
 :class:`ExportOptions` (see :mod:`.dicom_objects`). Objects of one image are written
 together or not at all (:class:`~.writer.WriteGroup`), never over an existing file, and
 never into the source: the source is read, not touched. With ``anonymise`` every object
-goes through one dicognito ``Anonymizer`` (DICOM PS3.15 basic profile): one export shares
-one set of pseudonyms, so the SC, SR and GSPS of an image still point at each other.
+goes through one dicognito ``Anonymizer`` (DICOM PS3.15 basic profile) and the removals of
+:mod:`.deidentify`: one export shares one set of pseudonyms, so the SC, SR and GSPS of an
+image still point at each other, and a DICOM source is written de-identified beside them
+("source") so that their references resolve in the PACS.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..types import Prediction
 from .burn import DEFAULT_LAYERS
 from .dicom_objects import NewStudy, SeriesUIDs, image_from_pixels, presentation_state, pseudonymous_patient, secondary_capture, structured_report
 from .installation import device_observer_uid
+from .deidentify import deidentify
 from .writer import WriteGroup
 
 @dataclass
@@ -162,11 +165,11 @@ def _folders(kind: str, objects: dict, out_dir: str | Path, options: ExportOptio
     def where(k: str) -> Path:
         return Path(options.folders.get(k, out_dir))
 
-    if kind != "image":
+    if kind not in ("image", "source"):
         return [where(kind)]
     out: list[Path] = []
     for k in objects:
-        if k != "image" and where(k).resolve() not in [f.resolve() for f in out]:
+        if k not in ("image", "source") and where(k).resolve() not in [f.resolve() for f in out]:
             out.append(where(k))
     return out or [Path(out_dir)]
 
@@ -179,6 +182,7 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
     anonymiser = make_anonymiser() if options.anonymise else None
     series: dict[str, SeriesUIDs] = {}
     new_studies = NewStudies(options.patient_id, options.patient_name)
+    sources_sent: set[str] = set()  # a multi-frame source goes once, with its first frame
     results = []
     for i, pred in enumerate(preds):
         if cancel is not None and cancel():
@@ -187,9 +191,13 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
         try:
             objects = build_objects(pred, options, series, new_studies)
             if anonymiser is not None:
+                if is_dicom(pred.file) and pred.file not in sources_sent:
+                    # The derived objects reference the source by its pseudonymised UID: the
+                    # de-identified source goes with them, or every reference would dangle.
+                    objects = {"source": read_dataset(pred.file), **objects}
                 objects = {k: _as_read(ds) for k, ds in objects.items()}
                 for ds in objects.values():
-                    anonymiser.anonymize(ds)
+                    deidentify(ds, anonymiser)
             group, kinds = WriteGroup(out_dir), []
             for kind, ds in objects.items():
                 for folder in _folders(kind, objects, out_dir, options):
@@ -197,6 +205,8 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
                     kinds.append(kind)
             for kind, path in zip(kinds, group.commit()):
                 res.files.setdefault(kind, path)
+            if "source" in objects:
+                sources_sent.add(pred.file)
             res.sop_instance_uids = {k: str(ds.SOPInstanceUID) for k, ds in objects.items()}
             res.study_instance_uid = next((str(ds.StudyInstanceUID) for ds in objects.values()), None)
         except ImageLoadError as exc:
