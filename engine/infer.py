@@ -27,7 +27,7 @@ import torch
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
 from .checkpoint import load_checkpoint, state_sha256
-from .errors import ImageLoadError
+from .errors import CheckpointError, ImageLoadError
 from .evidence import evidence_maps, peak_and_box
 from .io import load_images
 from .model.msfm import MSFM, MSFMOutput, bag_logits
@@ -116,6 +116,11 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
+        if ck.meta.get("kind") == "plain":
+            # Its weights fill only the main stage; read as MSFM, the untrained object and part
+            # stages would join the ensemble and give a plausible-looking but wrong result.
+            raise CheckpointError(f"{path}: a plain-classifier checkpoint (a baseline, no object or part stages): analyse with an "
+                                  "MSFM checkpoint; compare against this one with `msfm evaluate --baseline`")
         info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")),
                          threshold=float(ck.config.threshold))
         predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)

@@ -88,8 +88,10 @@ def run_variant(name: str, data: str, out: Path, args: argparse.Namespace) -> No
     if not (d / "best.pt").is_file() or "--resume" in train:
         _run(train, log)
     ev = [py, "-m", "engine.cli", "evaluate", data, "--device", args.device, "--json", str(d / "val_metrics.json"), "--quiet"]
-    if name.startswith("plain"):  # no evidence map: no lesion box to tune
-        _run(ev + ["--checkpoint", str(d / "best.pt")], log)
+    if name.startswith("plain"):
+        # A plain classifier is not an MSFM model (`msfm evaluate --checkpoint` refuses it): its
+        # figures are read where `--baseline` scored it beside an MSFM variant (``_plain_row``).
+        (d / "val_metrics.json").write_text(json.dumps({"kind": "plain", "read_from": "baselines.plain_classifier of an MSFM variant"}))
         return
     _run([py, "scripts/tune_lesion_tau.py", str(d / "best.pt"), "--labels", data, "--split", "val",
           "--device", args.device, "--out", str(d / "model.pt"), "--json", str(d / "lesion_tau.json")], log)
@@ -121,10 +123,26 @@ def _row(name: str, out: Path) -> dict | None:
     }
     if name.startswith("plain"):
         # A plain classifier has no evidence map; its localisation is the CAM box, read
-        # in the MSFM rows' evaluations (``_cam_row``).
+        # in the MSFM rows' evaluations (``_cam_row``), as are its classification figures.
         for k in ("pointing", "pointing_ci", "pointing15", "lesion_iou10", "lesion_iou30", "a_window_holds", "no_hw_pointing"):
             row[k] = None
+        row.update(_plain_figures(out) if name == "plain" else {})
     return row
+
+
+def _plain_figures(out: Path) -> dict:
+    """The plain classifier's AUC and κ with intervals, as `msfm evaluate --baseline
+    OUT/plain/best.pt` scored it beside an MSFM variant (None when none was)."""
+    for p in sorted(out.glob("*/val_metrics.json")):
+        m = json.loads(p.read_text())
+        b = m.get("baselines") or {}
+        if b.get("source") != PLAIN_BASELINE_SOURCE:
+            continue
+        pc = b.get("plain_classifier") or {}
+        nh = ((m.get("no_hardware") or {}).get("baselines") or {}).get("plain_classifier") or {}
+        return {"auc": pc.get("auc"), "auc_ci": (pc.get("ci") or {}).get("auc"), "kappa": pc.get("kappa"), "kappa_ci": (pc.get("ci") or {}).get("kappa"),
+                "no_hw_auc": nh.get("auc"), "no_hw_kappa": nh.get("kappa")}
+    return {"auc": None, "auc_ci": None, "kappa": None, "kappa_ci": None, "no_hw_auc": None, "no_hw_kappa": None}
 
 
 def _cam_row(out: Path, names: list[str]) -> dict | None:

@@ -86,3 +86,21 @@ def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path, resnet18
     assert d["weights_dtype"] == "float16" and d["sha256"] == file_sha256(half) and d["backbone"] == "resnet18"
     # No calibration stored: an uncalibrated stand-in at the checkpoint's threshold (tests/test_calibration.py).
     assert not d["calibration"].calibrated and d["calibration"].default.threshold == d["threshold"]
+
+
+def test_a_plain_classifier_checkpoint_is_refused_for_analysis(tmp_path, resnet18_model):
+    """Read as MSFM, a plain checkpoint's untrained object and part stages would join the
+    ensemble (val AUC 0.816 / κ 0.399 instead of its own 0.845 / 0.588): refused, clearly."""
+    from engine.checkpoint import save_checkpoint
+    from engine.errors import CheckpointError
+    from engine.infer import Predictor
+    from tests.conftest import XRAY
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "plain.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "plain", "kind": "plain"})
+    with pytest.raises(CheckpointError, match="plain-classifier checkpoint"):
+        Predictor.from_checkpoint(ck, "cpu")
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    r = msfm("predict", str(png), "--checkpoint", str(ck), "--device", "cpu", "--quiet")
+    assert r.returncode != 0 and "plain-classifier checkpoint" in r.stderr
