@@ -130,9 +130,13 @@ def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_l
     samples, preds, hardware = synthetic_set()
     m = figures(build_records(samples, preds, 0.5, hardware), resamples=50)
     m["no_hardware"] = figures(build_records(samples[1:], preds[1:], 0.5), resamples=50)
+    # The plain classifier is scored by `--baseline` beside an MSFM variant; its own folder
+    # holds only a marker (`msfm evaluate --checkpoint` refuses a plain checkpoint).
+    plain_fig = {"auc": 0.7, "kappa": 0.3, "ci": {"auc": [0.6, 0.8], "kappa": [0.1, 0.5]}}
+    m["baselines"] = {"source": ablation.PLAIN_BASELINE_SOURCE, "plain_classifier": plain_fig, "cam_box": {}}
     for name in ("v1", "plain"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "val_metrics.json").write_text(json.dumps(m))
+        (tmp_path / name / "val_metrics.json").write_text(json.dumps(m if name == "v1" else {"kind": "plain"}))
         (tmp_path / name / "history.json").write_text(json.dumps([{"epoch": 1, "kappa": 0.1, "seconds_per_image": 0.5},
                                                                  {"epoch": 2, "kappa": 0.3, "seconds_per_image": 0.7}]))
     ablation.write_summary(tmp_path, ["v1", "bag", "plain"], {})
@@ -143,6 +147,6 @@ def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_l
     assert v1["pointing"] == m["localization"]["pointing"] and v1["lesion_iou10"] == m["localization"]["lesion"]["iou10"]
     assert v1["no_hw_auc"] == m["no_hardware"]["auc"] and v1["no_hw_pointing"] == m["no_hardware"]["localization"]["pointing"]
     assert v1["a_window_holds"] == m["localization"]["funnel"]["a_window_holds"] and v1["seconds_per_image"] == 0.7
-    assert rows["plain"]["pointing"] is None and rows["plain"]["auc"] == m["auc"]
+    assert rows["plain"]["pointing"] is None and rows["plain"]["auc"] == 0.7 and rows["plain"]["kappa_ci"] == [0.1, 0.5]
     table = (tmp_path / "ablation.md").read_text().splitlines()
     assert len(table) == 4 and table[2].startswith("| `v1`")
