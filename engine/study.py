@@ -259,7 +259,8 @@ def index_study(
         elif dicom:
             _add_dicom(index, f)
         else:
-            index.problems.append(ScanProblem(f, NOT_DICOM if claims_dicom(f) else "not a PNG, JPEG or DICOM file"))
+            empty = f.stat().st_size == 0
+            index.problems.append(ScanProblem(f, "empty file (0 bytes)" if empty else NOT_DICOM if claims_dicom(f) else "not a PNG, JPEG or DICOM file"))
         if progress:
             progress(ScanProgress(i + 1, len(files), str(f)))
     index.sort()

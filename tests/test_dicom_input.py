@@ -46,7 +46,7 @@ def test_every_scan_reports_a_dcm_that_is_not_dicom(folder):
     from engine.study import index_study
 
     assert sorted(p.name for p in iter_image_files([folder])) == ["legacy", "modern", "notes.dcm"]
-    with pytest.raises(ImageLoadError, match="named as DICOM but not a DICOM file"):
+    with pytest.raises(ImageLoadError, match="named as DICOM, but no DICM preamble"):
         load_image(folder / "notes.dcm")
     index = index_study([folder])
     assert [(p.path.name, p.reason) for p in index.problems] == [("notes.dcm", NOT_DICOM)]
@@ -62,7 +62,7 @@ def test_cli_analyses_the_legacy_file_exports_it_and_names_the_impostor(folder, 
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
     r = msfm("predict", str(folder), "--checkpoint", str(ck), "--device", "cpu", "--research-outside-intended-use",
              "--dicom-sr", str(tmp_path / "sr"), "--quiet")
-    assert "notes.dcm: named as DICOM but not a DICOM file" in r.stderr
+    assert "notes.dcm: not a PNG, JPEG or DICOM file: named as DICOM" in r.stderr
     srs = [pydicom.dcmread(f) for f in sorted((tmp_path / "sr").glob("legacy*sr.dcm"))]
     assert len(srs) == 1 and srs[0].PatientID == pydicom.dcmread(CR, stop_before_pixels=True).PatientID
     for f in (tmp_path / "sr").glob("legacy*"):

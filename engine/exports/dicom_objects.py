@@ -249,6 +249,13 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
     px = hd.pr.AnnotationUnitsValues.PIXEL
     frames = _frame_numbers(pred)
     ref = _display_header(ref)
+    try:
+        hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=wins, referenced_frame_number=frames,
+                                graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.zeros((1, 2), np.float32), units=px)])
+    except TypeError:
+        # Frames in a single-frame SOP class (a non-conformant source, as in the SR): the
+        # image can be referenced, a frame of it cannot.
+        frames = None
     finding = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
     x0, y0 = float(finding[0]), float(finding[1])
     layers = [wins, fused]

@@ -15,7 +15,7 @@ from .images import RASTER_SUFFIXES, read_raster
 from .limits import MAX_PIXELS
 
 #: Why a file named .dcm that is not DICOM is not read (reported, never skipped silently).
-NOT_DICOM = "named as DICOM but not a DICOM file: no DICM preamble and no readable dataset"
+NOT_DICOM = "not a PNG, JPEG or DICOM file: named as DICOM, but no DICM preamble and no readable dataset"
 
 __all__ = ["load_images", "load_image", "is_dicom", "claims_dicom", "read_dataset", "NOT_DICOM", "ImageLoadError", "MAX_PIXELS", "RASTER_SUFFIXES"]
 
@@ -33,7 +33,7 @@ def load_images(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
         raise ImageLoadError(p, "file not found")
     if is_dicom(p):
         return read_dicom(p, apply_voi)
-    if claims_dicom(p):
+    if claims_dicom(p) and p.stat().st_size > 0:  # (an empty one is reported as empty below)
         raise ImageLoadError(p, NOT_DICOM)
     return [read_raster(p)]
 
