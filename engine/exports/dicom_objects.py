@@ -27,6 +27,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from highdicom.sr import CodedConcept
+from highdicom.utils import is_multiframe_image
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -163,12 +164,7 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
     """TID 1500 measurement report on ``ref``: the lesion box as the finding's planar ROI
     (probability, label, algorithm), the fused box as a second ROI for the region (an
     older prediction without a lesion box: the fused box is the finding)."""
-    try:
-        source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=[pred.frame + 1] if pred.frame is not None else None)
-    except TypeError:
-        # Frames in a single-frame SOP class (a non-conformant source): a frame number
-        # cannot be referenced, the image can.
-        source = hd.sr.SourceImageForRegion.from_source_image(ref)
+    source = hd.sr.SourceImageForRegion.from_source_image(ref, referenced_frame_numbers=_frame_numbers(pred, ref))
     algo = _algorithm(pred)
     result = result_code(pred)
     label = hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=result)
@@ -232,9 +228,13 @@ def _display_header(ref: pydicom.Dataset) -> pydicom.Dataset:
     return ref
 
 
-def _frame_numbers(pred: Prediction) -> list[int] | None:
-    # DICOM frame numbers are 1-based; the engine's are 0-based.
-    return [pred.frame + 1] if pred.frame is not None else None
+def _frame_numbers(pred: Prediction, ref: pydicom.Dataset) -> list[int] | None:
+    """The 1-based frame the prediction was made on (the engine counts from 0), or None when
+    there is none or ``ref``'s SOP class has no frames to reference (frames in a single-frame
+    SOP class, a non-conformant source: the image can be referenced, a frame of it cannot)."""
+    if pred.frame is None or not is_multiframe_image(ref):
+        return None
+    return [pred.frame + 1]
 
 
 def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
@@ -247,15 +247,8 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
     fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM region (fused box)", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
     wins = hd.pr.GraphicLayer(layer_name="MSFM WINDOWS", order=1, description="MSFM part windows, rank order")
     px = hd.pr.AnnotationUnitsValues.PIXEL
-    frames = _frame_numbers(pred)
+    frames = _frame_numbers(pred, ref)
     ref = _display_header(ref)
-    try:
-        hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=wins, referenced_frame_number=frames,
-                                graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.zeros((1, 2), np.float32), units=px)])
-    except TypeError:
-        # Frames in a single-frame SOP class (a non-conformant source, as in the SR): the
-        # image can be referenced, a frame of it cannot.
-        frames = None
     finding = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
     x0, y0 = float(finding[0]), float(finding[1])
     layers = [wins, fused]

@@ -8,6 +8,7 @@ drawn anew for every report.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from pathlib import Path
@@ -20,11 +21,16 @@ FILE = "installation.json"
 
 
 def device_observer_uid(folder: Path | None = None) -> str:
-    """This installation's Device Observer UID, made and stored on first use.
+    """This installation's Device Observer UID, made and stored on first use (read once per
+    data folder and process, not once per report).
 
     Where the data folder cannot be written, the UID is derived from the host's name and
     the folder, so it is still the same on every call of this installation."""
-    path = (folder or data_dir()) / FILE
+    return _uid_at((folder or data_dir()) / FILE)
+
+
+@functools.lru_cache(maxsize=8)
+def _uid_at(path: Path) -> str:
     try:
         uid = json.loads(path.read_text(encoding="utf-8")).get("device_observer_uid")
         if uid:
