@@ -51,6 +51,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .io.scan import iter_image_files
     from .scope import describe, describe_research
 
+    from .exports.dicom_objects import patient_problem
+
+    problem = patient_problem(args.patient_id, args.patient_name)
+    if problem:
+        return _fail(f"--patient-id/--patient-name: {problem}")
     research = args.research_outside_intended_use
     try:
         predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size, enforce_scope=not research)
@@ -94,13 +99,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             write_csv(preds, args.csv, anonymise=args.anonymise, out_of_scope=refused, exported=exported)
         except FileExistsError:
             return _fail(f"{args.csv} exists; exports never overwrite a file, choose another name")
+    if args.report:
+        failed += _write_reports(args, preds, refused, exported, calibration)
     if args.overlays:
         from .exports.burn import save_overlay
 
         out = Path(args.overlays)
         for p in preds:
             save_overlay(p, out, calibration=calibration)
-    if not args.json and not args.csv and not args.dicom_sc and not args.dicom_sr:
+    if not args.json and not args.csv and not args.dicom_sc and not args.dicom_sr and not args.report:
         for p in preds:
             print(json.dumps(p.to_json()))
         for o in refused:
@@ -113,6 +120,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Refusing an out-of-scope image is a result, not a failure: exit 1 only when
     # nothing could be read or an export failed.
     return 0 if (preds or refused) and not failed else 1
+
+
+def _write_reports(args: argparse.Namespace, preds, refused, exported, calibration=None) -> int:
+    """``--report DIR``: one PDF per study, and its Encapsulated PDF beside the study's SR
+    (or SC) when DICOM was exported; returns the number of studies that failed."""
+    from .exports.report import write_reports
+
+    failed = 0
+    for r in write_reports(preds, args.report, exported, refused, calibration=calibration, anonymise=args.anonymise,
+                           dicom=bool(args.dicom_sc or args.dicom_sr), patient_id=args.patient_id, patient_name=args.patient_name):
+        if r.error:
+            failed += 1
+            print(f"report failed for study {r.study}: {r.error}", file=sys.stderr)
+        elif not args.quiet:
+            print(f"report of study {r.study}: {r.pdf} ({r.pages} page(s))" + (f", {r.dicom}" if r.dicom else ""), file=sys.stderr)
+    return failed
 
 
 def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> tuple[int, list]:
@@ -310,6 +333,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="OUT.csv", help="one row per image (SPEC §7); the file must not exist")
     p.add_argument("--dicom-sc", metavar="DIR", help="DICOM Secondary Capture per image with the evidence burned in")
     p.add_argument("--dicom-sr", metavar="DIR", help="DICOM SR (TID 1500) + grayscale presentation state per image")
+    p.add_argument("--report", metavar="DIR", help="one PDF report per study (each image with its evidence, finding, "
+                   "probability, operating point, model, patient and study); with --dicom-sc/--dicom-sr also as a DICOM "
+                   "Encapsulated PDF in the study, beside its SR (or SC)")
     p.add_argument("--anonymise", action="store_true", help="de-identified outputs: DICOM (PS3.15 basic profile), CSV and JSON without paths or source UIDs")
     p.add_argument("--patient-id", help="PatientID for DICOM exports of PNG/JPEG sources (they carry none); "
                    "unset: a pseudonym per source folder, marked MSFM-PSEUDO-")

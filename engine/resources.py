@@ -25,6 +25,8 @@ DEFAULT_MODEL = RESOURCES / "models" / "default.pt"
 MODEL_CARD = RESOURCES / "models" / "MODEL_CARD.md"
 DEMO_STUDY = RESOURCES / "demo"
 ICONS = RESOURCES / "icons"
+#: DejaVu Sans (its licence beside it): the PDF report prints names in any script.
+FONTS = RESOURCES / "fonts"
 
 
 def resolve_checkpoint(value: str | Path) -> Path:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QPr
 from engine import __version__
 from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
+from engine.exports.outbox import Outbox
 from engine.resources import DEFAULT_MODEL
 from engine.store import ModelStore
 from engine.study import StudyIndex
@@ -34,6 +35,7 @@ from .findings import FindingsPanel
 from .finetune_panel import FineTunePanel
 from .menus import build_menus
 from .model_manager import ModelManagerDialog
+from .outbox_dialog import OutboxDialog
 from .overlays import LAYERS, Overlays
 from .settings import AppSettings, SettingsDialog
 from .session import OpenStudy, plural
@@ -135,6 +137,13 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self.problem_count.setToolTip("Files that could not be used, listed with their reasons in the Problems panel")
         self.problems.countChanged.connect(lambda n: self.problem_count.setText(plural(n, "problem")))
         self.statusBar().addPermanentWidget(self.problem_count)
+        # Exported objects the PACS did not take survive a restart: say so whenever some wait.
+        self.outbox_button = QPushButton("")
+        self.outbox_button.setFlat(True)
+        self.outbox_button.setToolTip("Exported objects that have not reached the PACS yet: click to see them and send again")
+        self.outbox_button.clicked.connect(self.open_outbox)
+        self.statusBar().addPermanentWidget(self.outbox_button)
+        self.refresh_outbox()
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
@@ -220,9 +229,31 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         """File ▸ Export: the findings of the shown image or of the open study, never of
         another; the burned-in layers default to what the viewer shows."""
         dialog = ExportDialog(self.prefs, self.session, self.calibration, self.overlays.visible_layers(), self)
+        dialog.exportFinished.connect(lambda _summary: self.refresh_outbox())
         self._export_dialog = dialog
         dialog.show()
         return dialog
+
+    def open_outbox(self) -> OutboxDialog:
+        """File ▸ Send queued objects to PACS."""
+        dialog = OutboxDialog(self.prefs, parent=self)
+        dialog.finished.connect(lambda _r: self.refresh_outbox())
+        self._outbox_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def refresh_outbox(self) -> int:
+        """Show the PACS outbox button while objects wait; the number waiting."""
+        try:
+            n = Outbox().count()
+        except OSError as exc:
+            self.outbox_button.setText("PACS outbox unreadable")
+            self.outbox_button.setToolTip(str(exc))
+            self.outbox_button.setVisible(True)
+            return 0
+        self.outbox_button.setText(f"PACS outbox: {n} waiting")
+        self.outbox_button.setVisible(n > 0)
+        return n
 
     def open_about(self) -> AboutDialog:
         dialog = AboutDialog(self.model, self.model_info, self)

@@ -1,7 +1,8 @@
 """File ▸ Export: the findings of the shown image or of the analysed study as DICOM
-(Secondary Capture with the evidence burned in; SR + presentation state), CSV, and
-optionally sent to the configured PACS — all in a worker thread, with progress and a
-line per object.
+(Secondary Capture with the evidence burned in; SR + presentation state), CSV, a PDF report
+per study (also as a DICOM Encapsulated PDF in the study), and optionally sent to the
+configured PACS — all in a worker thread, with progress and a line per object. What the
+PACS did not take waits in the outbox (File ▸ Send queued objects to PACS).
 
 The default folder is the user's export folder, never a source folder: choosing a folder
 that holds a source image needs a confirmation. Files are never overwritten (a taken
@@ -23,8 +24,11 @@ from PySide6.QtWidgets import (
 from engine.exports.burn import DEFAULT_LAYERS
 from engine.exports.csvout import write_csv
 from engine.exports.export import ExportOptions, export_dicom
-from engine.exports.pacs import PacsConfig, send
+from engine.exports.outbox import Outbox, send_and_queue
+from engine.exports.pacs import PacsConfig
+from engine.exports.report import write_reports
 from engine.exports.writer import is_inside
+from engine.io.dicom import is_dicom
 
 from .workers import start_in_thread
 
@@ -33,16 +37,19 @@ LAYER_LABELS = {"evidence": "evidence map E", "cam": "CAM (instead of E)", "a": 
 
 
 class ExportWorker(QObject):
+    """One export run: DICOM (when ``dicom``), CSV, the PDF reports, then the PACS send of
+    everything written; ``options`` carries layers, calibration, anonymisation and patient."""
+
     line = Signal(str)
     progress = Signal(int, int)
-    finished = Signal(object)  # {"files": [...], "errors": n, "sent": [...]}
+    finished = Signal(object)  # {"files": [...], "errors": n, "sent": [SendResult], "reports": [ReportResult], "queued": n}
 
-    def __init__(self, preds, folder: Path, options: ExportOptions | None, csv: bool, pacs: PacsConfig | None, anonymise: bool = False,
-                 outside=()) -> None:
+    def __init__(self, preds, folder: Path, options: ExportOptions, dicom: bool, csv: bool, pacs: PacsConfig | None,
+                 outside=(), report: bool = False) -> None:
         super().__init__()
-        self.preds, self.folder, self.options, self.csv, self.pacs = list(preds), Path(folder), options, csv, pacs
-        self.outside = list(outside)  # engine.scope.OutOfScope rows for the CSV
-        self.anonymise = anonymise
+        self.preds, self.folder, self.options, self.dicom, self.csv, self.pacs = list(preds), Path(folder), options, dicom, csv, pacs
+        self.outside = list(outside)  # engine.scope.OutOfScope rows for the CSV and the report
+        self.report = report
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -50,9 +57,10 @@ class ExportWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        files, errors, sent, exported = [], 0, [], []
+        files, errors, sent, exported, reports, queued = [], 0, [], [], [], 0
+        anonymise = self.options.anonymise
         try:
-            if self.options is not None and self.preds:
+            if self.dicom and self.preds:
                 exported = export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set)
                 for r in exported:
                     if r.error:
@@ -64,22 +72,40 @@ class ExportWorker(QObject):
             if self.csv and not self._cancel.is_set():
                 name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
                 try:
-                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, self.anonymise, self.outside, exported).name}")
+                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, anonymise, self.outside, exported).name}")
                 except OSError as exc:
                     errors += 1
                     self.line.emit(f"✘ CSV: {exc}")
+            if self.report and not self._cancel.is_set():
+                reports = write_reports(self.preds, self.folder, exported, self.outside, calibration=self.options.calibration,
+                                        layers=self.options.layers, anonymise=anonymise, dicom=self.dicom,
+                                        patient_id=self.options.patient_id, patient_name=self.options.patient_name)
+                for rep in reports:
+                    if rep.error:
+                        errors += 1
+                        self.line.emit(f"✘ report of study {rep.study}: {rep.error}")
+                    else:
+                        files += [rep.dicom] if rep.dicom is not None else []
+                        self.line.emit(f"✔ report ({rep.pages} page(s)): {rep.pdf.name}" + (f", {rep.dicom.name}" if rep.dicom else ""))
             if self.pacs is not None and files and not self._cancel.is_set():
                 self.line.emit(f"Sending {len(files)} object(s) to {self.pacs.describe()}…")
-                for r in send(files, self.pacs, progress=lambda i, n, r: self.progress.emit(i, n)):
+                outbox = Outbox()
+                for r in send_and_queue(files, self.pacs, outbox, progress=lambda i, n, r: self.progress.emit(i, n), cancel=self._cancel.is_set):
                     sent.append(r)
-                    self.line.emit(f"{'✔' if r.ok else '✘'} PACS {r.path.name}: {r.message}")
+                    tries = f" (try {r.attempts})" if r.attempts > 1 else ""
+                    self.line.emit(f"{'✔' if r.ok else '✘'} PACS {r.path.name}: {r.message}{tries}")
+                queued = outbox.count()
+                if queued:
+                    self.line.emit(f"{queued} object(s) wait in the PACS outbox: File ▸ Send queued objects to PACS tries them again")
         except Exception as exc:  # report, never take the app down
             errors += 1
             self.line.emit(f"✘ export stopped: {type(exc).__name__}: {exc}")
-        self.finished.emit({"files": files, "errors": errors, "sent": sent})
+        self.finished.emit({"files": files, "errors": errors, "sent": sent, "reports": reports, "queued": queued})
 
 
 class ExportDialog(QDialog):
+    exportFinished = Signal(object)  # the run's summary (see ExportWorker.finished)
+
     """Choose what and where; ``result_summary`` holds the last run's outcome.
 
     It exports from one open study (:class:`~msfm_desktop.session.OpenStudy`) only, and
@@ -130,8 +156,17 @@ class ExportDialog(QDialog):
         row.addWidget(self.folder, 1)
         row.addWidget(browse)
         self.sc, self.sr, self.csv = QCheckBox("DICOM Secondary Capture (evidence burned in)"), QCheckBox("DICOM SR + presentation state"), QCheckBox("CSV")
-        for b in (self.sc, self.sr, self.csv):
+        self.report = QCheckBox("PDF report per study (with DICOM: also as an Encapsulated PDF in the study)")
+        for b in (self.sc, self.sr, self.csv, self.report):
             b.setChecked(True)
+        # PNG/JPEG sources carry no patient: the user may name one, else a marked pseudonym per folder.
+        self.raster = [p for p in (*self.image_preds, *self.study_preds) if not is_dicom(p.file)]
+        self.patient_id, self.patient_name = QLineEdit(), QLineEdit()
+        self.patient_id.setPlaceholderText("blank: a pseudonym MSFM-PSEUDO-… per source folder")
+        self.patient_name.setPlaceholderText("Family^Given (DICOM person name), optional")
+        for w in (self.patient_id, self.patient_name):
+            w.setEnabled(bool(self.raster))
+            w.setToolTip("For PNG/JPEG images only; DICOM images keep the patient of their header")
         self.layers = {k: QCheckBox(v) for k, v in LAYER_LABELS.items()}
         want = set(DEFAULT_LAYERS if layers_shown is None else (*layers_shown, "label"))
         # One heat map is burned in, the one the viewer shows first (E, then the CAM, then A).
@@ -153,8 +188,10 @@ class ExportDialog(QDialog):
         form.addRow("For", self.subject)
         form.addRow("Export", self.scope_study)
         form.addRow("Folder", row)
-        for b in (self.sc, self.sr, self.csv):
+        for b in (self.sc, self.sr, self.csv, self.report):
             form.addRow("", b)
+        form.addRow("Patient ID (PNG/JPEG)", self.patient_id)
+        form.addRow("Patient name (PNG/JPEG)", self.patient_name)
         burn = QVBoxLayout()
         for b in self.layers.values():
             burn.addWidget(b)
@@ -203,17 +240,23 @@ class ExportDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         layers = tuple(k for k, b in self.layers.items() if b.isChecked())
+        pid, pname = self.patient_id.text().strip() or None, self.patient_name.text().strip() or None
+        from engine.exports.dicom_objects import patient_problem
+
+        problem = patient_problem(pid, pname)
+        if problem:
+            self.log.addItem(f"Cannot export: {problem}.")
+            return False
         options = ExportOptions(sc=self.sc.isChecked(), sr=self.sr.isChecked(), gsps=self.sr.isChecked(), layers=layers, anonymise=self.anonymise.isChecked(),
-                                calibration=self.calibration)
-        dicom = options if (options.sc or options.sr) else None
+                                calibration=self.calibration, patient_id=pid, patient_name=pname)
         self.prefs.export_dir = folder
         self.log.clear()
         self.export_button.setEnabled(False)
         from engine.scope import OutOfScope
 
         outside = [OutOfScope(file=str(ref.path), frame=ref.frame, reason=reason, meta=self._meta(ref)) for ref, reason in self.outside()]
-        self.worker = ExportWorker(preds, folder, dicom, self.csv.isChecked(), self.prefs.pacs() if self.send.isChecked() else None,
-                                   self.anonymise.isChecked(), outside)
+        self.worker = ExportWorker(preds, folder, options, options.sc or options.sr, self.csv.isChecked(),
+                                   self.prefs.pacs() if self.send.isChecked() else None, outside, self.report.isChecked())
         self.worker.line.connect(self.log.addItem)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
@@ -241,7 +284,14 @@ class ExportDialog(QDialog):
         self.worker = None
         self.export_button.setEnabled(True)
         n_sent = sum(r.ok for r in summary["sent"])
-        self.log.addItem(f"Done: {len(summary['files'])} DICOM file(s), {summary['errors']} error(s)" + (f", {n_sent} sent to PACS" if summary["sent"] else ""))
+        n_reports = sum(r.error is None for r in summary["reports"])
+        line = f"Done: {len(summary['files'])} DICOM file(s), {n_reports} report(s), {summary['errors']} error(s)"
+        if summary["sent"]:
+            line += f", {n_sent} of {len(summary['sent'])} sent to PACS"
+        if summary["queued"]:
+            line += f", {summary['queued']} waiting in the PACS outbox"
+        self.log.addItem(line)
+        self.exportFinished.emit(summary)
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
         if self.worker is not None:

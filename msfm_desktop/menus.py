@@ -38,6 +38,7 @@ def build_menus(win: "MainWindow") -> None:
     win.refresh_recent()
     f.addSeparator()
     _action(win, f, "&Export findings…", win.open_export, QKeySequence("Ctrl+E"))
+    _action(win, f, "Send &queued objects to PACS…", win.open_outbox)
     _action(win, f, "&Settings…", win.open_settings, QKeySequence("Ctrl+,"))
     _action(win, f, "&Quit", win.close, QKeySequence.StandardKey.Quit)
 

@@ -102,6 +102,24 @@ class NewStudy:
     description: str = "MSFM analysis of imported PNG/JPEG radiographs"
 
 
+def patient_problem(patient_id: str | None, patient_name: str | None) -> str | None:
+    """Why a user-given PatientID (LO) or PatientName (PN, ``Family^Given^Middle^Prefix^Suffix``)
+    cannot be written as DICOM, or None when both can (or are not given)."""
+    import re
+
+    if patient_id is not None:
+        if not patient_id.strip():
+            return "the patient ID is blank"
+        if len(patient_id) > 64 or "\\" in patient_id or re.search(r"[\x00-\x1f]", patient_id):
+            return "the patient ID must be at most 64 characters, without backslashes or control characters"
+    if patient_name is not None:
+        parts = patient_name.split("^")
+        if len(parts) > 5 or any(len(p) > 64 for p in parts) or re.search(r"[\\=\x00-\x1f]", patient_name):
+            return ("the patient name must be Family^Given^Middle^Prefix^Suffix (at most 5 parts of 64 characters), "
+                    "without backslashes, '=' or control characters")
+    return None
+
+
 def pseudonymous_patient(folder: str, salt: str) -> tuple[str, str]:
     """(PatientID, PatientName) for a source folder without patient identity: the same
     folder on this installation always gives the same pseudonym; the folder's path cannot

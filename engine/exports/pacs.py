@@ -4,18 +4,24 @@ only when the user asks for it.
 
 Files are sent as they were written: each is offered in its own transfer syntax and
 pynetdicom sends the stored encoding, so what the PACS receives is what was exported.
+
+A PACS may reject one object and drop the association with it (Orthanc answered "Odd
+Fragment Length" to one object and the next 42 were lost with the association). So one
+file's failure never ends the batch: a lost association is made again for the next file,
+every file gets its own :class:`SendResult`, and what failed is tried once more on a fresh
+association. What still failed goes to the :mod:`.outbox`, which survives a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
 
 
-@dataclass
+@dataclass(frozen=True)
 class PacsConfig:
     """The peer (``ae_title`` at ``host:port``) and our own AE title."""
 
@@ -29,12 +35,20 @@ class PacsConfig:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SendResult:
+    """One file's outcome. ``status``: the last C-STORE status (0x0000 success, 0xB000-0xBFFF
+    warning, stored too), None when no response came; ``attempts``: how often it was offered."""
+
     path: Path
     ok: bool
-    status: int | None  # the C-STORE status (0x0000 success), None when never sent
+    status: int | None
     message: str
+    attempts: int = 1
+
+
+#: ``progress(done, total, result)`` after each C-STORE; a retry pass counts again from 1.
+Progress = Callable[[int, int, SendResult], None]
 
 
 def _ae(cfg: PacsConfig):
@@ -45,73 +59,121 @@ def _ae(cfg: PacsConfig):
     return ae
 
 
+def _associate(ae, cfg: PacsConfig):
+    """(association, None) or (None, why not)."""
+    try:
+        assoc = ae.associate(cfg.host, int(cfg.port), ae_title=cfg.ae_title)
+    except (OSError, ValueError) as exc:
+        return None, f"cannot connect to {cfg.describe()}: {exc}"
+    if assoc.is_established:
+        return assoc, None
+    if assoc.is_rejected:
+        return None, f"{cfg.describe()} refused the association (check the AE titles)"
+    # pynetdicom reports a refused TCP connection as an aborted association, as it does a
+    # peer's A-ABORT: one message for both.
+    return None, f"cannot connect to {cfg.describe()}: no association (is the PACS running, are host and port right?)"
+
+
 def echo(cfg: PacsConfig) -> tuple[bool, str]:
     """C-ECHO: (True, "…") when the peer answers with Success."""
     from pynetdicom.sop_class import Verification
 
     ae = _ae(cfg)
     ae.add_requested_context(Verification)
-    try:
-        assoc = ae.associate(cfg.host, int(cfg.port), ae_title=cfg.ae_title)
-    except (OSError, ValueError) as exc:
-        return False, f"cannot connect to {cfg.describe()}: {exc}"
-    if not assoc.is_established:
-        return False, f"{cfg.describe()} refused the association (check AE titles, host and port)"
+    assoc, why = _associate(ae, cfg)
+    if assoc is None:
+        return False, str(why)
     try:
         status = assoc.send_c_echo()
     finally:
-        assoc.release()
+        if assoc.is_established:
+            assoc.release()
     if status and int(status.Status) == 0:
         return True, f"{cfg.describe()} answered C-ECHO"
     return False, f"{cfg.describe()} answered C-ECHO with status {getattr(status, 'Status', 'none')}"
 
 
-def send(files: Sequence[str | Path], cfg: PacsConfig, progress: Callable[[int, int, SendResult], None] | None = None) -> list[SendResult]:
-    """C-STORE every file over one association; one :class:`SendResult` per file."""
-    paths = [Path(f) for f in files]
-    headers = {}
-    results: list[SendResult] = []
+def _store_one(assoc, path: Path, attempt: int) -> SendResult:
+    try:
+        status = assoc.send_c_store(path)
+        code = int(status.Status) if status is not None and "Status" in status else None
+    except Exception as exc:  # a peer that drops the connection mid-way
+        return SendResult(path, False, None, f"{type(exc).__name__}: {exc}", attempt)
+    ok = code is not None and (code == 0 or 0xB000 <= code <= 0xBFFF)
+    if code == 0:
+        msg = "stored"
+    elif code is None:
+        msg = "no response (timeout or association aborted)"
+    else:
+        msg = f"{'stored with warning' if ok else 'rejected'}: status 0x{code:04X}"
+        comment = getattr(status, "ErrorComment", None)
+        if comment:
+            msg += f" ({comment})"
+    if not ok and not assoc.is_established:
+        msg += "; the PACS closed the association"
+    return SendResult(path, ok, code, msg, attempt)
+
+
+def _pass(paths: Sequence[Path], headers: dict, cfg: PacsConfig, attempt: int, progress: Progress | None,
+          cancel: Callable[[], bool] | None) -> dict[Path, SendResult]:
+    """Offer each file once; an association lost on one file is made again for the next."""
     ae = _ae(cfg)
+    for sop, ts in sorted({headers[p] for p in paths}):
+        ae.add_requested_context(sop, [ts])
+    out: dict[Path, SendResult] = {}
+    assoc = None
+    try:
+        for i, p in enumerate(paths, 1):
+            if cancel is not None and cancel():
+                for q in paths[i - 1:]:
+                    out[q] = SendResult(q, False, None, "not sent: cancelled", attempt)
+                break
+            if assoc is None or not assoc.is_established:
+                assoc, why = _associate(ae, cfg)
+                if assoc is None:  # the peer is unreachable: trying each file would only wait longer
+                    for q in paths[i - 1:]:
+                        out[q] = SendResult(q, False, None, str(why), attempt)
+                    break
+            out[p] = res = _store_one(assoc, p, attempt)
+            if not res.ok and assoc.is_established:
+                # A peer that rejects an object may drop the association a moment later, while
+                # the next object is on the wire: start the next one on a fresh association.
+                assoc.release()
+            if progress is not None:
+                progress(i, len(paths), res)
+    finally:
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+    return out
+
+
+def send(files: Sequence[str | Path], cfg: PacsConfig, progress: Progress | None = None,
+         cancel: Callable[[], bool] | None = None, retry: bool = True) -> list[SendResult]:
+    """C-STORE every file; one :class:`SendResult` per file, in the given order.
+
+    A rejected file or a dropped association costs that file only: after any failure the next
+    file goes over a new association. With ``retry`` every file that failed (and was not cancelled) is offered
+    once more, on a fresh association, after the others.
+    """
+    paths = [Path(f) for f in files]
+    headers: dict[Path, tuple[str, str]] = {}
+    results: dict[Path, SendResult] = {}
     for p in paths:
         try:
             ds = pydicom.dcmread(p, stop_before_pixels=True)
             headers[p] = (str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
         except Exception as exc:
-            results.append(SendResult(p, False, None, f"not a DICOM file: {exc}"))
-    for sop, ts in sorted(set(headers.values())):
-        ae.add_requested_context(sop, [ts])
+            results[p] = SendResult(p, False, None, f"not sent: not a readable DICOM file ({type(exc).__name__}: {exc})", 0)
     todo = [p for p in paths if p in headers]
-    if not todo:
-        return results
-    try:
-        assoc = ae.associate(cfg.host, int(cfg.port), ae_title=cfg.ae_title)
-    except (OSError, ValueError) as exc:
-        assoc = None
-        reason = f"cannot connect to {cfg.describe()}: {exc}"
-    else:
-        reason = f"{cfg.describe()} refused the association"
-    if assoc is None or not assoc.is_established:
-        return results + [SendResult(p, False, None, reason) for p in todo]
-    try:
-        for i, p in enumerate(todo, 1):
-            try:
-                status = assoc.send_c_store(p)
-                code = int(status.Status) if status is not None and "Status" in status else None
-                ok = code is not None and (code == 0 or 0xB000 <= code <= 0xBFFF)  # success or warning
-                msg = "stored" if code == 0 else f"status 0x{code:04X}" if code is not None else "no response (timeout or aborted)"
-            except Exception as exc:  # a peer that drops the connection mid-way
-                code, ok, msg = None, False, f"{type(exc).__name__}: {exc}"
-            res = SendResult(p, ok, code, msg)
-            results.append(res)
-            if progress is not None:
-                progress(i, len(todo), res)
-            if not assoc.is_established:
-                results += [SendResult(q, False, None, "association lost") for q in todo[i:]]
-                break
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return results
+    if todo:
+        results.update(_pass(todo, headers, cfg, 1, progress, cancel))
+        again = [p for p in todo if not results[p].ok and "cancelled" not in results[p].message]
+        if retry and again and not (cancel is not None and cancel()):
+            second = _pass(again, headers, cfg, 2, progress, cancel)
+            for p, r in second.items():
+                first = results[p]
+                results[p] = r if r.ok or r.message == first.message else replace(r, message=f"{r.message} (first try: {first.message})")
+    return [results[p] for p in paths]
 
 
-__all__ = ["PacsConfig", "SendResult", "echo", "send"]
+__all__ = ["PacsConfig", "Progress", "SendResult", "echo", "send"]
