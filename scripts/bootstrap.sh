@@ -11,15 +11,24 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # System libraries Qt needs even offscreen, and Xvfb for a real window (SPEC §9); the
 # tests' DICOM conformance checker (dciodvfy, dicom3tools), storage SCP (dcmtk storescp)
-# and desktop-entry checker (desktop-file-validate); zstd packs the bundle tarball.
-APT_PKGS=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 dicom3tools dcmtk desktop-file-utils zstd)
+# and desktop-entry checker (desktop-file-validate); zstd packs the bundle tarball; Orthanc
+# is the PACS the integration test starts (in a loopback-only network namespace) and
+# poppler-utils turns the PDF reports into pictures and text for the tests.
+APT_PKGS=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 dicom3tools dcmtk desktop-file-utils zstd orthanc poppler-utils)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "[bootstrap] apt-get install ${missing[*]}"
     apt-get update -qq >/dev/null
+    # The orthanc package would start a PACS service listening on every interface: no
+    # service is started while installing (policy-rc.d 101), and none is left enabled.
+    POLICY=/usr/sbin/policy-rc.d
+    MADE_POLICY=0
+    if [ ! -e "$POLICY" ]; then printf '#!/bin/sh\nexit 101\n' > "$POLICY"; chmod +x "$POLICY"; MADE_POLICY=1; fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ "$MADE_POLICY" = 1 ] && rm -f "$POLICY"
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
   fi
 fi
 

@@ -52,7 +52,7 @@ class RejectingPacs:
 
 
 @pytest.fixture
-def exported(tmp_path, preds):
+def exported(tmp_path, preds):  # noqa: F811 (the fixture imported above)
     from engine.exports.export import export_dicom
 
     files = []

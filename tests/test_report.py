@@ -118,3 +118,20 @@ def test_images_outside_the_intended_use_get_a_page_saying_so(tmp_path, preds):
     (rep,) = write_reports(preds[:1], tmp_path, outside=refused, dicom=False)
     assert rep.pages == 2 and rep.dicom is None
     assert "Not labelled: outside the model's intended use" in pdf_text(rep.pdf) and "CHEST is not a limb" in pdf_text(rep.pdf)
+
+
+def test_cli_report_beside_the_dicom_and_a_bad_patient_refused_before_work(tmp_path, resnet18_model):
+    from engine.checkpoint import save_checkpoint
+    from tests.test_cli import msfm
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    bad = msfm("predict", str(PNGS[0]), "--checkpoint", str(ck), "--device", "cpu", "--report", str(tmp_path / "r0"), "--patient-id", "A\\B")
+    assert bad.returncode != 0 and "patient ID" in bad.stderr and not (tmp_path / "r0").exists()
+    r = msfm("predict", *map(str, PNGS), "--checkpoint", str(ck), "--device", "cpu", "--report", str(tmp_path / "reports"),
+             "--dicom-sr", str(tmp_path / "sr"), "--patient-id", "HOSP-9", "--quiet")
+    assert r.returncode == 0, r.stderr
+    (pdf,) = (tmp_path / "reports").glob("msfm-report-HOSP-9-*.pdf")
+    assert len(pdf_pages(pdf, tmp_path / "pages")) == 2 and "ID HOSP-9" in pdf_text(pdf)
+    (enc,) = (tmp_path / "sr").glob("*.msfm-report.dcm")
+    assert pydicom.dcmread(enc).PatientID == "HOSP-9" and dciodvfy_errors(enc) == []
