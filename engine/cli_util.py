@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .atomic import write_text_atomic
+
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"msfm: error: {msg}", file=sys.stderr)
@@ -12,7 +14,4 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)

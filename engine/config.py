@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .model.registry import NAMES, REGISTRY
 
-BackboneName = Literal["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-                       "tf_efficientnet_lite0"]
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-                              "tf_efficientnet_lite0")
+#: A key of :data:`engine.model.registry.REGISTRY` (validated when a config is made).
+BackboneName = str
+#: The backbones one can build, from the registry (one entry adds one).
+BACKBONES: tuple[str, ...] = NAMES
 
 #: Window sizes (rows, cols) in feature-grid cells, grouped by scale. The paper lists
 #: 6x6, 7x5 | 8x8, 6x10, 7x9 | 10x10, 9x11, 8x12; SPEC §3 adds the transposes because
@@ -169,8 +170,8 @@ class ModelConfig:
     parts_pool: Literal["mean", "lse"] = "mean"
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if self.backbone not in REGISTRY:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(REGISTRY)}")
         if self.input_size <= 0 or self.input_size % STRIDE:
             raise ConfigError(f"input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
         if self.part_size <= 0:

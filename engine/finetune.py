@@ -30,7 +30,8 @@ from .checkpoint import describe_checkpoint, file_sha256
 from .data.sources import DataError, Sample, load_samples
 from .errors import ImageLoadError
 from .io import NOT_DICOM, claims_dicom, is_dicom, load_image, read_dataset
-from .store import ModelStore, now_id, write_json_atomic
+from .atomic import write_json_atomic
+from .store import ModelStore, now_id
 from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from .train.loop import TrainingError, train
 from .train.setup import TrainConfig, resolve_splits

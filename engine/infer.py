@@ -27,6 +27,7 @@ import torch
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
 from .checkpoint import load_checkpoint, state_sha256
+from .device import Device, resolve_device
 from .errors import CheckpointError, ImageLoadError
 from .evidence import evidence_maps, peak_and_box
 from .io import load_images
@@ -42,19 +43,6 @@ ImageInput = Union[str, Path, LoadedImage, np.ndarray]
 Loader = Callable[[Path], list[LoadedImage]]
 #: Images per network forward on the CPU (see :class:`Predictor`).
 CPU_FORWARD_CHUNK = 2
-Device = Literal["auto", "cpu", "cuda"] | str
-
-
-def resolve_device(device: Device | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU. Asking for CUDA without one is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA device is available")
-    return dev
 
 
 @dataclass

@@ -18,11 +18,11 @@ import datetime as _dt
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_json_atomic
 from .checkpoint import describe_checkpoint, file_sha256
 from .errors import CheckpointError, MSFMError
 from .resources import DEFAULT_MODEL
@@ -48,21 +48,6 @@ def data_dir() -> Path:
 
 def now_id(prefix: str) -> str:
     return f"{prefix}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

@@ -12,7 +12,6 @@ Progress and cancellation are plain callables, so a Qt worker or a CLI can drive
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,10 +24,8 @@ from pydicom.fileset import FileSet
 from .io import NOT_DICOM
 from .io.dicom import claims_dicom, is_dicom, read_dataset
 from .io.images import RASTER_SUFFIXES
+from .io.scan import MURA_PATIENT, MURA_STUDY
 
-#: MURA study folders: ``.../patientNNNNN/studyN_{positive,negative}/imageN.png``.
-MURA_PATIENT = re.compile(r"^patient\d+$")
-MURA_STUDY = re.compile(r"^study\d+_(positive|negative)$")
 #: Elements worth more than this many bytes (the pixel data) are not read while indexing.
 DEFER_BYTES = 1024
 

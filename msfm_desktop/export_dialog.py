@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.exports.burn import DEFAULT_LAYERS
+from engine.exports.burn import LAYERS as BURN_LAYERS
 from engine.exports.csvout import write_csv
 from engine.exports.export import ExportOptions, export_dicom
 from engine.exports.outbox import Outbox, send_and_queue
@@ -29,11 +30,15 @@ from engine.exports.pacs import PacsConfig
 from engine.exports.report import write_reports
 from engine.exports.writer import is_inside
 from engine.io.dicom import is_dicom
+from engine.style import LAYER_LABELS as STYLE_LABELS
+from engine.style import MAP_LAYERS
 
 from .workers import start_in_thread
 
-LAYER_LABELS = {"evidence": "evidence map E", "cam": "CAM (instead of E)", "a": "activation map A (instead of E or the CAM)", "object": "object box",
-                "windows": "part windows", "fused": "region (fused box)", "lesion": "lesion box and peak", "label": "probability label"}
+#: What each burnable layer is called in the export dialog: its name, and for the maps that
+#: only one is burned in.
+BURN_NOTES = {"cam": " (instead of E)", "a": " (instead of E or the CAM)"}
+LAYER_LABELS = {k: STYLE_LABELS[k] + BURN_NOTES.get(k, "") for k in (*MAP_LAYERS, *(k for k in BURN_LAYERS if k not in MAP_LAYERS))}
 
 
 class ExportWorker(QObject):

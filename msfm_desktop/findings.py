@@ -17,24 +17,27 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider,
 from engine.types import Prediction
 
 from .overlays import map_lut
+from engine.style import LESION_COLOUR, OBJECT_COLOUR, VERDICT_COLOURS, rank_colour
+
 from .session import ImageRef
 
 NOT_ANALYSED = "Not analysed. Analyse ▸ Analyse image (Ctrl+R)."
 NOTHING_OPEN = "No image shown."
 DISCLAIMER = "Decision support, not a diagnosis."
 OUTSIDE = "outside the model's intended use"
-LEGEND = ("<span style='color:#ff00ff'>■ +</span> lesion box and evidence peak (the finding) &nbsp; □ region (fused box, white)<br>"
-          "<span style='color:#00c0c0'>■</span> object box &nbsp; windows by rank: "
-          "<span style='color:#ff0000'>■</span>1 <span style='color:#ff8000'>■</span>2 "
-          "<span style='color:#d0d000'>■</span>3 <span style='color:#00c000'>■</span>4 …<br>"
+
+
+def _swatch(colour: str, text: str = "■") -> str:
+    return f"<span style='color:{colour}'>{text}</span>"
+
+
+LEGEND = (f"{_swatch(LESION_COLOUR, '■ +')} lesion box and evidence peak (the finding) &nbsp; □ region (fused box, white)<br>"
+          f"{_swatch(OBJECT_COLOUR)} object box &nbsp; windows by rank: "
+          + " ".join(f"{_swatch(rank_colour(r))}{r + 1}" for r in range(4)) + " …<br>"
           "Solid: abnormal · dashed: borderline · dotted: possible (sensitive operating point only) · "
           "faint grey: normal result")
-VERDICT_TEXT = {
-    "abnormal": ("#ff5050", "ABNORMAL"),
-    "borderline": ("#ffb000", "BORDERLINE"),
-    "possible": ("#ffd060", "POSSIBLE abnormality"),
-    "normal": ("#80c080", "normal"),
-}
+VERDICT_TEXT = {v: (VERDICT_COLOURS[v], word) for v, word in
+                (("abnormal", "ABNORMAL"), ("borderline", "BORDERLINE"), ("possible", "POSSIBLE abnormality"), ("normal", "normal"))}
 
 
 def colour_bar_pixmap(width: int = 220, height: int = 14) -> QPixmap:

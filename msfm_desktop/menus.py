@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 
+from engine.style import LAYER_LABELS
+
 from .overlays import LAYERS
-from .settings import LAYER_LABELS
 
 if TYPE_CHECKING:
     from .app import MainWindow

@@ -27,24 +27,21 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
+from engine.style import (
+    ALPHA_FROM, ALPHA_FULL, COLOUR_MAP, FUSED_COLOUR, LESION_COLOUR, MAP_LAYERS, OBJECT_COLOUR, TONED_DOWN, TRUTH_COLOUR, rank_colour,
+)
 from engine.types import Prediction
 
-RANK_COLOURS = ("#ff0000", "#ff8000", "#ffff00", "#00c000", "#00c0ff", "#0040ff", "#c000ff")
 LAYERS = ("evidence", "cam", "a", "object", "windows", "fused", "lesion", "truth")
-MAP_LAYERS = ("evidence", "cam", "a")
-COLOUR_MAP = "turbo"
 #: Default visibility: the maps share colours, so only one is on at first: the evidence
 #: map E. The lesion box with its peak is the finding; the fused box (the region), the
 #: object box and the windows are secondary layers a user can hide.
 DEFAULT_VISIBLE = {"evidence": True, "cam": False, "a": False, "object": True, "windows": True, "fused": True, "lesion": True, "truth": True}
-LESION_COLOUR = "#ff00ff"
-TRUTH_COLOUR = "#40ff40"  # reference boxes of a labelled folder (boxes.csv), to judge the finding against
 #: Opacity share of the secondary box layers (object box, windows) against the finding.
 SECONDARY = 0.6
 
 
 MAP_UPSAMPLE = 16
-ALPHA_FROM, ALPHA_FULL = 0.35, 0.80
 
 
 def map_lut(n: int = 256) -> np.ndarray:
@@ -77,7 +74,6 @@ STYLES = {
     "possible": (Qt.PenStyle.DotLine, 0.9, 0.6),
     "normal": (Qt.PenStyle.DashLine, 0.45, 0.3),
 }
-TONED_DOWN = "#a0a0a0"  # box colour of a normal result: present, not alarming
 
 
 def _rect(box, colour: str, width: float = 2.0, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QGraphicsRectItem:
@@ -139,17 +135,17 @@ class Overlays:
             item.setOpacity(self.opacity * self.map_factor)
             item.setZValue(5)
             self.items[layer].append(item)
-        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else "#00ffff", 1.0, style))
+        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else OBJECT_COLOUR, 1.0, style))
         gap = 0.045 * max(p.width, p.height)
         for rank, (w, pos) in enumerate(zip(p.windows, label_positions([w.box for w in p.windows], gap))):
-            colour = TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)]
+            colour = TONED_DOWN if toned else rank_colour(rank)
             r = _rect(w.box, colour, 1.0, style)
             # A rank number on a dark plate: legible over bright bone, fixed screen size;
             # the scores are listed and explained in the Findings panel.
             label = pg.TextItem(f"{rank + 1}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
             label.setPos(*pos)
             self.items["windows"] += [r, label]
-        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else "#ffffff", 1.0 if toned else 2.0, style))
+        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else FUSED_COLOUR, 1.0 if toned else 2.0, style))
         if p.lesion_box is not None:
             # The finding: the most prominent layer, drawn last and thickest, with the peak.
             colour = TONED_DOWN if toned else LESION_COLOUR

@@ -18,14 +18,12 @@ from PySide6.QtWidgets import (
 
 from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
+from engine.device import DEVICES
 from engine.resources import DEFAULT_MODEL
+from engine.style import LAYER_LABELS
 
 from .overlays import DEFAULT_VISIBLE, LAYERS
 
-DEVICES = ("auto", "cpu", "cuda")
-LAYER_LABELS = {"evidence": "Evidence map E", "cam": "CAM (abnormal class)", "a": "Activation map A", "object": "Object box",
-                "windows": "Part windows", "fused": "Region (fused box)", "lesion": "Lesion box and peak",
-                "truth": "Reference boxes (boxes.csv)"}
 
 
 def _bool(v: object, default: bool) -> bool:

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         ap.error(f"{args.labels}: no fractured images with boxes in split {args.split!r}")
 
-    from engine.infer import resolve_device
+    from engine.device import resolve_device
 
     args.device = str(resolve_device(args.device))  # "auto" as the ablation passes it
     ck = load_checkpoint(args.checkpoint, args.device)

@@ -101,3 +101,25 @@ def test_fma_suppresses_high_attention_pixels_and_is_frozen(xray_sample):
     assert torch.equal(y[:, 0][~high], x[:, 0][~high])
     assert not any(p.requires_grad for p in fma.net.parameters())
     assert list(fma.parameters()) == [] and fma.state_dict() == {}
+
+
+def test_a_new_backbone_is_one_registry_entry(monkeypatch):
+    """The seam: one entry (an existing family, another network) is enough for config, the
+    CLI's choices, the model and layer freezing."""
+    import torch
+
+    from engine.cli import build_parser
+    from engine.config import ModelConfig
+    from engine.model.msfm import MSFM
+    from engine.model.registry import REGISTRY, BackboneSpec, TimmEfficientNet
+    from engine.train.loop import freeze_early_layers
+
+    monkeypatch.setitem(REGISTRY, "mobilenetv2_050", BackboneSpec("mobilenetv2_050", TimmEfficientNet()))
+    cfg = ModelConfig(backbone="mobilenetv2_050", input_size=128, part_size=64)
+    model = MSFM(cfg, pretrained="none").eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 128, 128))
+    assert out.main_logits.shape == (1, 2) and out.part_logits.shape[0] == 1
+    assert freeze_early_layers(model.backbone, 1) > 0
+    args = build_parser().parse_args(["train", "data.csv", "--backbone", "mobilenetv2_050"])
+    assert args.backbone == "mobilenetv2_050"

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MSFMError
-from ..io.scan import iter_image_files
+from ..io.scan import MURA_STUDY, iter_image_files
 
 ABNORMAL_NAMES = ("abnormal", "positive", "fractured", "fracture", "1", "yes")
-_MURA_STUDY = re.compile(r"^study\d+_(positive|negative)$")
 
 
 class DataError(MSFMError):
@@ -168,7 +166,7 @@ def read_mura(root: Path) -> SampleSet:
         for part_dir in sorted(split_dir.glob("XR_*")):
             part = part_dir.name[3:].lower()
             for study_dir in sorted(part_dir.glob("patient*/study*")):
-                m = _MURA_STUDY.match(study_dir.name)
+                m = MURA_STUDY.match(study_dir.name)
                 if not m or not study_dir.is_dir():
                     continue
                 label = int(m.group(1) == "positive")

@@ -13,17 +13,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import style
 from ..io import load_image
 from ..scope import describe
 from ..types import Prediction
 from .writer import WriteGroup
 
-#: RGB colours of window ranks 1..7.
-RANK_COLOURS = [(255, 0, 0), (255, 140, 0), (255, 230, 0), (0, 200, 0), (0, 160, 255), (60, 60, 255), (200, 0, 200)]
-FUSED_COLOUR = (255, 255, 255)
-OBJECT_COLOUR = (0, 255, 255)
-#: The research-use mark on predictions outside the model's intended use (amber).
-RESEARCH_COLOUR = (255, 176, 0)
+# Colours as (r, g, b) for OpenCV, from the one definition the viewer uses too (engine.style).
+RANK_COLOURS = [style.rgb(c) for c in style.RANK_COLOURS]
+FUSED_COLOUR, OBJECT_COLOUR, LESION_COLOUR = style.rgb(style.FUSED_COLOUR), style.rgb(style.OBJECT_COLOUR), style.rgb(style.LESION_COLOUR)
+RESEARCH_COLOUR, TONED_DOWN = style.rgb(style.RESEARCH_COLOUR), style.rgb(style.TONED_DOWN)
 
 
 #: Layers that can be burned in: activation map A, the abnormal-class CAM, the stage-1
@@ -32,15 +31,7 @@ LAYERS = ("evidence", "a", "cam", "object", "windows", "fused", "lesion", "label
 #: The evidence map E and the lesion box with its peak are the finding; the fused box is
 #: the region to look at. Object box and windows are secondary (the viewer's layers).
 DEFAULT_LAYERS = ("evidence", "fused", "lesion", "label")
-LESION_COLOUR = (255, 0, 255)
-
-
-#: Map colours as the desktop viewer draws them: turbo, transparent below ``ALPHA_FROM`` of
-#: the scale and fully drawn from ``ALPHA_FULL`` (msfm_desktop.overlays uses the same).
-ALPHA_FROM, ALPHA_FULL = 0.35, 0.80
-#: How much of the heat map and which box colour a normal result keeps: toned down, as in the viewer.
-NORMAL_MAP_FACTOR, TONED_DOWN = 0.3, (160, 160, 160)
-VERDICT_WORDS = {"abnormal": "ABNORMAL", "borderline": "BORDERLINE", "possible": "POSSIBLE", "normal": "normal"}
+ALPHA_FROM, ALPHA_FULL, NORMAL_MAP_FACTOR, VERDICT_WORDS = style.ALPHA_FROM, style.ALPHA_FULL, style.NORMAL_MAP_FACTOR, style.VERDICT_WORDS
 
 
 def _heat(m: np.ndarray, w: int, h: int, scale: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from ..store import data_dir, write_json_atomic
+from ..atomic import write_json_atomic
+from ..store import data_dir
 
 FILE = "installation.json"
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..store import data_dir, write_json_atomic
+from ..atomic import write_json_atomic
+from ..store import data_dir
 from .pacs import PacsConfig, Progress, SendResult, send
 
 FILE = "outbox.json"

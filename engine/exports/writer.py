@@ -10,9 +10,10 @@ of the group already named, so a reader never sees a half-written export.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from ..atomic import write_bytes_atomic, write_temp
 
 
 def is_inside(path: str | Path, folder: str | Path) -> bool:
@@ -43,13 +44,7 @@ class WriteGroup:
         final: list[Path] = []
         try:
             for name, writer, folder in self.items:
-                folder.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-                temps.append((name, tmp, folder))
-                with os.fdopen(fd, "wb") as fh:
-                    writer(fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                temps.append((name, str(write_temp(folder, name, writer)), folder))
             for name, tmp, folder in temps:
                 final.append(_link_unique(tmp, folder, name))
         except BaseException:
@@ -80,14 +75,4 @@ __all__ = ["WriteGroup", "is_inside", "write_new_file"]
 def write_new_file(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` complete or not at all; :class:`FileExistsError` when
     ``path`` exists (a name the user chose is never silently changed or replaced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_bytes_atomic(path, data, replace=False)

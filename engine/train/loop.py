@@ -31,7 +31,8 @@ from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
 from ..errors import MSFMError
 from ..evaluate import evaluate_predictions, plain_outputs, predict_samples, tune_gamma
-from ..infer import Predictor, resolve_device
+from ..device import resolve_device
+from ..infer import Predictor
 from ..metrics import best_kappa_threshold, classification_metrics
 from ..model.msfm import MSFM
 from ..types import ModelInfo
@@ -275,13 +276,7 @@ def freeze_early_layers(backbone, n_stages: int) -> int:
     """
     if n_stages <= 0:
         return 0
-    enc = backbone.encoder
-    if backbone.name.startswith("resnet"):
-        stages = [enc.layer1, enc.layer2, enc.layer3, enc.layer4]
-        stem = [enc.conv1, enc.bn1]
-    else:
-        stages = list(enc.blocks)
-        stem = [enc.conv_stem, enc.bn1]
+    stem, stages = backbone.spec.family.stages(backbone.encoder)
     if n_stages >= len(stages):
         raise TrainingError(f"freeze_blocks {n_stages}: {backbone.name} has {len(stages)} block stages; freeze fewer")
     n = 0

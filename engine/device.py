@@ -1,0 +1,29 @@
+"""Which device the engine computes on: the choices every front end offers (CLI, settings,
+fine-tuning) and how ``auto`` resolves."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+#: The device choices offered to users; ``auto`` is CUDA when available, else the CPU.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+#: A choice, or any torch device string ("cuda:1") for scripts.
+Device = DeviceChoice | str
+
+
+def resolve_device(device: Device | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA device is available")
+    return dev
+
+
+__all__ = ["DEVICES", "Device", "DeviceChoice", "resolve_device"]
