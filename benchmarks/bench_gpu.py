@@ -14,7 +14,6 @@ import sys
 import warnings
 
 import torch
-
 from common import RESULTS, XRAY, Row, print_rows, rotate
 
 from engine.accel import amp_context, prepare_for_device

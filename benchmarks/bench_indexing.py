@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pydicom
-from pydicom.uid import generate_uid
-
 from common import DICOM, Row, print_rows, rotate
+from pydicom.uid import generate_uid
 
 from engine.errors import ImageLoadError
 from engine.io import load_images

@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from common import RESULTS, XRAY, Row, print_rows, rotate
 
 from engine.config import ModelConfig
@@ -30,6 +29,7 @@ from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.msfm import MSFM
 from engine.preprocess import make_batch
+
 
 def floor_forward(model: MSFM, x: torch.Tensor) -> None:
     cfg = model.config

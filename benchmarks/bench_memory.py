@@ -14,7 +14,6 @@ import gc
 import warnings
 
 import torch
-
 from common import XRAY, Row, print_rows, rss_mb
 
 from engine.config import ModelConfig

@@ -1,6 +1,6 @@
 """Batched MSFM inference vs a naive per-image reference, the way the published code
 works: one image at a time, per-image ``F.interpolate`` crops, window scores in Python
-loops, NumPy NMS and per-image connected components (``tests/reference_msfm.py``, which
+loops, NumPy NMS and per-image connected components (``reference/msfm.py``, which
 the tests also use to check that both give the same boxes and probabilities).
 
     .venv/bin/python benchmarks/bench_pipeline.py [--backbone efficientnet_lite0] [--batch 8]
@@ -13,14 +13,13 @@ import copy
 import warnings
 
 import torch
-
 from common import XRAY, Row, print_rows, rotate
 
 from engine.config import ModelConfig
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.msfm import MSFM
-from tests.reference_msfm import reference_predict
+from reference.msfm import reference_predict
 
 
 def run(backbone: str = "efficientnet_lite0", size: int = 448, batch: int = 8, repeats: int = 2) -> list[Row]:

@@ -14,7 +14,6 @@ import argparse
 import warnings
 
 import torch
-
 from common import XRAY, Row, peak_rss_mb, print_rows, rotate, rss_mb
 
 from engine.accel import prepare_for_device, to_device

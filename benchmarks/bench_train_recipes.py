@@ -20,7 +20,6 @@ import argparse
 import warnings
 
 import torch
-
 from common import XRAY, Row, print_rows, rotate
 
 from engine.accel import prepare_for_device, to_device

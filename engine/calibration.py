@@ -30,10 +30,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .thresholds import (  # noqa: F401  (re-exported: engine.calibration stays the public name)
-    BOOTSTRAP_SEED, DEFAULT_HALF_WIDTH, HALF_WIDTH_RANGE, N_BOOTSTRAP, TARGET_SENSITIVITY, TARGET_SPECIFICITY, _arrays,
-    borderline_half_width, candidate_thresholds, kappa_threshold, rates, sensitive_threshold, specific_threshold,
+    BOOTSTRAP_SEED,
+    DEFAULT_HALF_WIDTH,
+    HALF_WIDTH_RANGE,
+    N_BOOTSTRAP,
+    TARGET_SENSITIVITY,
+    TARGET_SPECIFICITY,
+    _arrays,
+    borderline_half_width,
+    candidate_thresholds,
+    kappa_threshold,
+    rates,
+    sensitive_threshold,
+    specific_threshold,
 )
 
 #: The map kinds with a fixed scale (:class:`engine.types.StageMaps` attributes).
@@ -194,13 +206,13 @@ class Calibration:
                 if math.isclose(cal.default.threshold, threshold, rel_tol=0.0, abs_tol=1e-6):
                     return cal
                 kept_scale = cal.map_scale
-        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else {}
+        metrics: Mapping[str, Any] = meta["metrics"] if isinstance(meta.get("metrics"), Mapping) else {}
         # Validation rates only describe this threshold if they were measured at it.
         same = metrics.get("threshold") is None or _close(metrics.get("threshold"), threshold)
         sens = _opt(metrics.get("sensitivity")) if same else None
         spec = _opt(metrics.get("specificity")) if same else None
-        data = meta.get("data") if isinstance(meta.get("data"), Mapping) else {}
-        counts = data.get("val_counts") if isinstance(data.get("val_counts"), Mapping) else {}
+        data: Mapping[str, Any] = meta["data"] if isinstance(meta.get("data"), Mapping) else {}
+        counts: Mapping[str, Any] = data["val_counts"] if isinstance(data.get("val_counts"), Mapping) else {}
         n_abn, n_norm = int(counts.get("1", 0) or 0), int(counts.get("0", 0) or 0)
         n = int(metrics.get("n") or (n_abn + n_norm) or 0)
         return cls(
@@ -233,8 +245,8 @@ def map_scale_from(maps: Mapping[str, Sequence[np.ndarray]]) -> dict[str, tuple[
 
 
 def calibrate(
-    probabilities: Sequence[float],
-    labels: Sequence[int],
+    probabilities: ArrayLike,
+    labels: ArrayLike,
     maps: Mapping[str, Sequence[np.ndarray]] | None,
     threshold: float,
     source: str,

@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import pickle
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class LoadedCheckpoint:
         return Calibration.for_checkpoint(self.meta, self.config.threshold)
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException | None):
     while exc is not None:
         yield exc
         exc = exc.__cause__ or exc.__context__
@@ -118,7 +118,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "engine_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": json.dumps((config or model.config).to_dict()),
+        "config": json.dumps((config or model.config).to_dict()),  # type: ignore[operator,union-attr]  # an MSFM's config
         "meta": json.dumps(meta),
         "state_dict": {k: _stored(v, weights_dtype) for k, v in model.state_dict().items()},
     }

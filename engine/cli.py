@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .device import DEVICES
-from .model.registry import REGISTRY
-from .errors import MSFMError
-from .recipes import RECIPES
-from .resources import resolve_checkpoint
 from .cli_predict import cmd_predict
 from .cli_util import _fail, _write_atomic_text
+from .device import DEVICES
+from .errors import MSFMError
+from .model.registry import REGISTRY
+from .recipes import RECIPES
+from .resources import resolve_checkpoint
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.loop import train
     from .train.setup import TrainConfig
 
-    theta = tuple(float(v) for v in args.fma_theta_range) if args.fma_theta_range else None
+    theta = (float(args.fma_theta_range[0]), float(args.fma_theta_range[1])) if args.fma_theta_range else None
     cfg = TrainConfig(
         data=args.data, val=args.val, out=args.out, backbone=args.backbone, pretrained=args.pretrained, init=args.init,
         model=args.model, input_size=args.input_size, part_size=args.part_size, fma=not args.no_fma, fma_theta_range=theta,

@@ -29,11 +29,10 @@ def _anonymised_json(doc: dict) -> dict:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .exports.dicom_objects import patient_problem
     from .infer import Predictor
     from .io.scan import iter_image_files
     from .scope import describe, describe_research
-
-    from .exports.dicom_objects import patient_problem
 
     problem = patient_problem(args.patient_id, args.patient_name)
     if problem:

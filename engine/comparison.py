@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, interval, stratified_indices
 from .data.sources import Sample
@@ -29,7 +30,7 @@ from .metrics import classification_metrics
 DECISION_METRICS = ("auc", "kappa")
 
 
-def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
+def summarize_predictions(y_true: ArrayLike, prob: ArrayLike, threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
                           seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> dict[str, Any]:
     """One model on held-out images: n (and per class), AUC and κ each with a stratified
     bootstrap interval (``auc_ci``, ``kappa_ci``: ``[low, high]``, None without both
@@ -46,7 +47,7 @@ def summarize_predictions(y_true: Sequence[int], prob: Sequence[float], threshol
     return out
 
 
-def compare_predictions(y_true: Sequence[int], prob_previous: Sequence[float], prob_new: Sequence[float], threshold_previous: float,
+def compare_predictions(y_true: ArrayLike, prob_previous: ArrayLike, prob_new: ArrayLike, threshold_previous: float,
                         threshold_new: float, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                         level: float = CI_LEVEL) -> dict[str, Any]:
     """Both models on the same images (paired): :func:`summarize_predictions` of each under

@@ -193,9 +193,11 @@ class ModelConfig:
         g = self.grid_size
         if self.window_scales is None:
             object.__setattr__(self, "window_scales", scaled_window_scales(g))
-        if len(self.window_scales) != len(self.windows_per_scale):
+        scales = self.window_scales
+        assert scales is not None
+        if len(scales) != len(self.windows_per_scale):
             raise ConfigError("window_scales and windows_per_scale must have the same length")
-        for scale in self.window_scales:
+        for scale in scales:
             if not scale:
                 raise ConfigError("every window scale needs at least one window size")
             for h, w in scale:

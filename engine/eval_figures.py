@@ -20,8 +20,15 @@ import numpy as np
 from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, bootstrap_info, interval, resampled_means, stratified_indices
 from .data.sources import Sample
 from .metrics import (
-    IOU_HITS, POINTING_TOLERANCE, classification_metrics, covers_centre, iou_hit_rates,
-    localization_records, map_peak, pointing_rates, study_level,
+    IOU_HITS,
+    POINTING_TOLERANCE,
+    classification_metrics,
+    covers_centre,
+    iou_hit_rates,
+    localization_records,
+    map_peak,
+    pointing_rates,
+    study_level,
 )
 from .types import Prediction
 

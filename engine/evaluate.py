@@ -39,12 +39,28 @@ from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from .data.sources import Sample
 from .errors import ImageLoadError
 from .eval_figures import (  # noqa: F401  (the figures live there; these names stay importable here)
-    BaselineRecords, EvalRecords, FMARecords, _gt, _path_key, build_records, cam_peak, figures, finding_peak, msfm_peak, window1_centre,
+    BaselineRecords,
+    EvalRecords,
+    FMARecords,
+    _gt,
+    _path_key,
+    build_records,
+    cam_peak,
+    figures,
+    finding_peak,
+    msfm_peak,
+    window1_centre,
 )
 from .infer import Predictor
 from .io import load_image
 from .metrics import (
-    best_kappa_threshold, cam_box, classification_metrics, darkened_shares, localization_metrics, localization_records, map_peak,
+    best_kappa_threshold,
+    cam_box,
+    classification_metrics,
+    darkened_shares,
+    localization_metrics,
+    localization_records,
+    map_peak,
 )
 from .model.msfm import MSFM
 from .model.stage1 import activation_maps
@@ -89,7 +105,7 @@ def predict_samples(predictor: Predictor, samples: Sequence[Sample], progress: P
             im = None
         if im is not None:
             reason = check_scope(im) if out_of_scope is not None else None
-            if reason is not None:
+            if reason is not None and out_of_scope is not None:
                 out_of_scope.append(OutOfScope.of(im, reason))
             if reason is None or not predictor.enforce_scope:
                 batch_im.append((im, reason))

@@ -26,21 +26,28 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import write_json_atomic
 from .checkpoint import describe_checkpoint, file_sha256
+
+# The comparison lives in its own module; these names stay importable from here.
+from .comparison import (  # noqa: E402,F401
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CI_LEVEL,
+    DECISION_METRICS,
+    ComparisonVerdict,
+    assess_comparison,
+    compare_models,
+    compare_predictions,
+    summarize_predictions,
+)
 from .data.sources import DataError, Sample, load_samples
 from .errors import ImageLoadError
 from .io import NOT_DICOM, claims_dicom, is_dicom, load_image, read_dataset
-from .atomic import write_json_atomic
 from .store import ModelStore, now_id
 from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from .train.loop import TrainingError, train
 from .train.setup import TrainConfig, resolve_splits
-
-# The comparison lives in its own module; these names stay importable from here.
-from .comparison import (  # noqa: E402,F401
-    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, DECISION_METRICS, ComparisonVerdict, assess_comparison, compare_models,
-    compare_predictions, summarize_predictions,
-)
 
 RESUMABLE = ("running", "cancelled", "failed")
 

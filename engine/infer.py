@@ -26,6 +26,7 @@ import torch
 
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
+from .calibration import Calibration
 from .checkpoint import load_checkpoint, state_sha256
 from .device import Device, resolve_device
 from .errors import CheckpointError, ImageLoadError
@@ -43,6 +44,12 @@ ImageInput = Union[str, Path, LoadedImage, np.ndarray]
 Loader = Callable[[Path], list[LoadedImage]]
 #: Images per network forward on the CPU (see :class:`Predictor`).
 CPU_FORWARD_CHUNK = 2
+
+
+def _need(t: torch.Tensor | None, name: str) -> torch.Tensor:
+    if t is None:
+        raise RuntimeError(f"the model's output lacks {name}: an inference forward returns every stage")
+    return t
 
 
 @dataclass
@@ -98,7 +105,7 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
         #: engine.calibration.Calibration of a model loaded from a checkpoint, else None.
-        self.calibration = None
+        self.calibration: Calibration | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
@@ -228,29 +235,34 @@ class Predictor:
 
     # -- post-processing -------------------------------------------------------------
     def _to_predictions(self, images: Sequence[LoadedImage], out: MSFMOutput) -> list[Prediction]:
+        # An inference forward fills every stage's output; bind them once, checked.
+        object_box, object_logits, part_logits = _need(out.object_box, "object_box"), _need(out.object_logits, "object_logits"), _need(out.part_logits, "part_logits")
+        window_boxes, window_scores, window_scale = _need(out.windows, "windows"), _need(out.window_scores, "window_scores"), _need(out.window_scale, "window_scale")
+        object_default, a_main, a_object = _need(out.object_default, "object_default"), _need(out.a, "a"), _need(out.a_object, "a_object")
+        cfm, fw = _need(out.cfm, "cfm"), _need(out.fw, "fw")
         cfg = self.model.config
         k = cfg.abnormal_index
         s = cfg.input_size
-        widths = torch.tensor([im.width for im in images], device=out.object_box.device)
-        heights = torch.tensor([im.height for im in images], device=out.object_box.device)
+        widths = torch.tensor([im.width for im in images], device=object_box.device)
+        heights = torch.tensor([im.height for im in images], device=object_box.device)
         p_main = out.main_logits.float().softmax(-1)[:, k]
-        p_obj = out.object_logits.float().softmax(-1)[:, k]
-        p_parts_each = out.part_logits.float().softmax(-1)[..., k]  # (B, P)
+        p_obj = object_logits.float().softmax(-1)[:, k]
+        p_parts_each = part_logits.float().softmax(-1)[..., k]  # (B, P)
         # The parts probability and eq. 11 read the configured (paper) windows only, the first
         # num_paper_windows slots; lesion-sized windows (config.lesion_windows) feed E only.
         n_paper = cfg.num_paper_windows
         if cfg.parts_pool == "lse":
-            p_parts = bag_logits(out.part_logits[:, :n_paper].float(), k).softmax(-1)[:, k]
+            p_parts = bag_logits(part_logits[:, :n_paper].float(), k).softmax(-1)[:, k]
         else:
             p_parts = p_parts_each[:, :n_paper].mean(dim=1)
         w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
         ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
 
-        win_input = crop_to_parent(out.windows.float(), out.object_box.float(), cfg.crop_size)  # S x S input pixels
+        win_input = crop_to_parent(window_boxes.float(), object_box.float(), cfg.crop_size)  # S x S input pixels
         win_orig = scale_to_original(win_input, s, widths, heights)
-        obj_orig = scale_to_original(out.object_box.float(), s, widths, heights)
-        fused = fuse_boxes(win_orig[:, :n_paper], out.window_scores[:, :n_paper].float(), cfg.gamma)
-        order = torch.sort(out.window_scores.float(), dim=1, descending=True, stable=True).indices
+        obj_orig = scale_to_original(object_box.float(), s, widths, heights)
+        fused = fuse_boxes(win_orig[:, :n_paper], window_scores[:, :n_paper].float(), cfg.gamma)
+        order = torch.sort(window_scores.float(), dim=1, descending=True, stable=True).indices
 
         # Evidence map E per image (SPEC §3b), in source pixels; images differ in size, so
         # the maps travel flattened in one tensor and are cut apart on the host.
@@ -259,20 +271,20 @@ class Predictor:
         if out.m_main is not None and out.m_object is not None and out.m_parts is not None:
             es = evidence_maps(out.m_main, out.m_object, out.m_parts, obj_orig, win_orig,
                                [im.width for im in images], [im.height for im in images])
-            e_shapes = [tuple(e.shape) for e in es]
+            e_shapes = [(int(e.shape[0]), int(e.shape[1])) for e in es]
             flat_e = torch.cat([e.reshape(-1) for e in es])
 
         # One device->host transfer for the whole batch.
         t = {
             "ens": ensemble, "main": p_main, "obj": p_obj, "parts": p_parts, "parts_each": p_parts_each,
-            "obj_box": obj_orig, "win": win_orig, "scores": out.window_scores.float(), "order": order,
-            "fused": fused, "default": out.object_default, "a": out.a, "cfm": out.cfm, "fw": out.fw, "a_o": out.a_object,
+            "obj_box": obj_orig, "win": win_orig, "scores": window_scores.float(), "order": order,
+            "fused": fused, "default": object_default, "a": a_main, "cfm": cfm, "fw": fw, "a_o": a_object,
         }
         if flat_e is not None:
             t["e"] = flat_e
         h = {key: (v.detach().float() if v.is_floating_point() else v.detach()).to("cpu").numpy() for key, v in t.items()}
         e_host = np.split(h["e"], np.cumsum([a * b for a, b in e_shapes])[:-1]) if flat_e is not None else []
-        scale_ids = out.window_scale.to("cpu").numpy()
+        scale_ids = window_scale.to("cpu").numpy()
         preds = []
         for i, im in enumerate(images):
             windows = [

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score
 from torchvision.ops import box_iou
 
 BoxList = Sequence[Sequence[float]]
 
 
-def classification_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float = 0.5) -> dict:
+def classification_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> dict:
     """accuracy, κ, AUC, F1 per class, JPE (eq. 12), sensitivity, specificity."""
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
@@ -44,7 +45,7 @@ def classification_metrics(y_true: Sequence[int], prob: Sequence[float], thresho
     }
 
 
-def best_kappa_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+def best_kappa_threshold(y_true: ArrayLike, prob: ArrayLike) -> float:
     """Threshold in (0, 1) that maximises Cohen's κ (ties: closest to 0.5)."""
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)

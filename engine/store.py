@@ -14,6 +14,7 @@ the new one; an installed model's SHA-256 is recorded and checked on use.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import json
 import os
@@ -96,7 +97,7 @@ class ModelStore:
         """The bundled model first, then the fine-tuned ones, newest first."""
         return [m for m in [self.builtin()] if m is not None] + self.installed()
 
-    def installed(self) -> list[InstalledModel]:
+    def installed(self) -> builtins.list[InstalledModel]:
         """The fine-tuned models, newest first; a damaged folder is left out (it cannot be
         used). Reads only their info.json: no checkpoint is loaded or hashed."""
         found = []

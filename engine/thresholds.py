@@ -9,9 +9,8 @@ A point is *reached* by probability ``p`` when ``p >= threshold``, as ``Predicti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: The sensitive operating point finds at least this share of the abnormal val images.
 TARGET_SENSITIVITY = 0.90
@@ -31,7 +30,7 @@ N_BOOTSTRAP = 500
 BOOTSTRAP_SEED = 0
 
 
-def rates(probabilities: Sequence[float], labels: Sequence[int], threshold: float) -> tuple[float | None, float | None]:
+def rates(probabilities: ArrayLike, labels: ArrayLike, threshold: float) -> tuple[float | None, float | None]:
     """(sensitivity, specificity) of ``p >= threshold``; None for a class with no image."""
     p, y = _arrays(probabilities, labels)
     flagged = p >= threshold
@@ -41,7 +40,7 @@ def rates(probabilities: Sequence[float], labels: Sequence[int], threshold: floa
     return sens, spec
 
 
-def candidate_thresholds(probabilities: Sequence[float]) -> np.ndarray:
+def candidate_thresholds(probabilities: ArrayLike) -> np.ndarray:
     """Every threshold that gives a different decision on these probabilities, increasing:
     the lowest probability (flags all), midpoints between consecutive distinct
     probabilities (a margin either side for unseen images), and one above the highest."""
@@ -52,7 +51,7 @@ def candidate_thresholds(probabilities: Sequence[float]) -> np.ndarray:
     return np.concatenate([u[:1], (u[1:] + u[:-1]) / 2, [top]])
 
 
-def sensitive_threshold(probabilities: Sequence[float], labels: Sequence[int], target: float = TARGET_SENSITIVITY) -> float | None:
+def sensitive_threshold(probabilities: ArrayLike, labels: ArrayLike, target: float = TARGET_SENSITIVITY) -> float | None:
     """The highest candidate threshold whose sensitivity is ≥ ``target``; None without
     abnormal images. Sensitivity only falls as the threshold rises, and the lowest
     candidate reaches 1.0, so one always exists."""
@@ -64,7 +63,7 @@ def sensitive_threshold(probabilities: Sequence[float], labels: Sequence[int], t
     return float(c[np.flatnonzero(sens >= target - 1e-12)[-1]])
 
 
-def specific_threshold(probabilities: Sequence[float], labels: Sequence[int], target: float = TARGET_SPECIFICITY) -> float | None:
+def specific_threshold(probabilities: ArrayLike, labels: ArrayLike, target: float = TARGET_SPECIFICITY) -> float | None:
     """The lowest candidate threshold whose specificity is ≥ ``target``; None without
     normal images (the highest candidate reaches 1.0, so one always exists)."""
     p, y = _arrays(probabilities, labels)
@@ -75,7 +74,7 @@ def specific_threshold(probabilities: Sequence[float], labels: Sequence[int], ta
     return float(c[np.flatnonzero(spec >= target - 1e-12)[0]])
 
 
-def kappa_threshold(probabilities: Sequence[float], labels: Sequence[int]) -> float:
+def kappa_threshold(probabilities: ArrayLike, labels: ArrayLike) -> float:
     """:func:`engine.metrics.best_kappa_threshold` (same candidates, same tie rule),
     vectorised over the candidates for the bootstrap: Cohen's κ from the confusion counts,
     ``(p_o − p_e) / (1 − p_e)``, 0 where ``p_e = 1``. Tested equal to the scikit-learn one."""
@@ -98,7 +97,7 @@ def kappa_threshold(probabilities: Sequence[float], labels: Sequence[int]) -> fl
     return float(c[best[np.argmin(np.abs(c[best] - 0.5))]])
 
 
-def borderline_half_width(probabilities: Sequence[float], labels: Sequence[int], n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[float, tuple[float, float] | None]:
+def borderline_half_width(probabilities: ArrayLike, labels: ArrayLike, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[float, tuple[float, float] | None]:
     """(half-width, bootstrap 95 % interval) of the borderline band.
 
     The default threshold is the κ-optimal one on validation; resampling the validation
@@ -120,7 +119,7 @@ def borderline_half_width(probabilities: Sequence[float], labels: Sequence[int],
     return float(np.clip((hi - lo) / 2, *HALF_WIDTH_RANGE)), (lo, hi)
 
 
-def _arrays(probabilities: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(probabilities: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(probabilities, dtype=float).ravel()
     y = np.asarray(labels, dtype=int).ravel()
     if p.shape != y.shape:

@@ -27,18 +27,17 @@ from engine.study import StudyIndex
 
 from .about import AboutDialog
 from .analysis import AnalysisMixin
-from .findings import DISCLAIMER
 from .browser import ProblemPanel, StudyBrowser
 from .decoder import shared_pool
 from .export_dialog import ExportDialog
-from .findings import FindingsPanel
+from .findings import DISCLAIMER, FindingsPanel
 from .finetune_panel import FineTunePanel
 from .menus import build_menus
 from .model_manager import ModelManagerDialog
 from .outbox_dialog import OutboxDialog
 from .overlays import LAYERS, Overlays
-from .settings import AppSettings, SettingsDialog
 from .session import OpenStudy, plural
+from .settings import AppSettings, SettingsDialog
 from .studyflow import StudyFlowMixin
 from .summary import StudySummary
 from .thumbs import ThumbnailLoader

@@ -14,9 +14,9 @@ Worker threads call the blocking methods; the UI thread never does.
 from __future__ import annotations
 
 import atexit
-import os
 import logging
 import multiprocessing
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool

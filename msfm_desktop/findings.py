@@ -14,11 +14,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
 
+from engine.style import LESION_COLOUR, OBJECT_COLOUR, VERDICT_COLOURS, rank_colour
 from engine.types import Prediction
 
 from .overlays import map_lut
-from engine.style import LESION_COLOUR, OBJECT_COLOUR, VERDICT_COLOURS, rank_colour
-
 from .session import ImageRef
 
 NOT_ANALYSED = "Not analysed. Analyse ▸ Analyse image (Ctrl+R)."

@@ -20,15 +20,24 @@ Part-window labels are short rank numbers, moved apart when they would overlap.
 
 from __future__ import annotations
 
-import pyqtgraph as pg
 import cv2
 import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 from engine.style import (
-    ALPHA_FROM, ALPHA_FULL, COLOUR_MAP, FUSED_COLOUR, LESION_COLOUR, MAP_LAYERS, OBJECT_COLOUR, TONED_DOWN, TRUTH_COLOUR, rank_colour,
+    ALPHA_FROM,
+    ALPHA_FULL,
+    COLOUR_MAP,
+    FUSED_COLOUR,
+    LESION_COLOUR,
+    MAP_LAYERS,
+    OBJECT_COLOUR,
+    TONED_DOWN,
+    TRUTH_COLOUR,
+    rank_colour,
 )
 from engine.types import Prediction
 

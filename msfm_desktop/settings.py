@@ -12,18 +12,28 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-    QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from engine.checkpoint import describe_checkpoint
-from engine.errors import CheckpointError
 from engine.device import DEVICES
+from engine.errors import CheckpointError
 from engine.resources import DEFAULT_MODEL
 from engine.style import LAYER_LABELS
 
 from .overlays import DEFAULT_VISIBLE, LAYERS
-
 
 
 def _bool(v: object, default: bool) -> bool:

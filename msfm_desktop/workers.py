@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,7 +143,10 @@ class LoadWorker(QObject):
         self.finished.emit(self.token, self.path, self.frame, result)
 
 
-_predictors: dict[tuple, object] = {}
+#: Models kept loaded: the active one and the one before it (a comparison, a switch back).
+#: A model switch no longer keeps every earlier model in memory.
+PREDICTOR_CACHE_SIZE = 2
+_predictors: "OrderedDict[tuple, object]" = OrderedDict()
 _predictors_lock = threading.Lock()
 
 
@@ -150,17 +154,33 @@ def get_predictor(checkpoint: Path, device: str, enforce_scope: bool = True):
     """The :class:`engine.infer.Predictor` for a checkpoint file and device, built once
     (0.5 s) and shared by the image and study workers: inference only reads the model,
     so concurrent use is safe. Keyed by the file's size and mtime too, so a file replaced
-    at the same path is loaded afresh, and by the intended-use check (off only for
-    research use)."""
+    at the same path is loaded afresh. The research-use variant (no intended-use check)
+    shares the loaded model. The least recently used model beyond
+    :data:`PREDICTOR_CACHE_SIZE` is dropped."""
+    import copy
+
     from engine.infer import Predictor
 
     st = checkpoint.stat() if checkpoint.exists() else None
-    key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device, enforce_scope)
+    key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device)
     with _predictors_lock:
         predictor = _predictors.get(key)
         if predictor is None:
-            predictor = _predictors[key] = Predictor.from_checkpoint(checkpoint, device, enforce_scope=enforce_scope)
+            predictor = _predictors[key] = Predictor.from_checkpoint(checkpoint, device, enforce_scope=True)
+            while len(_predictors) > PREDICTOR_CACHE_SIZE:
+                _predictors.popitem(last=False)
+        _predictors.move_to_end(key)
+    if enforce_scope:
         return predictor
+    research = copy.copy(predictor)  # the same model and weights, without the intended-use check
+    research.enforce_scope = False
+    return research
+
+
+def cached_predictors() -> int:
+    """How many models the cache holds (for tests and the About box)."""
+    with _predictors_lock:
+        return len(_predictors)
 
 
 class AnalyseWorker(QObject):

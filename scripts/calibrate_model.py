@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from engine.config import ModelConfig
 from engine.calibration import MAP_KINDS, Calibration, calibrate
-from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
+from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
+from engine.config import ModelConfig
 from engine.data import load_samples
 from engine.evaluate import predict_samples
 from engine.infer import Predictor

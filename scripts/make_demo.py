@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ComputedRadiographyImageStorage as CRImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ComputedRadiographyImageStorage as CRImageStorage
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "resources" / "demo"

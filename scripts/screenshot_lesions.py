@@ -19,7 +19,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
-
 from screenshot_tour import wait  # noqa: E402  (this folder is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -49,7 +49,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_lesion_tau import DEFAULT_GRID, RULE, best_iou, format_table, pick, score_tau
 
-from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
+from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.config import ModelConfig
 from engine.data import load_samples
 from engine.evaluate import predict_samples
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     model, info, cfg = build_model(args.checkpoint, args.overrides, args.device)
     predictor = Predictor(model, info, args.device, args.batch_size, enforce_scope=False)  # the split was chosen by hand
     samples = load_samples(args.labels).split(args.split)
-    progress = lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+    def progress(done, total):
+        return print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     kept, preds, errors = predict_samples(predictor, samples, progress)
     per_image = (time.perf_counter() - t0) / max(1, len(preds))

@@ -37,7 +37,7 @@ import torch
 from torchvision.ops import box_iou
 
 from engine.calibration import Calibration
-from engine.checkpoint import rewrite_checkpoint, load_checkpoint, read_checkpoint
+from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.data import load_samples
 from engine.errors import ImageLoadError
 from engine.evidence import peak_and_box

@@ -218,3 +218,23 @@ def test_event_loop_keeps_running_while_the_model_works(qtbot, tmp_path, setting
         print(f"{run.__name__}: {len(ticks)} ticks, longest gap {np.diff(ticks).max() * 1000:.0f} ms")
         assert len(ticks) >= 5  # work on the UI thread would leave no tick until it ended
     assert win.summary.table.rowCount() == 8
+
+
+def test_the_predictor_cache_keeps_two_models_and_shares_one_for_research_use(tmp_path, resnet18_model):
+    from engine.checkpoint import save_checkpoint
+    from msfm_desktop import workers
+
+    workers._predictors.clear()
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"m{i}.pt")
+        save_checkpoint(paths[-1], resnet18_model, {"name": f"M{i}"})
+    first = workers.get_predictor(paths[0], "cpu")
+    research = workers.get_predictor(paths[0], "cpu", enforce_scope=False)
+    assert research.model is first.model and first.enforce_scope and not research.enforce_scope
+    workers.get_predictor(paths[1], "cpu")
+    workers.get_predictor(paths[0], "cpu")  # used again: the most recent
+    workers.get_predictor(paths[2], "cpu")
+    assert workers.cached_predictors() == 2
+    assert workers.get_predictor(paths[0], "cpu") is first  # kept; m1 was dropped
+    workers._predictors.clear()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.boxes import crop_resize, crop_to_parent, fuse_boxes, fusion_weights, grid_to_pixels, scale_to_original
-from tests.reference_msfm import crop_grid_sample
+from reference.msfm import crop_grid_sample
 
 
 def test_fusion_weights_are_normalised_powers_of_gamma():

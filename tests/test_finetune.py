@@ -123,9 +123,8 @@ def test_preview_decodes_every_image_and_needs_enough_of_each_class(tmp_path, ba
 
 
 def test_a_held_out_split_without_both_classes_cannot_start(tmp_path, xray_rows):
-    from tests.conftest import make_tiny_csv
-
     from engine.finetune import preview
+    from tests.conftest import make_tiny_csv
 
     root = tmp_path / "tiny"
     make_tiny_csv(root, xray_rows, n_train=20, n_val=8)  # 10 + 4 of each class

@@ -18,7 +18,7 @@ from engine.io import load_image
 from engine.model.fma import FMA
 from engine.model.msfm import MSFM
 from engine.resources import DEFAULT_MODEL
-from tests.reference_msfm import reference_predict
+from reference.msfm import reference_predict
 
 # A v1-shaped config (the shipped model's geometry) without FMA, so most tests stay cheap.
 V1 = {"backbone": "efficientnet_lite0", "input_size": 320, "part_size": 224, "fma": FMAConfig(enabled=False)}
@@ -142,7 +142,8 @@ def test_window_score_ranks_by_the_chosen_map(x01, kind):
     with torch.no_grad():
         out = model(x01)
     m, a = out.m_object.double(), out.a_object.double()
-    unit = lambda t: (t - t.amin(dim=(1, 2), keepdim=True)) / (t.amax(dim=(1, 2), keepdim=True) - t.amin(dim=(1, 2), keepdim=True))
+    def unit(t):
+        return (t - t.amin(dim=(1, 2), keepdim=True)) / (t.amax(dim=(1, 2), keepdim=True) - t.amin(dim=(1, 2), keepdim=True))
     rank_map = m if kind == "class" else unit(a) * unit(m)
     cells = (out.windows / 32).round().long()
     for b in range(2):

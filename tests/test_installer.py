@@ -21,7 +21,6 @@ from PIL import Image
 
 from tests.conftest import DICOM, REPO
 
-
 INSTALLER = REPO / "installer"
 ICONS = REPO / "resources" / "icons"
 VENV_BIN = Path(sys.executable).parent

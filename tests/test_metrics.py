@@ -9,7 +9,14 @@ from engine.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval, resa
 from engine.data.sources import Sample
 from engine.evaluate import FMARecords, _path_key, build_records, figures, read_hardware_flags
 from engine.metrics import (
-    best_kappa_threshold, cam_box, classification_metrics, darkened_shares, localization_metrics, map_peak, point_box_distance, study_level,
+    best_kappa_threshold,
+    cam_box,
+    classification_metrics,
+    darkened_shares,
+    localization_metrics,
+    map_peak,
+    point_box_distance,
+    study_level,
 )
 from engine.types import ModelInfo, Prediction, StageMaps, Window
 

@@ -9,8 +9,8 @@ import torch
 from engine.errors import ImageLoadError
 from engine.infer import Predictor, predict
 from engine.io import load_image, load_images
+from reference.msfm import reference_predict
 from tests.conftest import DICOM
-from tests.reference_msfm import reference_predict
 
 
 def _inside(box, w, h, tol=1e-3):

@@ -15,8 +15,18 @@ import pytest
 
 from engine.io import load_image, load_images
 from engine.scope import (
-    MAX_REPEATED_LINES, MIN_GREY_LEVELS, MIN_SIDE, OUT_OF_SCOPE_PREFIX, OutOfScope, body_part_in_scope, check_scope, describe,
-    describe_research, grey_levels, repeated_line_fraction, scope_problems,
+    MAX_REPEATED_LINES,
+    MIN_GREY_LEVELS,
+    MIN_SIDE,
+    OUT_OF_SCOPE_PREFIX,
+    OutOfScope,
+    body_part_in_scope,
+    check_scope,
+    describe,
+    describe_research,
+    grey_levels,
+    repeated_line_fraction,
+    scope_problems,
 )
 from tests.conftest import DICOM, XRAY
 

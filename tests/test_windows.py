@@ -7,7 +7,7 @@ from torchvision.ops import nms
 from engine.config import DEFAULT_WINDOW_SCALES, ModelConfig
 from engine.errors import ConfigError
 from engine.model.windows import WindowGeometry, select_windows
-from tests.reference_msfm import np_nms
+from reference.msfm import np_nms
 
 
 def test_window_counts_per_ratio_on_14_grid():

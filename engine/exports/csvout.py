@@ -96,7 +96,7 @@ def out_of_scope_row(o: OutOfScope, when: str) -> dict:
     row = dict.fromkeys(CSV_FIELDS, "")
     row.update({
         "file": o.file, "frame": _frame(o.frame), "sop_instance_uid": o.meta.get("SOPInstanceUID", ""),
-        "width": "" if o.width is None else o.width, "height": "" if o.height is None else o.height, "time": when,
+        "width": "" if o.width is None else str(o.width), "height": "" if o.height is None else str(o.height), "time": when,
         "patient_id": o.meta.get("PatientID", ""), "study_instance_uid": o.meta.get("StudyInstanceUID", ""),
         "intended_use": describe(o.reason),
     })

@@ -81,7 +81,7 @@ def _algorithm(pred: Prediction) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(name="MSFM", version=__version__, parameters=[f"model sha256 {pred.model.sha256}", f"backbone {pred.model.backbone}"])
 
 
-def _fix_type2c(ds: pydicom.Dataset, ref: pydicom.Dataset) -> None:
+def _fix_type2c(ds: pydicom.Dataset, ref: pydicom.Dataset | None) -> None:
     """Type 2C attributes highdicom leaves out: present (maybe empty) as PS3.3 asks."""
     if "Laterality" not in ds:
         ds.Laterality = ref.get("Laterality", "") if ref is not None else ""
@@ -141,8 +141,8 @@ def image_from_pixels(pred: Prediction, pixels01: np.ndarray, study: NewStudy, s
         instance_number=instance_number, manufacturer=MANUFACTURER, patient_orientation=("L", "F"), study_date=study.when.date(), study_time=study.when.time(),
         patient_id=study.patient_id, patient_name=study.patient_name,
     )
-    ds.ContentDate, ds.ContentTime = study.when.strftime("%Y%m%d"), study.when.strftime("%H%M%S")
-    ds.PatientOrientation = ""  # unknown for a PNG; Type 2 allows empty
+    ds.ContentDate, ds.ContentTime = study.when.strftime("%Y%m%d"), study.when.strftime("%H%M%S")  # type: ignore[assignment]  # pydicom converts
+    ds.PatientOrientation = ""  # type: ignore[assignment]  # unknown for a PNG; Type 2 allows empty
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: file names in the comments may be any script
     ds.SeriesDescription = "MSFM import of a PNG/JPEG radiograph"
     ds.StudyDescription = study.description
@@ -163,7 +163,7 @@ def secondary_capture(pred: Prediction, ref: pydicom.Dataset, pixels01: np.ndarr
         manufacturer=MANUFACTURER, patient_orientation=orientation if len(orientation) == 2 else ("L", "F"),
     )
     if len(orientation) != 2:
-        ds.PatientOrientation = ""
+        ds.PatientOrientation = ""  # type: ignore[assignment]  # Type 2: empty when unknown
     ds.BurnedInAnnotation = "YES"
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.SeriesDescription = _series_description(pred, "overlay")
@@ -205,9 +205,11 @@ def structured_report(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -
         groups.append(roi(pred.fused_box, "MSFM fused box", result, True))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=device_observer_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_observer_uid(), name="MSFM", model_name=pred.model.backbone, manufacturer_name=MANUFACTURER),
     )
-    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer), procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=groups)
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+                                     procedure_reported=RADIOGRAPHIC_PROCEDURE, imaging_measurements=groups)
     ds = hd.sr.ComprehensiveSR(
         evidence=[ref], content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["sr"], sop_instance_uid=generate_uid(),
         instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, is_complete=True,
@@ -307,4 +309,5 @@ def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) 
     return ds
 
 
-__all__ = ["presentation_lut_shape", "NewStudy", "pseudonymous_patient", "SeriesUIDs", "image_from_pixels", "secondary_capture", "structured_report", "presentation_state", "box_polyline"]
+__all__ = ["presentation_lut_shape", "NewStudy", "patient_problem", "pseudonymous_patient", "SeriesUIDs", "image_from_pixels", "secondary_capture",
+           "structured_report", "presentation_state", "box_polyline"]

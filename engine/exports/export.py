@@ -22,10 +22,11 @@ from ..errors import ImageLoadError
 from ..io import is_dicom, load_image, read_dataset
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS
+from .deidentify import deidentify
 from .dicom_objects import NewStudy, SeriesUIDs, image_from_pixels, presentation_state, pseudonymous_patient, secondary_capture, structured_report
 from .installation import device_observer_uid
-from .deidentify import deidentify
 from .writer import WriteGroup
+
 
 @dataclass
 class ExportOptions:
@@ -146,8 +147,10 @@ def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, Se
     else:
         study, number = new_studies.for_file(pred.file)
         uids = series.setdefault(study.study_uid, SeriesUIDs.new())
+        assert pixels is not None
         ref = out["image"] = image_from_pixels(pred, pixels, study, uids.image, number)
     if options.sc:
+        assert pixels is not None
         out["sc"] = secondary_capture(pred, ref, pixels, uids.sc, options.layers, options.calibration)
     if options.sr:
         out["sr"] = structured_report(pred, ref, uids.sr)

@@ -76,7 +76,7 @@ def _associate(ae, cfg: PacsConfig):
 
 def echo(cfg: PacsConfig) -> tuple[bool, str]:
     """C-ECHO: (True, "…") when the peer answers with Success."""
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time
 
     ae = _ae(cfg)
     ae.add_requested_context(Verification)

@@ -181,6 +181,7 @@ def _source_refs(study: StudyReport, anonymise: bool) -> list[tuple[str, str]]:
     refs: list[tuple[str, str]] = []
     for p, res in study.items:
         written = [res.files[k] for k in ("source", "image") if res is not None and k in res.files]
+        ds: pydicom.Dataset
         if written:
             ds = pydicom.dcmread(written[0], stop_before_pixels=True)
         elif not anonymise and is_dicom(p.file):

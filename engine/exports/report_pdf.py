@@ -68,7 +68,8 @@ def finding_lines(pred: Prediction, calibration=None) -> list[str]:
     if calibration is not None:
         verdict, reached = calibration.band(pred.probability)
         if verdict in ("borderline", "possible"):
-            lines.append(f"Verdict: {verdict} ({'within the borderline band around the threshold' if verdict == 'borderline' else 'flagged only at the sensitive operating point'})")
+            why = "within the borderline band around the threshold" if verdict == "borderline" else "flagged only at the sensitive operating point"
+            lines.append(f"Verdict: {verdict} ({why})")
     box = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
     what = "lesion box" if pred.lesion_box is not None else "region (fused box)"
     x0, y0, x1, y1 = (float(v) for v in box)

@@ -212,7 +212,8 @@ def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
     except PermissionError as exc:
         raise ImageLoadError(p, "permission denied") from exc
     except Exception as exc:  # the parser raises many types on damaged files (struct.error on a cut header, ...)
-        raise ImageLoadError(p, f"not a readable DICOM file: {type(exc).__name__}: {exc}" if not isinstance(exc, InvalidDicomError) else f"not a readable DICOM file: {exc}") from exc
+        why = str(exc) if isinstance(exc, InvalidDicomError) else f"{type(exc).__name__}: {exc}"
+        raise ImageLoadError(p, f"not a readable DICOM file: {why}") from exc
     try:
         ts_uid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
         sop_uid = ds.get("SOPClassUID")

@@ -41,8 +41,7 @@ def read_raster(path: str | Path) -> LoadedImage:
                 if w * h > MAX_PIXELS or w <= 0 or h <= 0:
                     raise ImageLoadError(p, f"image declares {w}x{h} pixels, above the {MAX_PIXELS:,}-pixel limit; refused before decoding")
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                arr = _to_grey01(im)
+                arr = _to_grey01(ImageOps.exif_transpose(im))
     except ImageLoadError:
         raise
     except UnidentifiedImageError as exc:

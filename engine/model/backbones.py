@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .registry import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, TF_MEAN, TF_STD  # noqa: F401  (the means: this module's API)
 from ..errors import CheckpointError, ConfigError
+from .registry import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, TF_MEAN, TF_STD  # noqa: F401  (the means: this module's API)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,9 @@ class Backbone(nn.Module):
             warning) or a path to a state-dict file.
     """
 
+    mean: Tensor  # (1, 3, 1, 1) normalisation buffers
+    std: Tensor
+
     def __init__(self, name: str, num_classes: int = 2, pretrained: str | Path = "none") -> None:
         super().__init__()
         if name not in REGISTRY:
@@ -136,8 +139,8 @@ class Backbone(nn.Module):
                 warnings.warn(msg, stacklevel=3)
                 log.warning(msg)
                 return "random"
-            state = {k: v for k, v in state.items() if not k.startswith(head)}
-            missing, unexpected = self.encoder.load_state_dict(state, strict=False)
+            kept = {k: v for k, v in state.items() if not k.startswith(head)}
+            missing, unexpected = self.encoder.load_state_dict(kept, strict=False)
             if missing or unexpected:
                 raise CheckpointError(f"{pretrained}: not {self.name} ImageNet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
             return str(pretrained)
@@ -151,8 +154,9 @@ class Backbone(nn.Module):
         else:
             state = _resnet_state(self.name, pretrained)  # same file loading rules
             source = str(pretrained)
-        state = {k: v for k, v in state.items() if not k.startswith(head)}
-        self.encoder.load_state_dict(state, strict=True)
+        if state is None:
+            raise CheckpointError(f"no weights for {self.name} in {pretrained}")
+        self.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)}, strict=True)
         return source
 
     # -- forward ---------------------------------------------------------------------

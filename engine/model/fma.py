@@ -39,7 +39,7 @@ class FMA(nn.Module):
     def net(self) -> Backbone:
         return self._net[0]
 
-    def _apply(self, fn, recurse=True):  # type: ignore[override]
+    def _apply(self, fn, recurse=True):
         # .to(device), .half(), channels_last ... must reach the hidden network too.
         self._net[0]._apply(fn)
         return super()._apply(fn, recurse)

@@ -9,7 +9,6 @@ and runs without gradients, as in the paper.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,11 +170,12 @@ class MSFM(nn.Module):
         with torch.no_grad():
             a_o = feats_o.detach().float().sum(dim=1)
             m_object = class_map(feats_o, contrast)
-            rank_map = window_rank_map(a_o, m_object, cfg.window_score)
+            base_map = window_rank_map(a_o, m_object, cfg.window_score)
+            rank_map: Tensor | list[Tensor] = base_map
             if cfg.lesion_windows and cfg.lesion_window_score not in (None, cfg.window_score):
                 # Lesion-sized windows ranked on their own map; the configured scales keep theirs.
-                lesion_map = window_rank_map(a_o, m_object, cfg.lesion_window_score)
-                rank_map = [rank_map] * len(cfg.window_scales) + [lesion_map]
+                lesion_map = window_rank_map(a_o, m_object, str(cfg.lesion_window_score))
+                rank_map = [base_map] * len(cfg.window_scales or ()) + [lesion_map]
             win_grid, win_scores, win_scale = select_windows(rank_map, self.geometry, cfg.object_windows_per_scale, cfg.nms_iou)
             windows = grid_to_pixels(win_grid, cs, go)
             p = windows.shape[1]

@@ -56,9 +56,9 @@ class TimmEfficientNet:
     def build(self, network: str, output_stride: int = 32) -> tuple[Any, int]:
         import timm
 
-        kw = {"output_stride": 16} if output_stride == 16 else {}
+        kw: dict[str, Any] = {"output_stride": 16} if output_stride == 16 else {}
         net = timm.create_model(network, pretrained=False, num_classes=0, global_pool="", **kw)
-        return net, net.num_features
+        return net, int(net.num_features)  # type: ignore[arg-type]  # timm stores an int
 
     def features(self, encoder, x):
         return encoder.forward_features(x)

@@ -51,10 +51,8 @@ class WindowGeometry:
 
         ``a`` may also be a list with one (B, g, g) map per scale: each scale's windows are
         scored on their own map (lesion-sized windows may be ranked differently)."""
-        maps = [m.float().unsqueeze(1) for m in a] if isinstance(a, (list, tuple)) else None
-        x = a.float().unsqueeze(1) if maps is None else None
-        return torch.cat([F.avg_pool2d(x if maps is None else maps[s], (h, w), stride=1).flatten(1)
-                          for (h, w), s in zip(self.sizes, self.size_scale)], dim=1)
+        maps = [m.float().unsqueeze(1) for m in a] if isinstance(a, (list, tuple)) else [a.float().unsqueeze(1)] * (max(self.size_scale, default=0) + 1)
+        return torch.cat([F.avg_pool2d(maps[s], (h, w), stride=1).flatten(1) for (h, w), s in zip(self.sizes, self.size_scale)], dim=1)
 
 
 def select_windows(a: Tensor | list[Tensor], geometry: WindowGeometry, per_scale: tuple[int, ...], iou: float) -> tuple[Tensor, Tensor, Tensor]:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,9 @@ from ..accel import amp_context, prepare_for_device, to_device
 from ..calibration import MAP_KINDS, calibrate
 from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
+from ..device import resolve_device
 from ..errors import MSFMError
 from ..evaluate import evaluate_predictions, plain_outputs, predict_samples, tune_gamma
-from ..device import resolve_device
 from ..infer import Predictor
 from ..metrics import best_kappa_threshold, classification_metrics
 from ..model.msfm import MSFM
@@ -111,7 +111,7 @@ def _compact(m: dict) -> dict:
     return out
 
 
-def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
+def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
     """Train MSFM (or the plain baseline) as configured, yielding events; see module doc."""
     dist = ddp.dist_from_env()
     device = ddp.init(dist, resolve_device(cfg.device))
@@ -213,7 +213,8 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
                                        parts_loss, mcfg.abnormal_index, mcfg.num_paper_windows)
                 total = losses["total"]
                 if not torch.isfinite(total):
-                    raise TrainingError(f"loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}; stopped (the last good checkpoint {last_path} is kept). Try a lower learning rate.")
+                    raise TrainingError(f"loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}; stopped "
+                                        f"(the last good checkpoint {last_path} is kept). Try a lower learning rate.")
                 opt.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(total).backward()
@@ -226,7 +227,8 @@ def train(cfg: TrainConfig) -> Iterator[TrainEvent]:
                 n_images += len(y)
                 loss_sum += float(total.detach())
                 n_batches += 1
-                yield BatchEnd(epoch, step, steps_per_epoch, {k: float(v.detach()) for k, v in losses.items()}, opt.param_groups[0]["lr"], len(y), time.perf_counter() - t0, batch["errors"])
+                yield BatchEnd(epoch, step, steps_per_epoch, {k: float(v.detach()) for k, v in losses.items()}, opt.param_groups[0]["lr"],
+                               len(y), time.perf_counter() - t0, batch["errors"])
                 if dist.is_main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
                     yield CheckpointSaved(str(last_path), "last", save_last(epoch, step))
             train_seconds = time.perf_counter() - t_epoch
@@ -295,6 +297,8 @@ def _init_model(cfg: TrainConfig) -> MSFM:
     which the three stages share, as the paper starts from a backbone already trained on
     the target data (its ResNet-50 "pre-trained on the MURA dataset").
     """
+    if cfg.init is None:
+        raise TrainingError("no --init checkpoint to start from")
     ck = load_checkpoint(cfg.init, "cpu")
     if ck.meta.get("kind") != "plain" or cfg.model == "plain":
         s = cfg.init_input_size

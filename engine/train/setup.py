@@ -14,7 +14,6 @@ from ..config import FMAConfig, ModelConfig
 from ..data.sources import DataError, Sample, check_usable, load_samples
 from ..errors import ConfigError
 
-
 #: ``msfm train --fma-variant`` (SPEC §3b "FMA variants").
 FMA_VARIANTS: tuple[str, ...] = ("paper", "mild", "saturation", "off")
 
