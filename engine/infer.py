@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Union
 
@@ -52,7 +52,7 @@ def _need(t: torch.Tensor | None, name: str) -> torch.Tensor:
     return t
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadFailure:
     """An input that could not be read: its path and a one-line reason."""
 
@@ -60,7 +60,7 @@ class LoadFailure:
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictProgress:
     """One step of :meth:`Predictor.iter_predict`: results of the batch just finished, an
     unreadable input (``errors``) or images outside the model's intended use, which were
@@ -197,9 +197,7 @@ class Predictor:
         if not batch:
             return []
         preds = self.predict_batch([im for im, _ in batch])
-        for p, (_, reason) in zip(preds, batch):
-            p.outside_intended_use = reason
-        return preds
+        return [replace(p, outside_intended_use=reason) for p, (_, reason) in zip(preds, batch)]
 
     @staticmethod
     def _load(item: ImageInput, loader: Loader | None = None) -> list[LoadedImage]:
@@ -291,14 +289,14 @@ class Predictor:
                 Window(box=tuple(float(v) for v in h["win"][i, j]), score=float(h["scores"][i, j]), scale=int(scale_ids[j]) + 1)  # type: ignore[arg-type]
                 for j in h["order"][i]
             ]
+            evidence = e_host[i].reshape(e_shapes[i]).astype(np.float32) if flat_e is not None else None
             maps = StageMaps(
                 a=h["a"][i].astype(np.float32), cfm=h["cfm"][i].astype(np.float32), cam=h["cfm"][i, k].astype(np.float32),
-                fw=h["fw"][i].astype(np.float32), a_object=h["a_o"][i].astype(np.float32),
+                fw=h["fw"][i].astype(np.float32), a_object=h["a_o"][i].astype(np.float32), evidence=evidence,
             )
             peak = lesion = e_max = None
-            if flat_e is not None:
-                maps.evidence = e_host[i].reshape(e_shapes[i]).astype(np.float32)
-                peak, lesion, e_max = peak_and_box(maps.evidence, im.width, im.height, cfg.lesion_tau)
+            if evidence is not None:
+                peak, lesion, e_max = peak_and_box(evidence, im.width, im.height, cfg.lesion_tau)
             prob = float(h["ens"][i])
             preds.append(
                 Prediction(

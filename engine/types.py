@@ -25,7 +25,7 @@ class DisplayWindow:
     hi: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedImage:
     """A radiograph ready for the model.
 
@@ -95,7 +95,7 @@ class ModelInfo:
     threshold: float | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageMaps:
     """Grid-resolution maps for overlays, float32.
 
@@ -117,7 +117,7 @@ class StageMaps:
     evidence: np.ndarray | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prediction:
     """MSFM's findings for one image (SPEC §5 JSON via :meth:`to_json`).
 

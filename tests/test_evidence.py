@@ -5,6 +5,8 @@ tests/test_pipeline.py; here: the class maps' units, the paste rules and the bil
 read-out on synthetic maps, the peak/box read-out, config and JSON.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -136,7 +138,7 @@ def test_json_carries_peak_lesion_box_and_evidence_only_when_present():
                    fused_box=(10, 10, 50, 50), maps=StageMaps(a=z, cfm=np.stack([z, z]), cam=z, fw=z, a_object=z),
                    model=ModelInfo(sha256="0", backbone="resnet18", input_size=448))
     assert p.maps.evidence is None and not {"peak", "lesion_box", "evidence"} & set(p.to_json())
-    p.peak, p.lesion_box, p.evidence_max = (12.3456, 20.0), (1.234, 2.0, 30.0, 40.987), 3.14159265
+    p = replace(p, peak=(12.3456, 20.0), lesion_box=(1.234, 2.0, 30.0, 40.987), evidence_max=3.14159265)
     js = p.to_json()
     assert js["peak"] == [12.35, 20.0] and js["lesion_box"] == [1.23, 2.0, 30.0, 40.99] and js["evidence"] == {"max": 3.141593}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainStarted:
     run_dir: str
     device: str
@@ -24,7 +24,7 @@ class TrainStarted:
     problems: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchEnd:
     epoch: int  # 0-based
     step: int  # 1-based within the epoch
@@ -36,7 +36,7 @@ class BatchEnd:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EpochEnd:
     epoch: int
     train_loss: float
@@ -46,20 +46,20 @@ class EpochEnd:
     seconds_per_image: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointSaved:
     path: str
     kind: str  # "last" | "best" | "cancel"
     sha256: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainMessage:
     level: str  # "info" | "warning"
     text: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainFinished:
     run_dir: str
     best_path: str | None
