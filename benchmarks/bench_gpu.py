@@ -21,7 +21,7 @@ from engine.config import ModelConfig
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.msfm import MSFM
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 
 

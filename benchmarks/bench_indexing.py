@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from engine.errors import ImageLoadError
 from engine.io import load_images
-from engine.study import index_study
+from engine.io.study import index_study
 
 UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 

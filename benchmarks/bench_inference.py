@@ -28,7 +28,7 @@ from engine.config import ModelConfig
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.msfm import MSFM
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 
 
 def floor_forward(model: MSFM, x: torch.Tensor) -> None:

@@ -20,7 +20,7 @@ from engine.accel import prepare_for_device, to_device
 from engine.config import ModelConfig
 from engine.io import load_image
 from engine.model.msfm import MSFM
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 
 

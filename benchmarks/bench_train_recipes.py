@@ -25,7 +25,7 @@ from common import XRAY, Row, print_rows, rotate
 from engine.accel import prepare_for_device, to_device
 from engine.io import load_image
 from engine.model.msfm import MSFM
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 from engine.recipes import DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE, LESION_RECIPE, V1_RECIPE
 from engine.train.loop import freeze_early_layers
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights

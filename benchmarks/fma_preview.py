@@ -19,7 +19,7 @@ from PIL import Image
 from engine.config import FMAConfig
 from engine.io import load_image
 from engine.model.fma import FMA
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = [REPO / "resources" / "demo" / f for f in ("IMG0000188.png", "IMG0000030.png", "IMG0001980.png", "IMG0002447.png")]

@@ -66,7 +66,7 @@ def measure(study: str, checkpoint: str = "default", train_data: str = "", train
         run_phase("analyse the study (batched)", win.analyse_study, win.analysing_study),
     ]
     if train_steps > 0 and train_data and Path(train_data).exists():
-        from engine.finetune import FineTuneConfig
+        from engine.library.finetune import FineTuneConfig
 
         panel = win.open_finetune()
         ft = FineTuneConfig(data=train_data, base=str(win.model), epochs=1, device="cpu", max_steps_per_epoch=train_steps, limit_val=16, input_size=train_size)

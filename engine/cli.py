@@ -141,10 +141,10 @@ def evaluation_summary(result: dict) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .checkpoint import load_checkpoint
     from .data.sources import load_samples
-    from .evaluate import evaluate, read_hardware_flags
+    from .evaluation.evaluate import evaluate, read_hardware_flags
     from .infer import Predictor
+    from .model.checkpoint import load_checkpoint
 
     ss = load_samples(args.data)
     samples = ss.split(args.split) if any(s.split for s in ss.samples) and args.split != "all" else ss.samples

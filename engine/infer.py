@@ -26,14 +26,14 @@ import torch
 
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
-from .calibration import Calibration
-from .checkpoint import load_checkpoint, state_sha256
 from .device import Device, resolve_device
 from .errors import CheckpointError, ImageLoadError
 from .evidence import evidence_maps, peak_and_box
 from .io import load_images
+from .model.calibration import Calibration
+from .model.checkpoint import load_checkpoint, state_sha256
 from .model.msfm import MSFM, MSFMOutput, bag_logits
-from .preprocess import make_batch
+from .model.preprocess import make_batch
 from .scope import OutOfScope, check_scope
 from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
 
@@ -104,7 +104,7 @@ class Predictor:
         self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size, threshold=float(cfg.threshold))
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
-        #: engine.calibration.Calibration of a model loaded from a checkpoint, else None.
+        #: engine.model.calibration.Calibration of a model loaded from a checkpoint, else None.
         self.calibration: Calibration | None = None
 
     @classmethod

@@ -6,6 +6,7 @@ so they can never disagree about which file "default" is.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,22 @@ DEMO_STUDY = RESOURCES / "demo"
 ICONS = RESOURCES / "icons"
 #: DejaVu Sans (its licence beside it): the PDF report prints names in any script.
 FONTS = RESOURCES / "fonts"
+
+
+DATA_ENV = "MSFM_DATA_DIR"
+APP_NAME, APP_AUTHOR = "MSFM Desktop", "MSFM"
+
+
+def data_dir() -> Path:
+    """The user data folder (``$MSFM_DATA_DIR``, else the platform's, e.g.
+    ``~/.local/share/MSFM Desktop``): installed models, fine-tuning runs, the PACS outbox,
+    this installation's identity."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR))
 
 
 def resolve_checkpoint(value: str | Path) -> Path:

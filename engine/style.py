@@ -32,7 +32,7 @@ LAYER_LABELS: dict[str, str] = {
 #: Heat maps: one is drawn at a time, in this order of preference.
 MAP_LAYERS: tuple[str, ...] = ("evidence", "cam", "a")
 
-#: Verdicts (engine.calibration) in words and colour.
+#: Verdicts (engine.model.calibration) in words and colour.
 VERDICT_WORDS = {"abnormal": "ABNORMAL", "borderline": "BORDERLINE", "possible": "POSSIBLE", "normal": "normal"}
 VERDICT_COLOURS = {"abnormal": "#ff5050", "borderline": "#ffb000", "possible": "#ffd060", "normal": "#80c080"}
 

@@ -18,12 +18,12 @@ from PySide6.QtCore import QSettings, Qt, QThread
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import __version__
-from engine.checkpoint import describe_checkpoint
 from engine.errors import CheckpointError
 from engine.exports.outbox import Outbox
+from engine.io.study import StudyIndex
+from engine.library.store import ModelStore
+from engine.model.checkpoint import describe_checkpoint
 from engine.resources import DEFAULT_MODEL
-from engine.store import ModelStore
-from engine.study import StudyIndex
 
 from .about import AboutDialog
 from .analysis import AnalysisMixin
@@ -217,8 +217,8 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
 
     @property
     def calibration(self):
-        """The active model's operating points and map scale (:mod:`engine.calibration`)."""
-        from engine.calibration import Calibration
+        """The active model's operating points and map scale (:mod:`engine.model.calibration`)."""
+        from engine.model.calibration import Calibration
 
         if self.model_info is not None and self.model_info.get("calibration") is not None:
             return self.model_info["calibration"]

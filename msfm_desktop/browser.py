@@ -9,7 +9,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QTreeWidget, QTreeWidgetItem
 
-from engine.study import StudyIndex
+from engine.io.study import StudyIndex
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 

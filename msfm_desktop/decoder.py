@@ -43,7 +43,7 @@ def _load_one(path: str, frame: int, apply_voi: bool) -> LoadedImage:
 
 
 def _thumbnail(path: str, size: int) -> np.ndarray:
-    from engine.thumbnails import load_thumbnail
+    from engine.io.thumbnails import load_thumbnail
 
     return load_thumbnail(path, size)
 
@@ -66,7 +66,7 @@ def _exit_with_parent(parent: int) -> None:
 def _warm() -> bool:
     import importlib
 
-    for module in ("engine.io", "engine.thumbnails"):
+    for module in ("engine.io", "engine.io.thumbnails"):
         importlib.import_module(module)
     return True
 

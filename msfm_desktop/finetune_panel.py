@@ -3,7 +3,7 @@ watch it learn, compare, and accept or keep the current model.
 
 Choosing a folder checks it in a :class:`~msfm_desktop.training.PreviewWorker` thread:
 only images that exist and decode are counted, and Fine-tune stays disabled, with the
-reason, while there are fewer than :data:`engine.finetune.MIN_PER_CLASS` of each class.
+reason, while there are fewer than :data:`engine.library.finetune.MIN_PER_CLASS` of each class.
 Training runs in a :class:`~msfm_desktop.training.TrainWorker` thread; the app stays
 usable. The new model is installed (a new file in the user data folder) only when the
 user accepts it after the side-by-side held-out comparison: Accept stays disabled until
@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.checkpoint import describe_checkpoint, read_checkpoint
 from engine.data.sources import DataError
 from engine.errors import CheckpointError
-from engine.finetune import DataPreview, FineTuneConfig, FineTuneRun, assess_comparison, list_runs
-from engine.store import ModelStore
+from engine.library.finetune import DataPreview, FineTuneConfig, FineTuneRun, assess_comparison, list_runs
+from engine.library.store import ModelStore
+from engine.model.checkpoint import describe_checkpoint, read_checkpoint
 from engine.train.events import BatchEnd, EpochEnd, TrainMessage, TrainStarted
 
 from .curves import TrainingCurves

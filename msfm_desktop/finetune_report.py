@@ -3,9 +3,9 @@ images only, the problems, why Fine-tune is disabled), the side-by-side held-out
 comparison (n and 95 % intervals beside every metric), and the confirmation asked before
 a model that scored lower than the current one is installed.
 
-The numbers come from :func:`engine.finetune.preview` and
-:func:`engine.finetune.compare_models`; whether the new model may be accepted at all, and
-on which metrics it is worse, from :func:`engine.finetune.assess_comparison`.
+The numbers come from :func:`engine.library.finetune.preview` and
+:func:`engine.library.finetune.compare_models`; whether the new model may be accepted at all, and
+on which metrics it is worse, from :func:`engine.library.finetune.assess_comparison`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QMessageBox, QTableWidget, QTableWidgetItem, QWidget
 
-from engine.finetune import MIN_PER_CLASS, ComparisonVerdict, DataPreview
+from engine.library.finetune import MIN_PER_CLASS, ComparisonVerdict, DataPreview
 
 #: Preview problems listed under the counts (the rest are counted).
 PROBLEMS_SHOWN = 8

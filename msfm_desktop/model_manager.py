@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.store import InstalledModel, ModelStore
+from engine.library.store import InstalledModel, ModelStore
 
 HELD_OUT_HEADER = "accepted on (held-out, new vs previous)"
 COLUMNS = ("", "name", "created", "data", "val AUC", "val κ", HELD_OUT_HEADER, "sha256")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
-from engine.study import StudyIndex
+from engine.io.study import StudyIndex
 
 _tokens = itertools.count(1)
 

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.checkpoint import describe_checkpoint
 from engine.device import DEVICES
 from engine.errors import CheckpointError
+from engine.model.checkpoint import describe_checkpoint
 from engine.resources import DEFAULT_MODEL
 from engine.style import LAYER_LABELS
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.study import StudyIndex
+from engine.io.study import StudyIndex
 
 from .session import FailedResult, ImageRef, OpenStudy, plural
 from .workers import LoadWorker, ScanWorker, start_in_thread

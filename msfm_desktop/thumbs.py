@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 
 class ThumbnailLoader(QObject):
-    """Decodes thumbnails (:func:`engine.thumbnails.load_thumbnail`) until :meth:`stop`.
+    """Decodes thumbnails (:func:`engine.io.thumbnails.load_thumbnail`) until :meth:`stop`.
 
     ``ready`` carries (path, (h, w) uint8 array); ``failed`` (path, one-line reason).
     """

@@ -1,4 +1,4 @@
-"""The fine-tuning worker: :func:`engine.finetune.run_finetune` in a child process.
+"""The fine-tuning worker: :func:`engine.library.finetune.run_finetune` in a child process.
 
 Training holds the GIL in many short and some long stretches (checkpoint writes,
 building models for the comparison): measured in a worker *thread*, it stalled the event
@@ -7,9 +7,9 @@ cannot take the app down. A QThread in the app relays the child's plain-data eve
 signals; :meth:`TrainWorker.cancel` sets an event the child checks after every batch
 (the engine then keeps a resumable ``last.pt``). After a finished run the child also
 evaluates the previous and the new model on the run's held-out images
-(:func:`engine.finetune.compare_models`) so the user can decide with numbers.
+(:func:`engine.library.finetune.compare_models`) so the user can decide with numbers.
 
-:class:`PreviewWorker` checks a labelled folder (:func:`engine.finetune.preview`: every
+:class:`PreviewWorker` checks a labelled folder (:func:`engine.library.finetune.preview`: every
 image found and decoded) in a thread: decoding thousands of images takes seconds to
 minutes, and the panel must stay responsive meanwhile. Image decoding releases the GIL.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.finetune import DataPreview, FineTuneRun, preview
+from engine.library.finetune import DataPreview, FineTuneRun, preview
 
 from .training_child import run_child
 
@@ -76,7 +76,7 @@ class TrainWorker(QObject):
 
 
 class PreviewWorker(QObject):
-    """Runs :func:`engine.finetune.preview` (decoding every image) off the UI thread.
+    """Runs :func:`engine.library.finetune.preview` (decoding every image) off the UI thread.
 
     ``finished`` carries this worker's ``generation`` with the result, so the panel can
     ignore the answer of a preview it has since replaced by a newer one."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.finetune import FineTuneRun
+from engine.library.finetune import FineTuneRun
 
 
 def run_child(run_dir: str, resume: bool, out, cancel) -> None:
     """Runs in the spawned process: train, then compare; every message goes to ``out``."""
-    from engine.finetune import compare_models, held_out, run_finetune
+    from engine.library.finetune import compare_models, held_out, run_finetune
 
     from .decoder import _exit_with_parent
 

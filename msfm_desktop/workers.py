@@ -17,11 +17,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.study import StudyIndex, index_study
+from engine.io.study import StudyIndex, index_study
 
 
 class ScanWorker(QObject):
-    """Indexes study paths (:func:`engine.study.index_study`) off the UI thread."""
+    """Indexes study paths (:func:`engine.io.study.index_study`) off the UI thread."""
 
     progress = Signal(int, int, str)  # done, total, latest path
     finished = Signal(int, object)  # token, StudyIndex (partial, with ``cancelled`` set, after cancel)
@@ -41,7 +41,7 @@ class ScanWorker(QObject):
         try:
             index = index_study(self.paths, progress=lambda p: self.progress.emit(p.done, p.total, p.path), cancel=self._cancel.is_set)
         except Exception as exc:  # never let a scan take the app down; say what happened
-            from engine.study import ScanProblem
+            from engine.io.study import ScanProblem
 
             index = StudyIndex(problems=[ScanProblem(self.paths[0] if self.paths else Path("."), f"scan failed: {type(exc).__name__}: {exc}")])
         self.finished.emit(self.token, index)

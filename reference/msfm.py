@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from skimage.measure import label as sk_label
 
 from engine.model.msfm import MSFM
-from engine.preprocess import resize_direct
+from engine.model.preprocess import resize_direct
 from engine.types import LoadedImage
 
 

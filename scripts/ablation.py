@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.evaluate import PLAIN_BASELINE_SOURCE
+from engine.evaluation.evaluate import PLAIN_BASELINE_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Add a validation calibration (:mod:`engine.calibration`) to an existing checkpoint.
+"""Add a validation calibration (:mod:`engine.model.calibration`) to an existing checkpoint.
 
     .venv/bin/python scripts/calibrate_model.py resources/models/default.pt \\
         --labels ../shared/data/xray/labels.csv --split val [--out OUT.pt] [--source TEXT]
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from engine.calibration import MAP_KINDS, Calibration, calibrate
-from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.config import ModelConfig
 from engine.data import load_samples
-from engine.evaluate import predict_samples
+from engine.evaluation.evaluate import predict_samples
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.calibration import MAP_KINDS, Calibration, calibrate
+from engine.model.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.types import ModelInfo
 
 #: Splits the calibration may never be measured on: training images flatter the model,

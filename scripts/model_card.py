@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.calibration import Calibration
-from engine.checkpoint import load_checkpoint
+from engine.model.calibration import Calibration
+from engine.model.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.io.scan import iter_image_files
+from engine.model.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -49,12 +49,12 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_lesion_tau import DEFAULT_GRID, RULE, best_iou, format_table, pick, score_tau
 
-from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.config import ModelConfig
 from engine.data import load_samples
-from engine.evaluate import predict_samples
+from engine.evaluation.evaluate import predict_samples
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.model.msfm import MSFM
 from engine.types import ModelInfo, Prediction
 

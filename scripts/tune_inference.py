@@ -19,11 +19,11 @@ import math
 import time
 from pathlib import Path
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.data.sources import load_samples
-from engine.evaluate import evaluate_predictions, predict_samples, tune_gamma
+from engine.evaluation.evaluate import evaluate_predictions, predict_samples, tune_gamma
+from engine.evaluation.metrics import best_kappa_threshold
 from engine.infer import Predictor
-from engine.metrics import best_kappa_threshold
+from engine.model.checkpoint import load_checkpoint, save_checkpoint
 from engine.model.fma import FMA
 
 

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from engine.calibration import Calibration
-from engine.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.data import load_samples
 from engine.errors import ImageLoadError
 from engine.evidence import peak_and_box
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.calibration import Calibration
+from engine.model.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
 from engine.types import ModelInfo, Prediction
 
 REFUSED_SPLITS = ("train", "test")

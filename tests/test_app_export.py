@@ -12,7 +12,7 @@ from tests.conftest import DICOM, dataset_bytes, dciodvfy_errors  # noqa: E402
 
 
 def test_export_dialog_writes_and_sends_to_pacs(qtbot, tmp_path, resnet18_model, storescp):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
     from msfm_desktop.settings import SettingsDialog
 
@@ -67,7 +67,7 @@ def test_png_export_names_the_given_patient_and_what_the_pacs_missed_waits_in_th
     import shutil
     import subprocess
 
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
     from tests.conftest import XRAY, free_port
 

@@ -62,8 +62,8 @@ def fill_form(qtbot, panel, folder, epochs: int) -> None:
 
 
 def test_fine_tune_cancel_resume_and_accept(qtbot, tmp_path, tiny_csv, settings, monkeypatch):
-    from engine.checkpoint import file_sha256
-    from engine.finetune import assess_comparison
+    from engine.library.finetune import assess_comparison
+    from engine.model.checkpoint import file_sha256
     from engine.resources import DEFAULT_MODEL
 
     win = make_window(qtbot, settings)
@@ -135,12 +135,12 @@ def test_fine_tune_cancel_resume_and_accept(qtbot, tmp_path, tiny_csv, settings,
 
 
 def test_model_manager_switches_verifies_and_deletes(qtbot, tmp_path, settings, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from engine.resources import DEFAULT_MODEL
 
     win = make_window(qtbot, settings)
     ck = tmp_path / "ft.pt"
-    from engine.checkpoint import describe_checkpoint
+    from engine.model.checkpoint import describe_checkpoint
     from msfm_desktop.model_manager import metric_with_n
 
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-ft", "metrics": {"auc": 0.61, "kappa": 0.2, "n": 4}})
@@ -183,7 +183,7 @@ def unresolvable_folder(root, xray_rows):
 
 
 def test_fine_tune_on_unresolvable_paths_cannot_start(qtbot, tmp_path, xray_rows, settings):
-    from engine.finetune import MIN_PER_CLASS, FineTuneConfig
+    from engine.library.finetune import MIN_PER_CLASS, FineTuneConfig
     from engine.resources import DEFAULT_MODEL
 
     win = make_window(qtbot, settings)
@@ -231,8 +231,8 @@ def test_fine_tune_on_unresolvable_paths_cannot_start(qtbot, tmp_path, xray_rows
 
 
 def test_a_worse_model_needs_confirmation(qtbot, tmp_path, tiny_csv, settings, resnet18_model, monkeypatch):
-    from engine.checkpoint import file_sha256, save_checkpoint
-    from engine.finetune import FineTuneConfig, FineTuneRun, compare_predictions
+    from engine.library.finetune import FineTuneConfig, FineTuneRun, compare_predictions
+    from engine.model.checkpoint import file_sha256, save_checkpoint
     from engine.resources import DEFAULT_MODEL
 
     win = make_window(qtbot, settings)

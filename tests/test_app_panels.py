@@ -23,7 +23,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def ck(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
 
     path = tmp_path / "m.pt"
     save_checkpoint(path, resnet18_model, {"name": "MSFM-test"})
@@ -45,7 +45,7 @@ def pngs(n: int) -> list:
 
 
 def test_dicom_folder_gets_thumbnails_and_lists_every_unusable_file_with_its_reason(qtbot, tmp_path, settings):
-    from engine.thumbnails import load_thumbnail
+    from engine.io.thumbnails import load_thumbnail
 
     win = window(qtbot, settings, tmp_path / "missing.pt")
     open_and_wait(qtbot, win, DICOM)
@@ -119,7 +119,7 @@ def test_map_overlays_cover_the_image_and_fade_out_at_low_values(qtbot, ck, sett
 
 
 def test_settings_persist_validate_the_checkpoint_and_switch_the_model(qtbot, ck, tmp_path, settings):
-    from engine.checkpoint import file_sha256
+    from engine.model.checkpoint import file_sha256
     from engine.resources import DEFAULT_MODEL
     from msfm_desktop.settings import AppSettings, SettingsDialog
 
@@ -221,7 +221,7 @@ def test_event_loop_keeps_running_while_the_model_works(qtbot, tmp_path, setting
 
 
 def test_the_predictor_cache_keeps_two_models_and_shares_one_for_research_use(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop import workers
 
     workers._predictors.clear()

@@ -24,7 +24,7 @@ def settings(tmp_path):
 
 
 def calibration(threshold: float = 0.5, half: float = 0.01, sensitive: float | None = None, map_scale=None):
-    from engine.calibration import Calibration, OperatingPoint
+    from engine.model.calibration import Calibration, OperatingPoint
 
     sens = threshold - 0.1 if sensitive is None else sensitive
     return Calibration(
@@ -39,7 +39,7 @@ def calibration(threshold: float = 0.5, half: float = 0.01, sensitive: float | N
 def ck(tmp_path, resnet18_model):
     """A small checkpoint whose stored calibration puts the threshold in the middle of
     what this (untrained) model outputs on radiographs, so both verdicts occur."""
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
 
     path = tmp_path / "m.pt"
     cal = calibration(0.5)

@@ -20,7 +20,7 @@ def open_and_wait(qtbot, win, path):
 
 
 def test_window_names_the_study_and_the_model(qtbot, resnet18_model, tmp_path, settings):
-    from engine.checkpoint import file_sha256, save_checkpoint
+    from engine.model.checkpoint import file_sha256, save_checkpoint
     from msfm_desktop.app import build_window
 
     ck = tmp_path / "m.pt"
@@ -128,7 +128,7 @@ def test_undecodable_image_goes_to_the_problems_panel(qtbot, tmp_path, settings)
 
 
 def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_model, tmp_path, settings):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
     from msfm_desktop.overlays import LAYERS
 
@@ -168,7 +168,7 @@ def test_analyse_draws_every_overlay_at_the_prediction_boxes(qtbot, resnet18_mod
 
 
 def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, tmp_path, settings):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
 
     ck = tmp_path / "m.pt"
@@ -185,7 +185,7 @@ def test_auto_analyse_setting_analyses_each_opened_image(qtbot, resnet18_model, 
 def test_analyse_study_fills_a_sortable_table_and_reports_undecodable_files(qtbot, resnet18_model, tmp_path, settings):
     import shutil
 
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from msfm_desktop.app import build_window
 
     ck = tmp_path / "m.pt"

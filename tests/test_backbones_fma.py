@@ -89,7 +89,7 @@ def test_fma_factor_on_hand_built_attention():
 
 def test_fma_suppresses_high_attention_pixels_and_is_frozen(xray_sample):
     from engine.io import load_image
-    from engine.preprocess import make_batch
+    from engine.model.preprocess import make_batch
 
     fma = FMA(FMAConfig())
     x = make_batch([load_image(p) for p in xray_sample[:2]], 448)

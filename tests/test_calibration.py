@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from engine.calibration import (
+from engine.evaluation.metrics import best_kappa_threshold
+from engine.model.calibration import (
     DEFAULT_HALF_WIDTH,
     HALF_WIDTH_RANGE,
     TARGET_SENSITIVITY,
@@ -23,8 +24,7 @@ from engine.calibration import (
     map_scale_from,
     rates,
 )
-from engine.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
-from engine.metrics import best_kappa_threshold
+from engine.model.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
 from engine.resources import DEFAULT_MODEL
 from tests.conftest import TINY_TRAIN
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError
 from engine.infer import Predictor
+from engine.model.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 
 
 def test_round_trip_keeps_predictions_and_hash(tmp_path, resnet18_model, xray_sample):
@@ -68,7 +68,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, resnet18_model,
 
 
 def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path, resnet18_model):
-    from engine.checkpoint import describe_checkpoint
+    from engine.model.checkpoint import describe_checkpoint
 
     full, half = tmp_path / "full.pt", tmp_path / "half.pt"
     save_checkpoint(full, resnet18_model, {"name": "x"})
@@ -91,9 +91,9 @@ def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path, resnet18
 def test_a_plain_classifier_checkpoint_is_refused_for_analysis(tmp_path, resnet18_model):
     """Read as MSFM, a plain checkpoint's untrained object and part stages would join the
     ensemble (val AUC 0.816 / κ 0.399 instead of its own 0.845 / 0.588): refused, clearly."""
-    from engine.checkpoint import save_checkpoint
     from engine.errors import CheckpointError
     from engine.infer import Predictor
+    from engine.model.checkpoint import save_checkpoint
     from tests.conftest import XRAY
     from tests.test_cli import msfm
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import load_checkpoint
+from engine.model.checkpoint import load_checkpoint
 from tests.conftest import DICOM
 
 BIN = Path(sys.executable).parent
@@ -172,7 +172,7 @@ def test_torchrun_ddp_two_gloo_processes_end_with_identical_weights(tiny_csv, tm
     # Rank 0's checkpoint holds those weights, and training moved them from the seeded start.
     import torch
 
-    from engine.checkpoint import state_sha256
+    from engine.model.checkpoint import state_sha256
     from engine.model.msfm import MSFM
 
     ck = load_checkpoint(run / "last.pt")
@@ -185,7 +185,7 @@ def test_torchrun_ddp_two_gloo_processes_end_with_identical_weights(tiny_csv, tm
 
 @pytest.fixture(scope="module")
 def small_checkpoint(resnet18_model, tmp_path_factory):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
 
     path = tmp_path_factory.mktemp("ck") / "m.pt"
     save_checkpoint(path, resnet18_model, {"name": "MSFM-test"})

@@ -31,7 +31,7 @@ def test_child_decodes_exactly_as_the_engine(pool):
         assert (got.meta, got.windows, got.value_range, got.source) == (ref.meta, ref.windows, ref.value_range, ref.source)
     png = sorted((XRAY / "images").glob("*.png"))[0]
     assert [im.pixels.shape for im in pool.load_images(png)] == [im.pixels.shape for im in load_images(png)]
-    from engine.thumbnails import load_thumbnail
+    from engine.io.thumbnails import load_thumbnail
 
     np.testing.assert_array_equal(pool.thumbnail(png, 32), load_thumbnail(png, 32))
 

@@ -40,10 +40,10 @@ def test_legacy_dataset_reads_like_the_file_it_came_from(folder):
 
 
 def test_every_scan_reports_a_dcm_that_is_not_dicom(folder):
-    from engine.finetune import _unreadable_header
     from engine.io import NOT_DICOM, ImageLoadError, load_image
     from engine.io.scan import iter_image_files
-    from engine.study import index_study
+    from engine.io.study import index_study
+    from engine.library.finetune import _unreadable_header
 
     assert sorted(p.name for p in iter_image_files([folder])) == ["legacy", "modern", "notes.dcm"]
     with pytest.raises(ImageLoadError, match="named as DICOM, but no DICM preamble"):
@@ -55,7 +55,7 @@ def test_every_scan_reports_a_dcm_that_is_not_dicom(folder):
 
 
 def test_cli_analyses_the_legacy_file_exports_it_and_names_the_impostor(folder, tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"

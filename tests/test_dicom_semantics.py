@@ -165,7 +165,7 @@ def test_png_folders_become_one_consistent_study_each_under_a_marked_pseudonym(t
 
 
 def test_cli_names_the_patient_of_png_exports(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"
@@ -182,7 +182,7 @@ def test_cli_names_the_patient_of_png_exports(tmp_path, resnet18_model):
 def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_model, anonymise):
     """`--dicom-sc A --dicom-sr B` on a PNG: wrapped once (the same instance in both
     folders), one study, one patient, also under --anonymise."""
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"
@@ -204,7 +204,7 @@ def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_mo
 
 
 def test_cli_anonymise_leaves_no_path_or_source_uid_in_csv_and_json(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"
@@ -224,7 +224,7 @@ def test_csv_states_its_conventions_and_joins_the_dicom_of_the_same_run(tmp_path
     import csv
     import json
 
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"

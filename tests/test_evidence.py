@@ -17,7 +17,7 @@ from engine.errors import ConfigError
 from engine.evidence import evidence_map, evidence_shape, lesion_threshold, peak_and_box
 from engine.io import load_image
 from engine.model.msfm import abnormal_contrast
-from engine.preprocess import make_batch
+from engine.model.preprocess import make_batch
 from engine.types import ModelInfo, Prediction, StageMaps
 
 
@@ -144,7 +144,7 @@ def test_json_carries_peak_lesion_box_and_evidence_only_when_present():
 
 
 def test_the_default_model_carries_a_tuned_lesion_tau_and_keeps_its_calibration():
-    from engine.checkpoint import load_checkpoint
+    from engine.model.checkpoint import load_checkpoint
     from engine.resources import DEFAULT_MODEL
 
     ck = load_checkpoint(DEFAULT_MODEL)

@@ -259,7 +259,7 @@ def test_pacs_echo_and_send_arrive_byte_for_byte(tmp_path, preds, storescp):
 
 
 def test_cli_predict_writes_dicom_and_csv(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
     from tests.test_cli import msfm
 
     ck = tmp_path / "m.pt"
@@ -278,9 +278,9 @@ def test_burned_in_evidence_follows_the_viewer_scale_and_verdict(preds):
     below it leaves the radiograph untinted), and a normal result toned down."""
     from dataclasses import replace
 
-    from engine.calibration import Calibration, OperatingPoint
     from engine.exports.burn import TONED_DOWN, render_overlay
     from engine.io import load_image
+    from engine.model.calibration import Calibration, OperatingPoint
 
     p = next(q for q in preds if q.file.endswith(".png"))
     pixels = load_image(p.file).pixels

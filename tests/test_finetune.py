@@ -17,7 +17,7 @@ from tests.conftest import XRAY
 
 @pytest.fixture
 def base(tmp_path, resnet18_model):
-    from engine.checkpoint import save_checkpoint
+    from engine.model.checkpoint import save_checkpoint
 
     path = tmp_path / "base.pt"
     save_checkpoint(path, resnet18_model, {"name": "MSFM-base"}, config=resnet18_model.config.with_(input_size=128, part_size=64, window_scales=None))
@@ -25,13 +25,13 @@ def base(tmp_path, resnet18_model):
 
 
 def cfg(tiny_csv, base, **kw):
-    from engine.finetune import FineTuneConfig
+    from engine.library.finetune import FineTuneConfig
 
     return FineTuneConfig(data=str(tiny_csv.parent), base=str(base), epochs=kw.pop("epochs", 1), batch_size=4, device="cpu", **kw)
 
 
 def test_preview_counts_classes_and_body_parts_and_names_problems(tmp_path, tiny_csv):
-    from engine.finetune import MIN_PER_CLASS, preview
+    from engine.library.finetune import MIN_PER_CLASS, preview
 
     p = preview(tiny_csv.parent)
     with open(tiny_csv, newline="") as fh:
@@ -66,8 +66,8 @@ def unresolvable_csv(root, xray_rows, n_per_class: int = 20):
 
 
 def test_unresolvable_paths_are_not_counted_and_no_run_can_start_on_them(tmp_path, xray_rows, base):
-    from engine.finetune import FineTuneError, FineTuneRun, preview, run_finetune
-    from engine.store import ModelStore
+    from engine.library.finetune import FineTuneError, FineTuneRun, preview, run_finetune
+    from engine.library.store import ModelStore
 
     folder = unresolvable_csv(tmp_path / "copied-csv", xray_rows)
     p = preview(folder)
@@ -95,8 +95,8 @@ def test_unresolvable_paths_are_not_counted_and_no_run_can_start_on_them(tmp_pat
 
 
 def test_preview_decodes_every_image_and_needs_enough_of_each_class(tmp_path, base):
-    from engine.finetune import MIN_PER_CLASS, FineTuneConfig, FineTuneError, FineTuneRun, preview
-    from engine.store import ModelStore
+    from engine.library.finetune import MIN_PER_CLASS, FineTuneConfig, FineTuneError, FineTuneRun, preview
+    from engine.library.store import ModelStore
 
     pngs = sorted((XRAY / "images").glob("*.png"))
     root = tmp_path / "folders"
@@ -123,7 +123,7 @@ def test_preview_decodes_every_image_and_needs_enough_of_each_class(tmp_path, ba
 
 
 def test_a_held_out_split_without_both_classes_cannot_start(tmp_path, xray_rows):
-    from engine.finetune import preview
+    from engine.library.finetune import preview
     from tests.conftest import make_tiny_csv
 
     root = tmp_path / "tiny"
@@ -141,7 +141,7 @@ def test_a_held_out_split_without_both_classes_cannot_start(tmp_path, xray_rows)
 
 
 def test_bootstrap_intervals_and_the_accept_verdict():
-    from engine.finetune import assess_comparison, compare_predictions
+    from engine.library.finetune import assess_comparison, compare_predictions
 
     y = [0] * 20 + [1] * 12
     rng = np.random.default_rng(3)
@@ -170,8 +170,8 @@ def test_bootstrap_intervals_and_the_accept_verdict():
 
 
 def test_store_installs_copies_that_are_never_overwritten(tmp_path, base):
-    from engine.checkpoint import file_sha256
-    from engine.store import ModelStore, StoreError
+    from engine.library.store import ModelStore, StoreError
+    from engine.model.checkpoint import file_sha256
 
     store = ModelStore(tmp_path / "data")
     a = store.install(base, "first", data={"source": "x"}, metrics={"auc": 0.7})
@@ -195,8 +195,8 @@ def test_store_installs_copies_that_are_never_overwritten(tmp_path, base):
 
 
 def test_finished_run_then_comparison_on_the_held_out_images(tmp_path, tiny_csv, base):
-    from engine.finetune import FineTuneRun, assess_comparison, compare_models, held_out, list_runs, run_finetune
-    from engine.store import ModelStore
+    from engine.library.finetune import FineTuneRun, assess_comparison, compare_models, held_out, list_runs, run_finetune
+    from engine.library.store import ModelStore
     from engine.train.events import BatchEnd, EpochEnd, TrainFinished
 
     store = ModelStore(tmp_path / "data")
@@ -218,9 +218,9 @@ def test_finished_run_then_comparison_on_the_held_out_images(tmp_path, tiny_csv,
 
 
 def test_cancelled_run_keeps_a_resumable_checkpoint_and_resumes_after_a_restart(tmp_path, tiny_csv, base):
-    from engine.checkpoint import load_checkpoint
-    from engine.finetune import FineTuneRun, list_runs, run_finetune
-    from engine.store import ModelStore
+    from engine.library.finetune import FineTuneRun, list_runs, run_finetune
+    from engine.library.store import ModelStore
+    from engine.model.checkpoint import load_checkpoint
     from engine.train.events import BatchEnd, TrainFinished, TrainStarted
 
     store = ModelStore(tmp_path / "data")
@@ -242,8 +242,8 @@ def test_cancelled_run_keeps_a_resumable_checkpoint_and_resumes_after_a_restart(
 
 def test_nan_loss_fails_the_job_with_the_reason(tmp_path, tiny_csv, base, monkeypatch):
     import engine.train.loop as loop
-    from engine.finetune import FineTuneRun, run_finetune
-    from engine.store import ModelStore
+    from engine.library.finetune import FineTuneRun, run_finetune
+    from engine.library.store import ModelStore
     from engine.train.loop import TrainingError
 
     real = loop.msfm_loss
@@ -261,9 +261,9 @@ def test_nan_loss_fails_the_job_with_the_reason(tmp_path, tiny_csv, base, monkey
 
 
 def test_out_of_memory_retries_with_a_smaller_batch(tmp_path, tiny_csv, base, monkeypatch):
-    import engine.finetune as ft
-    from engine.finetune import FineTuneRun, run_finetune
-    from engine.store import ModelStore
+    import engine.library.finetune as ft
+    from engine.library.finetune import FineTuneRun, run_finetune
+    from engine.library.store import ModelStore
     from engine.train.events import TrainFinished, TrainMessage
 
     real, calls = ft.train, []

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.checkpoint import read_checkpoint
 from engine.config import LESION_WINDOW_SIZES, FMAConfig, ModelConfig
 from engine.errors import ConfigError
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.checkpoint import read_checkpoint
 from engine.model.fma import FMA
 from engine.model.msfm import MSFM
 from engine.resources import DEFAULT_MODEL

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint
 from engine.config import FMAConfig, ModelConfig
 from engine.errors import ConfigError
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.checkpoint import load_checkpoint
 from engine.model.msfm import MSFM, bag_logits
 from engine.recipes import LESION_RECIPE
 from engine.train.loop import TrainingError, freeze_early_layers
@@ -56,7 +56,7 @@ def test_lse_parts_pool_gives_the_bag_probability(xray_sample):
     model = MSFM(ModelConfig(**V1, fma=FMAConfig(enabled=False), parts_pool="lse"), pretrained="none").eval()
     images = [load_image(p) for p in xray_sample[:2]]
     preds = Predictor(model, device="cpu").predict(images)
-    from engine.preprocess import make_batch
+    from engine.model.preprocess import make_batch
 
     with torch.no_grad():
         out = model(make_batch(images, 320))
@@ -120,7 +120,7 @@ def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_l
     import json
     from pathlib import Path
 
-    from engine.eval_figures import build_records, figures
+    from engine.evaluation.figures import build_records, figures
     from tests.test_metrics import synthetic_set
 
     spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "scripts" / "ablation.py")

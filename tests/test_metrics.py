@@ -7,8 +7,8 @@ import pytest
 
 from engine.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, interval, resampled_means, stratified_indices
 from engine.data.sources import Sample
-from engine.evaluate import FMARecords, _path_key, build_records, figures, read_hardware_flags
-from engine.metrics import (
+from engine.evaluation.evaluate import FMARecords, _path_key, build_records, figures, read_hardware_flags
+from engine.evaluation.metrics import (
     best_kappa_threshold,
     cam_box,
     classification_metrics,
@@ -186,7 +186,7 @@ def test_figures_report_pointing_iou_and_reproducible_intervals_that_contain_the
 
 
 def test_no_hardware_figures_leave_out_the_flagged_images(tmp_path):
-    from engine.evaluate import _no_hardware
+    from engine.evaluation.evaluate import _no_hardware
 
     samples, preds, hardware = synthetic_set()
     rec = build_records(samples, preds, 0.5, hardware)
@@ -229,8 +229,8 @@ def test_fma_suppression_block_and_fma_off():
 
 
 def test_funnel_says_where_the_fracture_is_lost():
-    from engine.eval_figures import union_share
-    from engine.metrics import covers_centre
+    from engine.evaluation.figures import union_share
+    from engine.evaluation.metrics import covers_centre
 
     box = [(60.0, 60.0, 80.0, 80.0)]  # centre (70, 70)
     assert covers_centre((0, 0, 70, 70), box) == 1.0  # edges included

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.checkpoint import load_checkpoint
+from engine.model.checkpoint import load_checkpoint
 from engine.recipes import DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE
 from tests.test_cli import msfm
 

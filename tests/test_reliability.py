@@ -52,7 +52,7 @@ def test_every_hostile_input_is_refused_with_its_reason_in_process_and_in_the_de
 def test_import_predict_and_export_skip_the_bad_and_finish_the_rest(corpus, tmp_path, resnet18_model):
     from engine.exports.export import export_dicom
     from engine.infer import Predictor
-    from engine.study import index_study
+    from engine.io.study import index_study
 
     index = index_study([corpus["empty.png"][0].parent])  # includes the symlink loop and a directory named x.dcm
     assert index.images() and not index.cancelled
@@ -114,10 +114,10 @@ def test_fuzzed_images_raise_only_the_engines_error(tmp_path):
 
 def test_engine_opens_no_network_connection(tmp_path, tiny_csv, monkeypatch, resnet18_model):
     """Import, predict, train and export with every socket connect and name lookup trapped."""
-    from engine.checkpoint import save_checkpoint
     from engine.exports.export import ExportOptions, export_dicom
     from engine.infer import Predictor
-    from engine.study import index_study
+    from engine.io.study import index_study
+    from engine.model.checkpoint import save_checkpoint
     from engine.train.loop import train
     from engine.train.setup import TrainConfig
 
@@ -157,13 +157,13 @@ def run_limited(body: str, limit: int) -> subprocess.CompletedProcess:
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, resnet18_model):
-    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.model.checkpoint import load_checkpoint, save_checkpoint
 
     good = tmp_path / "last.pt"
     save_checkpoint(good, resnet18_model, {"name": "good"})
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
     r = run_limited(f"""
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.model.checkpoint import load_checkpoint, save_checkpoint
 ck = load_checkpoint({str(good)!r})
 try:
     save_checkpoint({str(good)!r}, ck.model, {{"name": "new"}})
@@ -203,7 +203,7 @@ def test_training_killed_at_random_points_always_resumes(tiny_csv, tmp_path):
     import signal
     import time
 
-    from engine.checkpoint import load_checkpoint
+    from engine.model.checkpoint import load_checkpoint
     from tests.test_cli import BIN, ENV, msfm
 
     run = tmp_path / "run"

@@ -244,7 +244,7 @@ def test_research_override_predicts_and_marks_out_of_scope_images(resnet18_model
 
 def test_evaluation_counts_out_of_scope_images_and_leaves_them_out(resnet18_model):
     from engine.data.sources import Sample
-    from engine.evaluate import evaluate, predict_samples
+    from engine.evaluation.evaluate import evaluate, predict_samples
     from engine.infer import Predictor
 
     pngs = fracatlas_files()[:4]

@@ -5,7 +5,7 @@ import shutil
 from pydicom import dcmread
 from pydicom.fileset import FileSet
 
-from engine.study import ScanProgress, index_study
+from engine.io.study import ScanProgress, index_study
 from tests.conftest import DICOM, XRAY
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import ImageLoadError
 from engine.io import load_image
-from engine.thumbnails import load_thumbnail, make_thumbnail
+from engine.io.thumbnails import load_thumbnail, make_thumbnail
 from tests.conftest import DICOM, XRAY
 
 

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint, state_sha256
 from engine.errors import MSFMError
+from engine.model.checkpoint import load_checkpoint, state_sha256
 from engine.train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainStarted
 from engine.train.loop import TrainingError, train
 from engine.train.setup import TrainConfig

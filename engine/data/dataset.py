@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ImageLoadError
 from ..io import load_image
-from ..preprocess import resize_direct
+from ..model.preprocess import resize_direct
 from .sources import Sample
 
 

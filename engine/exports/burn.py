@@ -49,7 +49,7 @@ def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 
     the evidence map E, else the CAM, else A, in that order of preference), the lesion box
     in magenta with a cross at the peak, as the desktop viewer shows them.
 
-    ``calibration`` (an :class:`engine.calibration.Calibration`) puts the maps on the
+    ``calibration`` (an :class:`engine.model.calibration.Calibration`) puts the maps on the
     model's fixed scale and draws a normal result toned down (faint map, grey boxes), and
     the label names the verdict; without it maps use their own range."""
     layers = set(layers)

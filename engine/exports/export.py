@@ -37,7 +37,7 @@ class ExportOptions:
     gsps: bool = True
     layers: tuple[str, ...] = DEFAULT_LAYERS
     anonymise: bool = False
-    #: engine.calibration.Calibration of the model: the SC then burns in the maps on the
+    #: engine.model.calibration.Calibration of the model: the SC then burns in the maps on the
     #: model's fixed scale and tones a normal result down, as the desktop viewer shows it.
     calibration: object | None = None
     #: Kind ("sc", "sr", "gsps") -> folder, for kinds that go elsewhere than the export's

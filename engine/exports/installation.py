@@ -2,7 +2,7 @@
 
 PS3.16 TID 1004: the Device Observer UID names the device that made the observation, so a
 PACS or a rules engine can tell the findings of one installation from another's. It is made
-once per installation and kept in the user data folder (``engine.store.data_dir``), not
+once per installation and kept in the user data folder (``engine.resources.data_dir``), not
 drawn anew for every report.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from pydicom.uid import generate_uid
 
 from ..atomic import write_json_atomic
-from ..store import data_dir
+from ..resources import data_dir
 
 FILE = "installation.json"
 

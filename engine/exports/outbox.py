@@ -1,7 +1,7 @@
 """The PACS outbox: exported objects that did not reach the PACS, kept until they do.
 
 A send that fails after its retry (:func:`.pacs.send`) leaves its files here, in
-``outbox.json`` in the user data folder (``engine.store.data_dir``), so quitting the app or a
+``outbox.json`` in the user data folder (``engine.resources.data_dir``), so quitting the app or a
 crash does not forget them: the next start says how many wait, and *Send queued objects*
 offers them again. A file that is stored is taken off; one whose file was deleted or moved
 is reported and taken off, since there is nothing left to send. The outbox holds paths to
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_json_atomic
-from ..store import data_dir
+from ..resources import data_dir
 from .pacs import PacsConfig, Progress, SendResult, send
 
 FILE = "outbox.json"

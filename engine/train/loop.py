@@ -7,7 +7,7 @@ leaves a resumable ``last.pt``. Run it under ``torchrun --nproc_per_node=N`` for
 
 Files in ``cfg.out``: ``last.pt`` (resumable: optimiser, scheduler, epoch, step),
 ``best.pt`` (best κ on validation, with the κ-tuned threshold, validation-tuned γ and
-the validation calibration in ``meta["calibration"]``, :mod:`engine.calibration`),
+the validation calibration in ``meta["calibration"]``, :mod:`engine.model.calibration`),
 ``history.json``.
 """
 
@@ -26,14 +26,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from ..accel import amp_context, prepare_for_device, to_device
-from ..calibration import MAP_KINDS, calibrate
-from ..checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..data.dataset import AugmentConfig, RadiographDataset, collate
 from ..device import resolve_device
 from ..errors import MSFMError
-from ..evaluate import evaluate_predictions, plain_outputs, predict_samples, tune_gamma
+from ..evaluation.evaluate import evaluate_predictions, plain_outputs, predict_samples, tune_gamma
+from ..evaluation.metrics import best_kappa_threshold, classification_metrics
 from ..infer import Predictor
-from ..metrics import best_kappa_threshold, classification_metrics
+from ..model.calibration import MAP_KINDS, calibrate
+from ..model.checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..model.msfm import MSFM
 from ..types import ModelInfo
 from . import ddp

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .atomic import write_atomic
+from .. import __version__
+from ..atomic import write_atomic
+from ..config import ModelConfig
+from ..errors import CheckpointError, ConfigError
 from .calibration import Calibration
-from .config import ModelConfig
-from .errors import CheckpointError, ConfigError
 
 FORMAT = "msfm-checkpoint"
 FORMAT_VERSION = 1
@@ -161,7 +161,7 @@ def _header(p: Path, payload: dict[str, Any]) -> tuple[ModelConfig, dict[str, An
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Restore an MSFM model in eval mode on ``device``."""
-    from .model.msfm import MSFM
+    from .msfm import MSFM
 
     p = Path(path)
     payload = read_checkpoint(p)
@@ -207,7 +207,7 @@ def rewrite_checkpoint(original: str | Path, out: str | Path, model: torch.nn.Mo
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """What a checkpoint holds, without building the model: name, kind, backbone, input
     size, threshold, weights dtype, SHA-256, creation time, validation metrics and
-    ``calibration`` (a :class:`~engine.calibration.Calibration`: the stored one, or an
+    ``calibration`` (a :class:`~engine.model.calibration.Calibration`: the stored one, or an
     uncalibrated stand-in at the threshold for an older checkpoint; not JSON, use its
     ``to_dict()``). :class:`CheckpointError` when the file is missing or not a valid
     checkpoint."""

@@ -1,6 +1,6 @@
 """Operating thresholds measured on validation probabilities (no model, no Qt).
 
-The pieces :func:`engine.calibration.calibrate` assembles a :class:`~engine.calibration.Calibration`
+The pieces :func:`engine.model.calibration.calibrate` assembles a :class:`~engine.model.calibration.Calibration`
 from: sensitivity and specificity at a threshold, the candidate thresholds of a set of
 probabilities, the thresholds reaching a target sensitivity or specificity, the κ-optimal
 threshold (vectorised for the bootstrap) and the bootstrap half-width of the borderline band.
@@ -75,7 +75,7 @@ def specific_threshold(probabilities: ArrayLike, labels: ArrayLike, target: floa
 
 
 def kappa_threshold(probabilities: ArrayLike, labels: ArrayLike) -> float:
-    """:func:`engine.metrics.best_kappa_threshold` (same candidates, same tie rule),
+    """:func:`engine.evaluation.metrics.best_kappa_threshold` (same candidates, same tie rule),
     vectorised over the candidates for the bootstrap: Cohen's κ from the confusion counts,
     ``(p_o − p_e) / (1 − p_e)``, 0 where ``p_e = 1``. Tested equal to the scikit-learn one."""
     p, y = _arrays(probabilities, labels)

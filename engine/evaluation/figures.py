@@ -4,7 +4,7 @@
 peak's distance to the nearest GT box, lesion/region IoU, hardware flag...); every figure
 (all images, without hardware, per body part, each bootstrap resample) is then a mean over
 a subset of them (:func:`figures`), so a subset costs no new prediction and all intervals
-come from one set of draws. :mod:`engine.evaluate` runs the models and assembles the JSON.
+come from one set of draws. :mod:`engine.evaluation.evaluate` runs the models and assembles the JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, bootstrap_info, interval, resampled_means, stratified_indices
-from .data.sources import Sample
+from ..bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, bootstrap_info, interval, resampled_means, stratified_indices
+from ..data.sources import Sample
+from ..types import Prediction
 from .metrics import (
     IOU_HITS,
     POINTING_TOLERANCE,
@@ -30,7 +31,6 @@ from .metrics import (
     pointing_rates,
     study_level,
 )
-from .types import Prediction
 
 
 def _path_key(path: str | Path) -> str:

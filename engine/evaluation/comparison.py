@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, interval, stratified_indices
-from .data.sources import Sample
+from ..bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, interval, stratified_indices
+from ..data.sources import Sample
+from ..infer import Predictor
 from .evaluate import predict_samples
-from .infer import Predictor
 from .metrics import classification_metrics
 
 # The bootstrap (stratified by label, fixed seed, percentile intervals) is the one
 # ``msfm evaluate`` uses (engine/bootstrap.py); its constants are re-exported here for
-# engine.finetune.
+# engine.library.finetune.
 #: The metrics an accept decision rests on; a new model lower on any of them needs confirmation.
 DECISION_METRICS = ("auc", "kappa")
 

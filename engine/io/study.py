@@ -21,10 +21,10 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.fileset import FileSet
 
-from .io import NOT_DICOM
-from .io.dicom import claims_dicom, is_dicom, read_dataset
-from .io.images import RASTER_SUFFIXES
-from .io.scan import MURA_PATIENT, MURA_STUDY
+from . import NOT_DICOM
+from .dicom import claims_dicom, is_dicom, read_dataset
+from .images import RASTER_SUFFIXES
+from .scan import MURA_PATIENT, MURA_STUDY
 
 #: Elements worth more than this many bytes (the pixel data) are not read while indexing.
 DEFER_BYTES = 1024

@@ -11,7 +11,7 @@ smaller batch when CUDA runs out of memory, and marks the job failed with the re
 the loss goes NaN. :func:`compare_models` evaluates the previous and the new model on the
 run's held-out validation images, side by side with n and bootstrap 95 % intervals, and
 :func:`assess_comparison` says whether the new model may be accepted
-(:meth:`engine.store.ModelStore.install`) and on which metrics it is worse.
+(:meth:`engine.library.store.ModelStore.install`) and on which metrics it is worse.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import write_json_atomic
-from .checkpoint import describe_checkpoint, file_sha256
+from ..atomic import write_json_atomic
+from ..data.sources import DataError, Sample, load_samples
+from ..errors import ImageLoadError
 
 # The comparison lives in its own module; these names stay importable from here.
-from .comparison import (  # noqa: E402,F401
+from ..evaluation.comparison import (  # noqa: E402,F401
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     CI_LEVEL,
@@ -41,13 +42,12 @@ from .comparison import (  # noqa: E402,F401
     compare_predictions,
     summarize_predictions,
 )
-from .data.sources import DataError, Sample, load_samples
-from .errors import ImageLoadError
-from .io import NOT_DICOM, claims_dicom, is_dicom, load_image, read_dataset
+from ..io import NOT_DICOM, claims_dicom, is_dicom, load_image, read_dataset
+from ..model.checkpoint import describe_checkpoint, file_sha256
+from ..train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
+from ..train.loop import TrainingError, train
+from ..train.setup import TrainConfig, resolve_splits
 from .store import ModelStore, now_id
-from .train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
-from .train.loop import TrainingError, train
-from .train.setup import TrainConfig, resolve_splits
 
 RESUMABLE = ("running", "cancelled", "failed")
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .types import LoadedImage
+from ..types import LoadedImage
 
 
 def resize_direct(pixels: np.ndarray, size: int) -> np.ndarray:

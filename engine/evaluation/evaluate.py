@@ -35,10 +35,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from .data.sources import Sample
-from .errors import ImageLoadError
-from .eval_figures import (  # noqa: F401  (the figures live there; these names stay importable here)
+from ..bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from ..data.sources import Sample
+from ..errors import ImageLoadError
+from ..infer import Predictor
+from ..io import load_image
+from ..model.msfm import MSFM
+from ..model.preprocess import make_batch
+from ..model.stage1 import activation_maps
+from ..scope import OutOfScope, check_scope
+from ..types import LoadedImage, Prediction
+from .figures import (  # noqa: F401  (the figures live there; these names stay importable here)
     BaselineRecords,
     EvalRecords,
     FMARecords,
@@ -51,8 +58,6 @@ from .eval_figures import (  # noqa: F401  (the figures live there; these names 
     msfm_peak,
     window1_centre,
 )
-from .infer import Predictor
-from .io import load_image
 from .metrics import (
     best_kappa_threshold,
     cam_box,
@@ -62,11 +67,6 @@ from .metrics import (
     localization_records,
     map_peak,
 )
-from .model.msfm import MSFM
-from .model.stage1 import activation_maps
-from .preprocess import make_batch
-from .scope import OutOfScope, check_scope
-from .types import LoadedImage, Prediction
 
 #: ``baselines.source`` when the plain classifier came from its own checkpoint (``--baseline``).
 PLAIN_BASELINE_SOURCE = "plain classifier checkpoint"
@@ -226,7 +226,7 @@ def fma_records(model: MSFM, samples: Sequence[Sample], device: torch.device, ba
     darkened when its suppression factor is < 1. Measured on the network input, which is
     what the main stage sees (with ``crop_from="source"`` the look-closer crop applies the
     same mask, upsampled). GT boxes (original pixels) are read through the direct resize
-    (:func:`engine.metrics.darkened_shares`). A model without FMA darkens nothing."""
+    (:func:`engine.evaluation.metrics.darkened_shares`). A model without FMA darkens nothing."""
     n = len(samples)
     fma = model.fma
     if fma is None or fma.config.train_only:  # train_only (the mild variant): predictions see the image as it is
@@ -327,7 +327,7 @@ def evaluate(
 def tune_gamma(samples: Sequence[Sample], preds: Sequence[Prediction], grid: Sequence[float] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> tuple[float, dict]:
     """γ of eq. 11 that maximises the IoU >= 0.1 hit rate (then mean IoU) of the fused box
     on samples with GT boxes; returns (gamma, {gamma: metrics})."""
-    from .boxes import fuse_boxes
+    from ..boxes import fuse_boxes
 
     gt = [list(s.boxes) if s.label == 1 else [] for s in samples]
     if not any(gt):

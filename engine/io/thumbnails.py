@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import load_image
+from . import load_image
 
 
 def make_thumbnail(pixels01: np.ndarray, size: int = 128) -> np.ndarray:

@@ -23,28 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic
-from .checkpoint import describe_checkpoint, file_sha256
-from .errors import CheckpointError, MSFMError
-from .resources import DEFAULT_MODEL
-
-DATA_ENV = "MSFM_DATA_DIR"
-APP_NAME, APP_AUTHOR = "MSFM Desktop", "MSFM"
+from ..atomic import write_json_atomic
+from ..errors import CheckpointError, MSFMError
+from ..model.checkpoint import describe_checkpoint, file_sha256
+from ..resources import APP_AUTHOR, APP_NAME, DATA_ENV, DEFAULT_MODEL, data_dir  # noqa: F401  (the data folder: engine.resources)
 
 
 class StoreError(MSFMError):
     """A model cannot be installed, found or deleted as asked."""
-
-
-def data_dir() -> Path:
-    """The user data folder (``$MSFM_DATA_DIR``, else the platform's, e.g.
-    ``~/.local/share/MSFM Desktop``)."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR))
 
 
 def now_id(prefix: str) -> str:

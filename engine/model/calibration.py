@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .thresholds import (  # noqa: F401  (re-exported: engine.calibration stays the public name)
+from .thresholds import (  # noqa: F401  (re-exported: engine.model.calibration stays the public name)
     BOOTSTRAP_SEED,
     DEFAULT_HALF_WIDTH,
     HALF_WIDTH_RANGE,

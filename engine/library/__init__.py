@@ -1,0 +1,1 @@
+"""The user's models and fine-tuning runs: the model store and one-click fine-tuning."""
