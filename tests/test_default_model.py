@@ -8,7 +8,7 @@ import pytest
 
 from engine.resources import DEFAULT_MODEL, DEMO_STUDY, MODEL_CARD, resolve_checkpoint
 from tests.conftest import XRAY
-from tests.test_cli import msfm
+from tests.engine.test_cli import msfm
 
 
 def demo_boxes() -> dict[str, list[tuple[float, ...]]]:

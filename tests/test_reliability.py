@@ -204,7 +204,7 @@ def test_training_killed_at_random_points_always_resumes(tiny_csv, tmp_path):
     import time
 
     from engine.model.checkpoint import load_checkpoint
-    from tests.test_cli import BIN, ENV, msfm
+    from tests.engine.test_cli import BIN, ENV, msfm
 
     run = tmp_path / "run"
     args = ["train", tiny_csv, "--backbone", "resnet18", "--pretrained", "none", "--input-size", "128", "--part-size", "64",

@@ -122,7 +122,7 @@ def test_images_outside_the_intended_use_get_a_page_saying_so(tmp_path, preds):
 
 def test_cli_report_beside_the_dicom_and_a_bad_patient_refused_before_work(tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})

@@ -56,7 +56,7 @@ def test_every_scan_reports_a_dcm_that_is_not_dicom(folder):
 
 def test_cli_analyses_the_legacy_file_exports_it_and_names_the_impostor(folder, tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})

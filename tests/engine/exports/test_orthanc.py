@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import DICOM, XRAY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CR = DICOM / "RG3_UNC.dcm"
 MULTI = DICOM / "pydicom-data_emri_small_jpeg_ls_lossless.dcm"
 PNG = sorted((XRAY / "images").glob("*.png"))[0]
@@ -49,7 +49,7 @@ def run_in_namespace(job: dict, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "job.json").write_text(json.dumps({**job, "orthanc": orthanc, "work": str(work)}))
     ns = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "--net", "--map-root-user"]
-    script = 'ip link set lo up && exec "$0" -m tests.orthanc_helper "$1"'
+    script = 'ip link set lo up && exec "$0" -m tests.engine.exports.orthanc_helper "$1"'
     done = subprocess.run([*ns, "sh", "-c", script, sys.executable, str(work / "job.json")], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     log = (work / "orthanc.log").read_text() if (work / "orthanc.log").exists() else ""

@@ -9,8 +9,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from tests.test_app_panels import window  # noqa: E402
-from tests.test_app_window import open_and_wait  # noqa: E402
+from tests.desktop.test_app_panels import window  # noqa: E402
+from tests.desktop.test_app_window import open_and_wait  # noqa: E402
 
 
 def test_the_finding_is_the_lesion_box_beside_the_reference_box(qtbot, tmp_path):

@@ -18,7 +18,7 @@ from engine.recipes import LESION_RECIPE
 from engine.train.loop import TrainingError, freeze_early_layers
 from engine.train.losses import LossConfig, msfm_loss
 from engine.train.setup import TrainConfig
-from tests.test_cli import msfm
+from tests.engine.test_cli import msfm
 
 V1 = {"backbone": "efficientnet_lite0", "input_size": 320, "part_size": 224}
 
@@ -121,9 +121,9 @@ def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_l
     from pathlib import Path
 
     from engine.evaluation.figures import build_records, figures
-    from tests.test_metrics import synthetic_set
+    from tests.engine.evaluation.test_metrics import synthetic_set
 
-    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "scripts" / "ablation.py")
+    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[3] / "scripts" / "ablation.py")
     ablation = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ablation)
 

@@ -166,7 +166,7 @@ def test_png_folders_become_one_consistent_study_each_under_a_marked_pseudonym(t
 
 def test_cli_names_the_patient_of_png_exports(tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
@@ -183,7 +183,7 @@ def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_mo
     """`--dicom-sc A --dicom-sr B` on a PNG: wrapped once (the same instance in both
     folders), one study, one patient, also under --anonymise."""
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
@@ -205,7 +205,7 @@ def test_sc_and_sr_in_different_folders_are_one_export_run(tmp_path, resnet18_mo
 
 def test_cli_anonymise_leaves_no_path_or_source_uid_in_csv_and_json(tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
@@ -225,7 +225,7 @@ def test_csv_states_its_conventions_and_joins_the_dicom_of_the_same_run(tmp_path
     import json
 
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})

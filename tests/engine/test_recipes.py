@@ -4,7 +4,7 @@ import pytest
 
 from engine.model.checkpoint import load_checkpoint
 from engine.recipes import DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE
-from tests.test_cli import msfm
+from tests.engine.test_cli import msfm
 
 FEW = ("--epochs", "1", "--max-steps", "2", "--limit-train", "10", "--limit-val", "6", "--quiet")
 

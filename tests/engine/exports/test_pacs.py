@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from tests.conftest import free_port
-from tests.test_exports import preds  # noqa: F401  (the varied DICOM and PNG predictions)
+from tests.engine.exports.test_exports import preds  # noqa: F401  (the varied DICOM and PNG predictions)
 
 
 class RejectingPacs:

@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 
 from tests.conftest import DICOM, XRAY  # noqa: E402
-from tests.test_app_window import open_and_wait  # noqa: E402
+from tests.desktop.test_app_window import open_and_wait  # noqa: E402
 
 
 @pytest.fixture

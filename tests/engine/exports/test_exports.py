@@ -260,7 +260,7 @@ def test_pacs_echo_and_send_arrive_byte_for_byte(tmp_path, preds, storescp):
 
 def test_cli_predict_writes_dicom_and_csv(tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "m.pt"
     save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})

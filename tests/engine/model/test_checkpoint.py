@@ -95,7 +95,7 @@ def test_a_plain_classifier_checkpoint_is_refused_for_analysis(tmp_path, resnet1
     from engine.infer import Predictor
     from engine.model.checkpoint import save_checkpoint
     from tests.conftest import XRAY
-    from tests.test_cli import msfm
+    from tests.engine.test_cli import msfm
 
     ck = tmp_path / "plain.pt"
     save_checkpoint(ck, resnet18_model, {"name": "plain", "kind": "plain"})

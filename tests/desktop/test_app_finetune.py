@@ -177,7 +177,7 @@ def test_model_manager_switches_verifies_and_deletes(qtbot, tmp_path, settings, 
 
 def unresolvable_folder(root, xray_rows):
     """A labels.csv of 40 real FracAtlas names (20 normal, 20 abnormal) copied without its images."""
-    from tests.test_finetune import unresolvable_csv
+    from tests.engine.library.test_finetune import unresolvable_csv
 
     return unresolvable_csv(root, xray_rows)
 

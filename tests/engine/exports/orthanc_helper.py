@@ -2,7 +2,7 @@
 start Orthanc, send each batch of files with the engine's PACS code, and write what Orthanc
 holds (every instance's tags, with its patient, study and series) as JSON.
 
-    python -m tests.orthanc_helper JOB.json     # JOB: {"orthanc", "work", "batches": {name: [files]}}
+    python -m tests.engine.exports.orthanc_helper JOB.json     # JOB: {"orthanc", "work", "batches": {name: [files]}}
 """
 
 from __future__ import annotations

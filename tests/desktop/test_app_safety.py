@@ -14,8 +14,8 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from tests.conftest import DICOM, XRAY  # noqa: E402
-from tests.test_app_panels import window  # noqa: E402
-from tests.test_app_window import open_and_wait  # noqa: E402
+from tests.desktop.test_app_panels import window  # noqa: E402
+from tests.desktop.test_app_window import open_and_wait  # noqa: E402
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Tests of the desktop app (msfm_desktop/), real widgets offscreen."""

@@ -1,0 +1,1 @@
+"""Tests of the Qt-free engine, mirroring engine/."""
