@@ -46,7 +46,7 @@ from .curves import TrainingCurves
 from .finetune_report import confirm_worse_model, fill_table, finished_text, preview_text, setup_table, start_tooltip
 from .finetune_settings import AdvancedSettings
 from .training import PreviewWorker, TrainWorker
-from .workers import start_in_thread
+from .workers import CallWorker, start_in_thread
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -67,6 +67,8 @@ class FineTunePanel(QWidget):
         self.thread: QThread | None = None
         self.run: FineTuneRun | None = None
         self.comparison: dict | None = None
+        self._installing: tuple | None = None  # (worker, thread) of an install in progress
+        self.installed_path: Path | None = None  # the model the last accepted install put in place
         self.status = "idle"
         self._t_start = 0.0
         self._steps_done = 0
@@ -353,15 +355,17 @@ class FineTunePanel(QWidget):
         self.refresh_resumable()
 
     # ----- decision
-    def accept_new(self) -> Path | None:
+    def accept_new(self) -> bool | None:
         """Install the new model (a new file; nothing is overwritten) and make it active.
 
         Only after a held-out comparison on both classes; a model that scored lower than
         the current one on AUC or κ is installed only when the user answers Yes to the
-        question that shows both models' n and intervals. Returns the installed path, or
-        None when nothing was installed."""
+        question that shows both models' n and intervals. The install (hash, copy, hash,
+        describe: seconds for a large model) runs in a worker, never on the UI thread
+        (ADR 0004); ``installed_path`` and ``modelAccepted`` follow when it is done.
+        Returns True when the install started, None when nothing will be installed."""
         verdict = assess_comparison(self.comparison)
-        if self.run is None or not self.run.best.is_file():
+        if self.run is None or not self.run.best.is_file() or self._installing is not None:
             return None
         if not verdict.acceptable:
             self.state.setText(f"Cannot accept the new model: {verdict.reason}.")
@@ -369,15 +373,35 @@ class FineTunePanel(QWidget):
         if verdict.worse and not confirm_worse_model(self, self.comparison, verdict):
             self.state.setText("Not installed: the current model stays active. You can still accept the new model or keep the current one.")
             return None
-        meta = json.loads(read_checkpoint(self.run.best)["meta"])
-        m = self.store.install(self.run.best, name=f"Fine-tuned on {Path(self.run.config.data).name}", base_sha256=self.run.base_sha256,
-                               data=dict(meta.get("data") or {}), metrics=dict(meta.get("metrics") or {}), comparison=self.comparison)
-        self.run.save(status="accepted")
+        run, comparison, store = self.run, self.comparison, self.store
+
+        def install():
+            meta = json.loads(read_checkpoint(run.best)["meta"])
+            m = store.install(run.best, name=f"Fine-tuned on {Path(run.config.data).name}", base_sha256=run.base_sha256,
+                              data=dict(meta.get("data") or {}), metrics=dict(meta.get("metrics") or {}), comparison=comparison)
+            run.save(status="accepted")
+            return m
+
         self._show_decision(False)
-        self.state.setText(f"Installed and active: {m.name} (sha256 {m.sha256[:12]}).")
+        self.state.setText("Installing the new model…")
+        worker = CallWorker(install)
+        worker.finished.connect(self._on_installed)
+        self._installing = (worker, start_in_thread(worker, self))
+        return True
+
+    def _on_installed(self, result) -> None:
+        self._installing = None
+        if isinstance(result, Exception):
+            self.state.setText(f"Not installed: {result}. The current model stays active.")
+            self._show_decision(True)
+            return
+        self.installed_path = result.path
+        self.state.setText(f"Installed and active: {result.name} (sha256 {result.sha256[:12]}).")
         self.refresh_models()
-        self.modelAccepted.emit(m.path)
-        return m.path
+        self.modelAccepted.emit(result.path)
+
+    def installing(self) -> bool:
+        return self._installing is not None
 
     def reject_new(self) -> None:
         if self.run is not None:
@@ -408,3 +432,5 @@ class FineTunePanel(QWidget):
             worker.cancel()
             thread.wait()
         self._previews.clear()
+        if self._installing is not None:  # an install finishes (it is short); never half a model folder
+            self._installing[1].wait()

@@ -119,7 +119,9 @@ def test_fine_tune_cancel_resume_and_accept(qtbot, tmp_path, tiny_csv, settings,
     # Accept the model of the first run: installed as a new file, active, used.
     panel2.run, panel2.comparison = first_run, cmp
     asked = answer_questions(monkeypatch, QMessageBox.StandardButton.Yes)
-    installed = panel2.accept_new()
+    assert panel2.accept_new()  # the install runs in a worker, off the UI thread
+    qtbot.waitUntil(lambda: not panel2.installing(), timeout=120000)
+    installed = panel2.installed_path
     assert len(asked) == (1 if assess_comparison(cmp).worse else 0)  # asked exactly when the new model scored lower
     assert installed is not None and installed != DEFAULT_MODEL and installed.is_file()
     assert win2.model == installed and file_sha256(installed) == file_sha256(first_run.best)
@@ -288,6 +290,7 @@ def test_a_worse_model_needs_confirmation(qtbot, tmp_path, tiny_csv, settings, r
     asked = answer_questions(monkeypatch, QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
     assert len(asked) == 1
+    qtbot.waitUntil(lambda: not panel.installing(), timeout=120000)  # installed in a worker
     (installed,) = win.store.installed()
     assert win.model == installed.path and installed.sha256 == file_sha256(run.best) and panel.run.status == "accepted"
     assert installed.comparison["new"]["auc_ci"] == cmp["new"]["auc_ci"]  # the evidence is kept with the model
@@ -308,3 +311,4 @@ def test_a_worse_model_needs_confirmation(qtbot, tmp_path, tiny_csv, settings, r
     finish(better)
     asked = answer_questions(monkeypatch, QMessageBox.StandardButton.No)
     assert panel.accept_new() is not None and asked == []
+    qtbot.waitUntil(lambda: not panel.installing() and panel.installed_path is not None, timeout=120000)
