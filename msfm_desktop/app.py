@@ -146,7 +146,9 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
-        build_menus(self)
+        menus = build_menus(self)
+        self.recent_menu, self.auto_action, self.layer_actions = menus.recent, menus.auto_analyse, menus.layers
+        self.refresh_recent()
         self._refresh_info()
         self.resize(1100, 700)
 

@@ -7,21 +7,56 @@ Every action is also reachable from the keyboard; the shortcuts are listed in th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QMenuBar
 
 from engine.style import LAYER_LABELS
 
 from .overlays import LAYERS
 
-if TYPE_CHECKING:
-    from .app import MainWindow
+
+class MenuHost(Protocol):
+    """What the menus call: the main window's slots and the parts they drive (no import of
+    the window module, so no import circle)."""
+
+    viewer: Any
+    overlays: Any
+    prefs: Any
+
+    def menuBar(self) -> QMenuBar: ...
+    def open_folder_dialog(self) -> Any: ...
+    def open_file_dialog(self) -> Any: ...
+    def open_export(self) -> Any: ...
+    def open_outbox(self) -> Any: ...
+    def open_settings(self) -> Any: ...
+    def close(self) -> Any: ...
+    def step_image(self, step: int) -> Any: ...
+    def step_frame(self, step: int) -> Any: ...
+    def toggle_overlays(self) -> Any: ...
+    def analyse(self) -> Any: ...
+    def analyse_study(self) -> Any: ...
+    def cancel_all(self) -> Any: ...
+    def open_finetune(self) -> Any: ...
+    def open_models(self) -> Any: ...
+    def open_about(self) -> Any: ...
 
 
-def _action(win: "MainWindow", menu, text: str, slot: Callable, key=None, keys=()) -> QAction:
-    a = QAction(text, win)
+@dataclass(frozen=True)
+class MenuHandles:
+    """The menu parts the window updates later: the recent-folders menu, the auto-analyse
+    switch and the overlay layer switches."""
+
+    recent: QMenu
+    auto_analyse: QAction
+    layers: dict[str, QAction]
+
+
+def _action(win: MenuHost, menu, text: str, slot: Callable, key=None, keys=()) -> QAction:
+    a = QAction(text, win)  # type: ignore[arg-type]  # the window is a QObject
     if key is not None:
         a.setShortcuts([QKeySequence(key), *(QKeySequence(k) for k in keys)])
     a.triggered.connect(slot)
@@ -29,14 +64,13 @@ def _action(win: "MainWindow", menu, text: str, slot: Callable, key=None, keys=(
     return a
 
 
-def build_menus(win: "MainWindow") -> None:
-    """Create the menus; sets ``win.recent_menu``, ``win.auto_action`` and ``win.layer_actions``."""
+def build_menus(win: MenuHost) -> MenuHandles:
+    """Create the menus and shortcuts; returns the parts the window updates later."""
     bar = win.menuBar()
     f = bar.addMenu("&File")
     _action(win, f, "&Open folder…", win.open_folder_dialog, QKeySequence.StandardKey.Open)
     _action(win, f, "Open &file…", win.open_file_dialog)
-    win.recent_menu = f.addMenu("Open &recent")
-    win.refresh_recent()
+    recent = f.addMenu("Open &recent")
     f.addSeparator()
     _action(win, f, "&Export findings…", win.open_export, QKeySequence("Ctrl+E"))
     _action(win, f, "Send &queued objects to PACS…", win.open_outbox)
@@ -54,14 +88,14 @@ def build_menus(win: "MainWindow") -> None:
     _action(win, v, "&1:1", win.viewer.one_to_one, Qt.Key.Key_1)
     _action(win, v, "&Invert", lambda: win.viewer.set_inverted(not win.viewer.inverted), Qt.Key.Key_I)
     v.addSeparator()
-    win.layer_actions = {}
+    layers: dict[str, QAction] = {}
     for layer in LAYERS:
-        a = QAction(LAYER_LABELS[layer], win)
+        a = QAction(LAYER_LABELS[layer], win)  # type: ignore[arg-type]  # the window is a QObject
         a.setCheckable(True)
         a.setChecked(win.overlays.visible[layer])
         a.toggled.connect(lambda on, layer=layer: win.overlays.set_visible(layer, on))
         v.addAction(a)
-        win.layer_actions[layer] = a
+        layers[layer] = a
     _action(win, v, "Toggle all &overlays", win.toggle_overlays, Qt.Key.Key_O)
 
     an = bar.addMenu("&Analyse")
@@ -69,11 +103,11 @@ def build_menus(win: "MainWindow") -> None:
     _action(win, an, "Analyse &study", win.analyse_study, QKeySequence("Ctrl+Shift+R"))
     _action(win, an, "&Cancel", win.cancel_all, Qt.Key.Key_Escape)
     an.addSeparator()
-    win.auto_action = QAction("Analyse &automatically on open", win)
-    win.auto_action.setCheckable(True)
-    win.auto_action.setChecked(win.prefs.auto_analyse)
-    win.auto_action.toggled.connect(lambda on: setattr(win.prefs, "auto_analyse", on))
-    an.addAction(win.auto_action)
+    auto = QAction("Analyse &automatically on open", win)  # type: ignore[arg-type]
+    auto.setCheckable(True)
+    auto.setChecked(win.prefs.auto_analyse)
+    auto.toggled.connect(lambda on: setattr(win.prefs, "auto_analyse", on))
+    an.addAction(auto)
 
     mm = bar.addMenu("&Model")
     _action(win, mm, "&Fine-tune on my folder…", win.open_finetune, QKeySequence("Ctrl+T"))
@@ -81,3 +115,4 @@ def build_menus(win: "MainWindow") -> None:
 
     h = bar.addMenu("&Help")
     _action(win, h, "&About MSFM Desktop and the model…", win.open_about, QKeySequence.StandardKey.HelpContents)
+    return MenuHandles(recent, auto, layers)
