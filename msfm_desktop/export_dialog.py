@@ -43,7 +43,7 @@ from engine.io.dicom import is_dicom
 from engine.style import LAYER_LABELS as STYLE_LABELS
 from engine.style import MAP_LAYERS
 
-from .workers import start_in_thread
+from .workers import start_in_thread, stop_worker
 
 #: What each burnable layer is called in the export dialog: its name, and for the maps that
 #: only one is burned in.
@@ -309,9 +309,5 @@ class ExportDialog(QDialog):
         self.exportFinished.emit(summary)
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
-        if self.worker is not None:
-            self.worker.cancel()
-        if self.thread is not None:
-            self.thread.quit()
-            self.thread.wait()
+        stop_worker(self.worker, self.thread)
         super().done(result)

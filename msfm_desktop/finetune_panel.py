@@ -16,7 +16,6 @@ checkpoint, also after a restart.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -39,14 +38,15 @@ from engine.data.sources import DataError
 from engine.errors import CheckpointError
 from engine.library.finetune import DataPreview, FineTuneConfig, FineTuneRun, assess_comparison, list_runs
 from engine.library.store import ModelStore
-from engine.model.checkpoint import describe_checkpoint, read_checkpoint
+from engine.model.checkpoint import describe_checkpoint
 from engine.train.events import BatchEnd, EpochEnd, TrainMessage, TrainStarted
 
 from .curves import TrainingCurves
-from .finetune_report import confirm_worse_model, fill_table, finished_text, preview_text, setup_table, start_tooltip
+from .finetune_decision import DecisionMixin
+from .finetune_report import fill_table, finished_text, preview_text, setup_table, start_tooltip
 from .finetune_settings import AdvancedSettings
 from .training import PreviewWorker, TrainWorker
-from .workers import CallWorker, start_in_thread
+from .workers import start_in_thread
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -55,7 +55,7 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-class FineTunePanel(QWidget):
+class FineTunePanel(DecisionMixin, QWidget):
     """``modelAccepted`` carries the installed model's path once the user accepts it."""
 
     modelAccepted = Signal(object)
@@ -354,72 +354,10 @@ class FineTunePanel(QWidget):
         self._show_decision(status == "finished")
         self.refresh_resumable()
 
-    # ----- decision
-    def accept_new(self) -> bool | None:
-        """Install the new model (a new file; nothing is overwritten) and make it active.
-
-        Only after a held-out comparison on both classes; a model that scored lower than
-        the current one on AUC or κ is installed only when the user answers Yes to the
-        question that shows both models' n and intervals. The install (hash, copy, hash,
-        describe: seconds for a large model) runs in a worker, never on the UI thread
-        (ADR 0004); ``installed_path`` and ``modelAccepted`` follow when it is done.
-        Returns True when the install started, None when nothing will be installed."""
-        verdict = assess_comparison(self.comparison)
-        if self.run is None or not self.run.best.is_file() or self._installing is not None:
-            return None
-        if not verdict.acceptable:
-            self.state.setText(f"Cannot accept the new model: {verdict.reason}.")
-            return None
-        if verdict.worse and not confirm_worse_model(self, self.comparison, verdict):
-            self.state.setText("Not installed: the current model stays active. You can still accept the new model or keep the current one.")
-            return None
-        run, comparison, store = self.run, self.comparison, self.store
-
-        def install():
-            meta = json.loads(read_checkpoint(run.best)["meta"])
-            m = store.install(run.best, name=f"Fine-tuned on {Path(run.config.data).name}", base_sha256=run.base_sha256,
-                              data=dict(meta.get("data") or {}), metrics=dict(meta.get("metrics") or {}), comparison=comparison)
-            run.save(status="accepted")
-            return m
-
-        self._show_decision(False)
-        self.state.setText("Installing the new model…")
-        worker = CallWorker(install)
-        worker.finished.connect(self._on_installed)
-        self._installing = (worker, start_in_thread(worker, self))
-        return True
-
-    def _on_installed(self, result) -> None:
-        self._installing = None
-        if isinstance(result, Exception):
-            self.state.setText(f"Not installed: {result}. The current model stays active.")
-            self._show_decision(True)
-            return
-        self.installed_path = result.path
-        self.state.setText(f"Installed and active: {result.name} (sha256 {result.sha256[:12]}).")
-        self.refresh_models()
-        self.modelAccepted.emit(result.path)
-
-    def installing(self) -> bool:
-        return self._installing is not None
-
-    def reject_new(self) -> None:
-        if self.run is not None:
-            self.run.save(status="rejected")
-        self._show_decision(False)
-        self.state.setText("Kept the current model. The new one was not installed.")
-
     def _set_running(self, on: bool) -> None:
         self._update_start_button()
         self.cancel_button.setEnabled(on)
         self.resume_button.setEnabled(False if on else self.resume_button.isEnabled())
-
-    def _show_decision(self, on: bool) -> None:
-        """Offer the decision; Accept only with a usable held-out comparison (its tooltip says why not)."""
-        verdict = assess_comparison(self.comparison)
-        self.accept_button.setEnabled(on and verdict.acceptable)
-        self.accept_button.setToolTip("" if verdict.acceptable else f"Cannot accept: {verdict.reason}")
-        self.reject_button.setEnabled(on)
 
     def shutdown(self) -> None:
         """The window is closing: stop at the next batch (the run stays resumable) and wait."""

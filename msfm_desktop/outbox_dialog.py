@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from engine.exports.outbox import Outbox
 from engine.exports.pacs import PacsConfig
 
-from .workers import start_in_thread
+from .workers import start_in_thread, stop_worker
 
 COLUMNS = ("File", "Queued", "Send runs", "Last reason", "PACS")
 
@@ -37,7 +37,6 @@ COLUMNS = ("File", "Queued", "Send runs", "Last reason", "PACS")
 class OutboxWorker(QObject):
     """Sends the queued objects once (with the engine's retry) off the UI thread."""
 
-    line = Signal(str)
     progress = Signal(int, int)
     finished = Signal(object)  # list[SendResult], or the exception that stopped the run
 
@@ -146,9 +145,5 @@ class OutboxDialog(QDialog):
         self.refresh()
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
-        if self.worker is not None:
-            self.worker.cancel()
-        if self.thread is not None:
-            self.thread.quit()
-            self.thread.wait()
+        stop_worker(self.worker, self.thread)
         super().done(result)

@@ -85,6 +85,16 @@ def warm_up_engine() -> None:
     gc.freeze()
 
 
+def stop_worker(worker, thread: QThread | None) -> None:
+    """Ask ``worker`` (if any) to stop and wait for its thread: a dialog or panel closing
+    never leaves a thread running behind it."""
+    if worker is not None:
+        worker.cancel()
+    if thread is not None:
+        thread.quit()
+        thread.wait()
+
+
 def start_in_thread(worker: QObject, parent: QObject) -> QThread:
     """Move ``worker`` to a new QThread, run its ``run`` slot there, and clean both up
     when it emits ``finished``."""

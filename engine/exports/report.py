@@ -248,7 +248,7 @@ def write_reports(preds: Sequence[Prediction], folder: str | Path, exported: Seq
     study's SR or SC). A study that fails is reported in its result; the others go on."""
     studies = group_by_study(preds, exported, outside, anonymise, patient_id, patient_name)
     when = _dt.datetime.now()
-    series = generate_uid()  # one report series per export run and study is enough: one per run
+    series = generate_uid()  # the reports of one export run form one series (in each study they join)
     results: list[ReportResult] = []
     for i, study in enumerate(studies, 1):
         ident = study.identity

@@ -105,7 +105,7 @@ def _picture(rgb: np.ndarray):
     return ImageReader(io.BytesIO(jpeg.tobytes())), rgb.shape[1], rgb.shape[0]
 
 
-def _wrap(c, text: str, font: str, size: float, width: float) -> list[str]:
+def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     from reportlab.lib.utils import simpleSplit
 
     return simpleSplit(text, font, size, width)
@@ -130,7 +130,7 @@ class ReportCanvas:
     def _lines(self, y: float, lines: Sequence[str], size: float = 9.5, font: str = FONT, colour=(0, 0, 0)) -> float:
         self.c.setFillColorRGB(*colour)
         for line in lines:
-            for part in _wrap(self.c, line, font, size, PAGE_W - 2 * MARGIN):
+            for part in _wrap(line, font, size, PAGE_W - 2 * MARGIN):
                 self.c.setFont(font, size)
                 self.c.drawString(MARGIN, y, part)
                 y -= size * 1.3
