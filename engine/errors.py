@@ -38,3 +38,10 @@ class CheckpointError(MSFMError):
 
 class ConfigError(MSFMError, ValueError):
     """A configuration value is out of range or inconsistent (e.g. windows larger than the grid)."""
+
+
+class Cancelled(MSFMError):
+    """Thrown into an engine generator at a ``yield`` to stop it early
+    (:func:`engine.tasks.drive`, the desktop's tasks). A generator that has a useful
+    partial result catches it there and returns that result; one that does not lets it
+    propagate, and the run ends without a result."""

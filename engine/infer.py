@@ -101,7 +101,7 @@ class Predictor:
         self.amp = amp
         self.forward_chunk = forward_chunk or (CPU_FORWARD_CHUNK if self.device.type == "cpu" else None)
         cfg = model.config
-        self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size, threshold=float(cfg.threshold))
+        self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
         #: engine.model.calibration.Calibration of a model loaded from a checkpoint, else None.
@@ -116,8 +116,7 @@ class Predictor:
             # stages would join the ensemble and give a plausible-looking but wrong result.
             raise CheckpointError(f"{path}: a plain-classifier checkpoint (a baseline, no object or part stages): analyse with an "
                                   "MSFM checkpoint; compare against this one with `msfm evaluate --baseline`")
-        info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")),
-                         threshold=float(ck.config.threshold))
+        info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
         predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
         predictor.calibration = ck.calibration  # operating points and map scale, for verdicts and overlays
         return predictor
@@ -302,7 +301,7 @@ class Predictor:
                 Prediction(
                     file=str(im.source) if im.source is not None else "<array>",
                     width=im.width, height=im.height,
-                    probability=prob, label=int(prob >= cfg.threshold),
+                    probability=prob, label=int(prob >= cfg.threshold), threshold=float(cfg.threshold),
                     stages={"main": float(h["main"][i]), "object": float(h["obj"][i]), "parts": float(h["parts"][i])},
                     part_probabilities=tuple(float(v) for v in h["parts_each"][i]),
                     object_box=tuple(float(v) for v in h["obj_box"][i]),  # type: ignore[arg-type]

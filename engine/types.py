@@ -6,11 +6,13 @@ loaded, before any resize), x right, y down, continuous pixel edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .layers import Layer, msfm_layers
 
 BoxXYXY = tuple[float, float, float, float]
 
@@ -42,6 +44,9 @@ class LoadedImage:
             None when the pixels went through a VOI transform or have no such units.
         windows: the header's display windows (every Window Center/Width pair and VOI
             LUT), for images loaded with ``apply_voi=False``.
+        model_pixels: (H, W) float32 in [0, 1], the model's input (VOI applied) of an image
+            loaded for display with ``model_input=True``, when it differs from ``pixels``;
+            None otherwise. :meth:`for_model` picks it.
     """
 
     pixels: np.ndarray
@@ -51,6 +56,17 @@ class LoadedImage:
     meta: dict[str, str] = field(default_factory=dict)
     value_range: tuple[float, float] | None = None
     windows: tuple[DisplayWindow, ...] = ()
+    model_pixels: np.ndarray | None = None
+
+    def for_model(self) -> "LoadedImage":
+        """This image as the model reads it (the CLI's ``apply_voi=True`` load), without
+        decoding the file again: the kept VOI-applied pixels, or this image when its
+        pixels already are the model's input."""
+        if self.model_pixels is None:
+            # No VOI to apply (or a broken one the model also goes without): the same pixels;
+            # the header's windows are the viewer's business.
+            return replace(self, windows=()) if self.windows else self
+        return replace(self, pixels=self.model_pixels, model_pixels=None, value_range=None, windows=())
 
     def raw_value(self, p: float) -> float | None:
         """The stored (Modality LUT) value of pixel value ``p``, or None without units."""
@@ -91,8 +107,6 @@ class ModelInfo:
     backbone: str
     input_size: int
     name: str = "MSFM"
-    #: The decision threshold on p(abnormal) the label was made at (CSV, reports).
-    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,16 @@ class Prediction:
     peak: tuple[float, float] | None = None
     lesion_box: BoxXYXY | None = None
     evidence_max: float | None = None
+    #: The decision threshold on p(abnormal) that ``label`` was made at (CSV, reports).
+    threshold: float | None = None
+    #: Evidence beyond MSFM's own (another localisation method's maps, boxes, points):
+    #: drawn and exported after MSFM's layers by every output (:mod:`engine.layers`).
+    extra_layers: tuple[Layer, ...] = ()
+
+    def evidence_layers(self) -> tuple[Layer, ...]:
+        """Everything this prediction shows, bottom to top (:mod:`engine.layers`): MSFM's
+        maps and boxes from its fields, then ``extra_layers``."""
+        return msfm_layers(self) + self.extra_layers
 
     def to_json(self) -> dict[str, Any]:
         r = lambda v: round(float(v), 6)  # noqa: E731

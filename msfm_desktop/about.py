@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTabWidget, QTextBrowser, QVBoxLayout, QWidget
 
 from engine import __version__
+from engine.model.checkpoint import CheckpointInfo
 from engine.resources import DEFAULT_MODEL, MODEL_CARD
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pydicom", "pylibjpeg", "opencv-python-headless", "pyqtgraph")
@@ -36,21 +37,21 @@ def versions() -> dict[str, str]:
     return out
 
 
-def model_card_markdown(model: Path, info: dict | None) -> str:
+def model_card_markdown(model: Path, info: CheckpointInfo | None) -> str:
     if model == DEFAULT_MODEL and MODEL_CARD.is_file():
         return MODEL_CARD.read_text(encoding="utf-8")
     if info is None:
         return f"# No usable model\n\n`{model}` could not be read."
-    lines = [f"# {info['name']}", "", f"Checkpoint `{model}`", ""]
-    lines += [f"- **{k}**: {v}" for k, v in info.items() if k not in ("name", "metrics")]
-    for k, v in (info.get("metrics") or {}).items():
+    lines = [f"# {info.name}", "", f"Checkpoint `{model}`", ""]
+    lines += [f"- **{k}**: {v}" for k, v in info.to_json().items() if k not in ("name", "metrics")]
+    for k, v in (info.metrics or {}).items():
         lines.append(f"- **val {k}**: {v:.3f}" if isinstance(v, float) else f"- **val {k}**: {v}")
     lines += ["", "_Decision support, not a diagnosis._"]
     return "\n".join(lines)
 
 
 class AboutDialog(QDialog):
-    def __init__(self, model: Path, info: dict | None, parent: QWidget | None = None) -> None:
+    def __init__(self, model: Path, info: CheckpointInfo | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("About MSFM Desktop")
         self.resize(720, 560)

@@ -1,5 +1,6 @@
 """Analysis in the main window: the shown image (Ctrl+R, or on open) and the whole study
-(Ctrl+Shift+R, with progress in images and Cancel), both in worker threads.
+(Ctrl+Shift+R, with progress in images and Cancel), both run by the window's
+:class:`~msfm_desktop.controller.AnalysisController` (which owns the loaded models).
 
 Every result goes into the open study (:class:`~msfm_desktop.session.OpenStudy`) under
 the image it belongs to; a result from a worker started for a study the user has since
@@ -13,12 +14,10 @@ overlays, findings, summary, problems panel, progress bar, ``model`` and ``prefs
 
 from __future__ import annotations
 
-from PySide6.QtCore import QThread
-
 from engine.types import Prediction
 
+from .controller import Analysed, AnalysisController
 from .session import FailedResult, ImageRef, OutOfScopeResult, StudyRun, plural
-from .workers import AnalyseWorker, StudyAnalyseWorker, start_in_thread
 
 
 class AnalysisMixin:
@@ -28,8 +27,12 @@ class AnalysisMixin:
         self.analysis_error: str | None = None
         self.run_info: dict = {}
         self.verdict: str | None = None  # of the shown result
-        self._analyse: tuple[AnalyseWorker, QThread] | None = None
-        self._study_run: tuple[StudyAnalyseWorker, QThread] | None = None
+        self.controller = AnalysisController(self)
+        self.controller.analysed.connect(self._on_analysed)
+        self.controller.study_step.connect(self._on_study_step)
+        self.controller.study_failed.connect(self._on_study_failed)
+        self.controller.study_done.connect(self._on_study_done)
+        self._study_run: bool | None = None  # True once a study analysis was started in this window
 
     @property
     def prediction(self) -> Prediction | None:
@@ -50,22 +53,21 @@ class AnalysisMixin:
             self.findings.reset(ref, f"Cannot analyse: {self.model_line}")
             return
         self.findings.reset(ref, "Analysing…")
-        worker = AnalyseWorker(self.model, image, self.prefs.device, self.session.token, ref, self.prefs.research_outside_use)
-        worker.finished.connect(self._on_analysed)
-        self._analyse = (worker, start_in_thread(worker, self))
+        self.controller.analyse_image(self.model, image, ref, self.session.token, self.prefs.device, self.prefs.research_outside_use)
 
     def analysing(self) -> bool:
-        return self._analyse is not None and self._analyse[1].isRunning()
+        return self.controller.image_busy()
 
-    def _on_analysed(self, token: int, ref: ImageRef, result: object, info: dict) -> None:
-        if not self.session.accepts(token):
+    def _on_analysed(self, answer: Analysed) -> None:
+        ref, result = answer.ref, answer.result
+        if not self.session.accepts(answer.token):
             return  # analysed for a study that is no longer open
         if isinstance(result, Exception):
             self.analysis_error = str(result)
             if ref == self.session.current:
                 self.findings.reset(ref, f"Analysis failed: {result}")
             return
-        self.run_info = info
+        self.run_info = {"device": answer.device} if answer.device else {}
         self.session.store(ref, result)
         self.summary.set_result(ref, result, self.calibration)
         self.summary.show_verdicts(self.session, self.calibration, self.analysing_study())
@@ -102,25 +104,30 @@ class AnalysisMixin:
             self.summary.reset(f"Cannot analyse: {self.model_line}")
             return
         self.session.run = StudyRun(total=len(paths))
-        worker = StudyAnalyseWorker(self.model, paths, self.prefs.device, token=self.session.token, research=self.prefs.research_outside_use)
-        # Bound methods of UI-thread objects only: PySide6 runs a lambda slot in the
-        # emitting (worker) thread, where touching widgets crashes.
-        worker.batch.connect(self._on_study_batch)
-        worker.progress.connect(self._on_study_progress)
-        worker.finished.connect(self._on_study_done)
+        self.controller.analyse_study(self.model, paths, self.session.token, self.prefs.device, self.prefs.research_outside_use)
+        self._study_run = True
         self._set_busy(True)
         self.progress.setRange(0, len(paths))
         self.progress.setFormat(f"%v of {plural(len(paths), 'image')}")
         self.statusBar().showMessage(f"Analysing {plural(len(paths), 'image')}…")
         self.summary.show_verdicts(self.session, self.calibration, running=True)
-        self._study_run = (worker, start_in_thread(worker, self))
 
     def analysing_study(self) -> bool:
-        return self._study_run is not None and self._study_run[1].isRunning()
+        return self.controller.study_busy()
 
-    def _on_study_batch(self, token: int, preds, errors, outside) -> None:
+    def _on_study_step(self, token: int, step) -> None:
         if not self.session.accepts(token):
             return
+        self._on_study_batch(step.predictions, step.errors, step.out_of_scope)
+        self._on_study_progress(step.done, step.total or (self.session.run.total if self.session.run else step.done))
+
+    def _on_study_failed(self, token: int, why: str) -> None:
+        from engine.infer import LoadFailure
+
+        if self.session.accepts(token):
+            self._on_study_batch([], [LoadFailure(str(self.model), why)], [])
+
+    def _on_study_batch(self, preds, errors, outside) -> None:
         cal = self.calibration
         for p in preds:
             ref = self.session.ref_for(p.file, p.frame)
@@ -140,11 +147,11 @@ class AnalysisMixin:
                 self.session.store(ref, FailedResult(e.reason))
                 self.summary.set_result(ref, FailedResult(e.reason), cal)
         cur = self.session.current
-        if cur is not None and self.viewer.image is not None and self.session.result(cur) is not None and not self.overlays.items["fused"]:
+        if cur is not None and self.viewer.image is not None and self.session.result(cur) is not None and not self.overlays.drawn():
             self.show_result(cur, self.session.result(cur))
 
-    def _on_study_progress(self, token: int, done: int, total: int) -> None:
-        if not self.session.accepts(token) or self.session.run is None:
+    def _on_study_progress(self, done: int, total: int) -> None:
+        if self.session.run is None:
             return
         self.session.run.done = done
         self.progress.setMaximum(max(total, 1))
@@ -166,14 +173,8 @@ class AnalysisMixin:
     def cancel_all(self) -> None:
         """Stop the scan and the study analysis (each at its next file or batch)."""
         self.cancel_scan()
-        if self._study_run is not None:
-            self._study_run[0].cancel()
+        self.controller.cancel_study()
 
     def _stop_analysis(self) -> None:
-        """Cancel and join the analysis threads (the window is closing)."""
-        if self._study_run is not None:
-            self._study_run[0].cancel()
-        for run in (self._analyse, self._study_run):
-            if run is not None:
-                run[1].quit()
-                run[1].wait()
+        """Cancel and join the analyses (the window is closing)."""
+        self.controller.stop()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QThread
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import __version__
@@ -22,7 +22,7 @@ from engine.errors import CheckpointError
 from engine.exports.outbox import Outbox
 from engine.io.study import StudyIndex
 from engine.library.store import ModelStore
-from engine.model.checkpoint import describe_checkpoint
+from engine.model.checkpoint import CheckpointInfo, describe_checkpoint
 from engine.resources import DEFAULT_MODEL
 
 from .about import AboutDialog
@@ -42,10 +42,10 @@ from .studyflow import StudyFlowMixin
 from .summary import StudySummary
 from .thumbs import ThumbnailLoader
 from .viewer import ImageViewer
-from .workers import ScanWorker, start_in_thread, warm_up_engine
+from .workers import Task, warm_up_engine
 
 
-def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) -> tuple[dict | None, str]:
+def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) -> tuple[CheckpointInfo | None, str]:
     """The checkpoint's description (None when unusable) and one line naming it, or why
     there is none. Read once per model choice: it hashes the whole file. An installed
     fine-tuned model whose file no longer has the SHA-256 recorded at install is refused."""
@@ -54,10 +54,10 @@ def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) 
     except CheckpointError as exc:
         return None, f"no model: {exc}"
     installed = store.find_installed(path) if store is not None else None
-    if installed is not None and installed.sha256 != d["sha256"]:
-        return None, f"no model: {path} changed since it was installed (SHA-256 {d['sha256'][:12]}, recorded {installed.sha256[:12]}); refused"
-    name = installed.name if installed is not None else d["name"]
-    return d, f"{name} ({d['backbone']}, {d['input_size']} px, sha256 {d['sha256'][:12]}) from {path.name}"
+    if installed is not None and installed.sha256 != d.sha256:
+        return None, f"no model: {path} changed since it was installed (SHA-256 {d.sha256[:12]}, recorded {installed.sha256[:12]}); refused"
+    name = installed.name if installed is not None else d.name
+    return d, f"{name} ({d.backbone}, {d.input_size} px, sha256 {d.sha256[:12]}) from {path.name}"
 
 
 class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
@@ -78,8 +78,7 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self.session = OpenStudy()  # what is open and everything derived from it (studyflow)
         self.study: str | None = None
         self.index: StudyIndex | None = None
-        self._scan: ScanWorker | None = None
-        self._thread: QThread | None = None
+        self._scan: Task | None = None
         self.setWindowTitle(f"MSFM Desktop {__version__}")
         self.setAcceptDrops(True)
 
@@ -93,7 +92,7 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         lay.addWidget(self.info)
         lay.addWidget(self.viewer, 1)
         self.setCentralWidget(central)
-        self._loads: list = []
+        self._loads: list[Task] = []  # image decodes in flight (a quick PgDn run starts several)
         self.overlays = Overlays(self.viewer.view)
         self.viewer.prev_frame.clicked.connect(lambda: self.step_frame(-1))
         self.viewer.next_frame.clicked.connect(lambda: self.step_frame(1))
@@ -109,10 +108,8 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self.summary = StudySummary()
         self.summary.rowOpened.connect(self.open_from_table)
         self.thumbs = ThumbnailLoader()
-        self.thumbs.ready.connect(self.browser.set_thumbnail)
-        self.thumbs.failed.connect(self.problems.add_problem)  # a bound method: runs in the UI thread
+        self.thumbs.start(self.browser.set_thumbnail, self.problems.add_problem)
         self.browser.thumbnailsWanted.connect(lambda paths: self.thumbs.request(paths, urgent=True))
-        self._thumb_thread = start_in_thread(self.thumbs, self)
         self._init_analysis()
         docks = []
         for title, widget, area in (("Study", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea), ("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
@@ -222,8 +219,8 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         """The active model's operating points and map scale (:mod:`engine.model.calibration`)."""
         from engine.model.calibration import Calibration
 
-        if self.model_info is not None and self.model_info.get("calibration") is not None:
-            return self.model_info["calibration"]
+        if self.model_info is not None:
+            return self.model_info.calibration
         return Calibration.for_checkpoint({}, 0.5)
 
     def open_export(self) -> ExportDialog:
@@ -321,9 +318,8 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self._stop_analysis()
         if self.finetune is not None:
             self.finetune.shutdown()
-        for t in [t for _, t in self._loads] + [self._thumb_thread]:
-            t.quit()
-            t.wait()
+        for task in self._loads:
+            task.wait()
         super().closeEvent(event)
 
 

@@ -11,11 +11,9 @@ name gets ``-1``) and an image whose export fails leaves no partial file.
 
 from __future__ import annotations
 
-import datetime as _dt
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -33,17 +31,14 @@ from PySide6.QtWidgets import (
 
 from engine.exports.burn import DEFAULT_LAYERS
 from engine.exports.burn import LAYERS as BURN_LAYERS
-from engine.exports.csvout import write_csv
-from engine.exports.export import ExportOptions, export_dicom
-from engine.exports.outbox import Outbox, send_and_queue
-from engine.exports.pacs import PacsConfig
-from engine.exports.report import write_reports
+from engine.exports.export import ExportOptions
 from engine.exports.writer import is_inside
 from engine.io.dicom import is_dicom
 from engine.style import LAYER_LABELS as STYLE_LABELS
 from engine.style import MAP_LAYERS
 
-from .workers import start_in_thread, stop_worker
+from .export_task import ExportLine, export_run
+from .workers import Task, run_task, stop_task
 
 #: What each burnable layer is called in the export dialog: its name, and for the maps that
 #: only one is burned in.
@@ -51,75 +46,8 @@ BURN_NOTES = {"cam": " (instead of E)", "a": " (instead of E or the CAM)"}
 LAYER_LABELS = {k: STYLE_LABELS[k] + BURN_NOTES.get(k, "") for k in (*MAP_LAYERS, *(k for k in BURN_LAYERS if k not in MAP_LAYERS))}
 
 
-class ExportWorker(QObject):
-    """One export run: DICOM (when ``dicom``), CSV, the PDF reports, then the PACS send of
-    everything written; ``options`` carries layers, calibration, anonymisation and patient."""
-
-    line = Signal(str)
-    progress = Signal(int, int)
-    finished = Signal(object)  # {"files": [...], "errors": n, "sent": [SendResult], "reports": [ReportResult], "queued": n}
-
-    def __init__(self, preds, folder: Path, options: ExportOptions, dicom: bool, csv: bool, pacs: PacsConfig | None,
-                 outside=(), report: bool = False) -> None:
-        super().__init__()
-        self.preds, self.folder, self.options, self.dicom, self.csv, self.pacs = list(preds), Path(folder), options, dicom, csv, pacs
-        self.outside = list(outside)  # engine.scope.OutOfScope rows for the CSV and the report
-        self.report = report
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @Slot()
-    def run(self) -> None:
-        files, errors, sent, exported, reports, queued = [], 0, [], [], [], 0
-        anonymise = self.options.anonymise
-        try:
-            if self.dicom and self.preds:
-                exported = export_dicom(self.preds, self.folder, self.options, progress=self.progress.emit, cancel=self._cancel.is_set)
-                for r in exported:
-                    if r.error:
-                        errors += 1
-                        self.line.emit(f"✘ {Path(r.source).name}: {r.error}")
-                    else:
-                        files += list(r.files.values())
-                        self.line.emit(f"✔ {Path(r.source).name}: " + ", ".join(p.name for p in r.files.values()))
-            if self.csv and not self._cancel.is_set():
-                name = f"msfm-findings-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-                try:
-                    self.line.emit(f"✔ CSV: {write_csv(self.preds, self.folder / name, anonymise, self.outside, exported).name}")
-                except OSError as exc:
-                    errors += 1
-                    self.line.emit(f"✘ CSV: {exc}")
-            if self.report and not self._cancel.is_set():
-                reports = write_reports(self.preds, self.folder, exported, self.outside, calibration=self.options.calibration,
-                                        layers=self.options.layers, anonymise=anonymise, dicom=self.dicom,
-                                        patient_id=self.options.patient_id, patient_name=self.options.patient_name)
-                for rep in reports:
-                    if rep.error:
-                        errors += 1
-                        self.line.emit(f"✘ report of study {rep.study}: {rep.error}")
-                    else:
-                        files += [rep.dicom] if rep.dicom is not None else []
-                        self.line.emit(f"✔ report ({rep.pages} page(s)): {rep.pdf.name}" + (f", {rep.dicom.name}" if rep.dicom else ""))
-            if self.pacs is not None and files and not self._cancel.is_set():
-                self.line.emit(f"Sending {len(files)} object(s) to {self.pacs.describe()}…")
-                outbox = Outbox()
-                for r in send_and_queue(files, self.pacs, outbox, progress=lambda i, n, r: self.progress.emit(i, n), cancel=self._cancel.is_set):
-                    sent.append(r)
-                    tries = f" (try {r.attempts})" if r.attempts > 1 else ""
-                    self.line.emit(f"{'✔' if r.ok else '✘'} PACS {r.path.name}: {r.message}{tries}")
-                queued = outbox.count()
-                if queued:
-                    self.line.emit(f"{queued} object(s) wait in the PACS outbox: File ▸ Send queued objects to PACS tries them again")
-        except Exception as exc:  # report, never take the app down
-            errors += 1
-            self.line.emit(f"✘ export stopped: {type(exc).__name__}: {exc}")
-        self.finished.emit({"files": files, "errors": errors, "sent": sent, "reports": reports, "queued": queued})
-
-
 class ExportDialog(QDialog):
-    exportFinished = Signal(object)  # the run's summary (see ExportWorker.finished)
+    exportFinished = Signal(object)  # the run's summary (msfm_desktop.export_task.export_run)
 
     """Choose what and where; ``result_summary`` holds the last run's outcome.
 
@@ -144,8 +72,7 @@ class ExportDialog(QDialog):
         self.image_outside = [(cur, cur_result.reason)] if cur is not None and type(cur_result).__name__ == "OutOfScopeResult" else []
         self.study_outside = session.outside_use()
         self.token = session.token
-        self.worker: ExportWorker | None = None
-        self.thread: QThread | None = None
+        self.worker: Task | None = None
         self.result_summary: dict | None = None
 
         n_units = sum(r.frames for r in session.images)
@@ -270,13 +197,16 @@ class ExportDialog(QDialog):
         from engine.scope import OutOfScope
 
         outside = [OutOfScope(file=str(ref.path), frame=ref.frame, reason=reason, meta=self._meta(ref)) for ref, reason in self.outside()]
-        self.worker = ExportWorker(preds, folder, options, options.sc or options.sr, self.csv.isChecked(),
-                                   self.prefs.pacs() if self.send.isChecked() else None, outside, self.report.isChecked())
-        self.worker.line.connect(self.log.addItem)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.finished.connect(self._on_finished)
-        self.thread = start_in_thread(self.worker, self)
+        self.worker = run_task(export_run, preds, folder, options, options.sc or options.sr, self.csv.isChecked(),
+                               self.prefs.pacs() if self.send.isChecked() else None, outside, self.report.isChecked(),
+                               yielded=self._on_event, returned=self._on_finished)
         return True
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, ExportLine):
+            self.log.addItem(event.text)
+        else:
+            self._on_progress(event.done, event.total)
 
     def _meta(self, ref) -> dict[str, str]:
         """Patient/study identifiers of an unlabelled image, for its CSV row."""
@@ -288,7 +218,7 @@ class ExportDialog(QDialog):
         return {k: v for k, v in meta.items() if v}
 
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.worker is not None and self.worker.running()
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
@@ -309,5 +239,5 @@ class ExportDialog(QDialog):
         self.exportFinished.emit(summary)
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
-        stop_worker(self.worker, self.thread)
+        stop_task(self.worker)
         super().done(result)

@@ -12,11 +12,11 @@ from engine.library.finetune import assess_comparison
 from engine.model.checkpoint import read_checkpoint
 
 from .finetune_report import confirm_worse_model
-from .workers import CallWorker, start_in_thread
+from .workers import Task, run_task
 
 
 class DecisionMixin:
-    _installing: tuple | None
+    _installing: "Task | None"
     installed_path: Path | None
 
     def accept_new(self) -> bool | None:
@@ -48,9 +48,7 @@ class DecisionMixin:
 
         self._show_decision(False)
         self.state.setText("Installing the new model…")
-        worker = CallWorker(install)
-        worker.finished.connect(self._on_installed)
-        self._installing = (worker, start_in_thread(worker, self))
+        self._installing = run_task(install, returned=self._on_installed, errored=self._on_installed)
         return True
 
     def _on_installed(self, result) -> None:

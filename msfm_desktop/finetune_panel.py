@@ -1,10 +1,10 @@
 """Model ▸ Fine-tune: choose a labelled folder and a starting model, press one button,
 watch it learn, compare, and accept or keep the current model.
 
-Choosing a folder checks it in a :class:`~msfm_desktop.training.PreviewWorker` thread:
+Choosing a folder checks it in a task (:func:`~msfm_desktop.training.check_folder_task`):
 only images that exist and decode are counted, and Fine-tune stays disabled, with the
 reason, while there are fewer than :data:`engine.library.finetune.MIN_PER_CLASS` of each class.
-Training runs in a :class:`~msfm_desktop.training.TrainWorker` thread; the app stays
+Training runs in a child process (:func:`~msfm_desktop.training.train_in_child`); the app stays
 usable. The new model is installed (a new file in the user data folder) only when the
 user accepts it after the side-by-side held-out comparison: Accept stays disabled until
 both models were measured on held-out images of both classes, and a model that scored
@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -45,8 +45,8 @@ from .curves import TrainingCurves
 from .finetune_decision import DecisionMixin
 from .finetune_report import fill_table, finished_text, preview_text, setup_table, start_tooltip
 from .finetune_settings import AdvancedSettings
-from .training import PreviewWorker, TrainWorker
-from .workers import start_in_thread
+from .training import ChildDone, Compared, Comparing, check_folder_task, train_in_child
+from .workers import Task, run_task, stop_task
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -63,11 +63,10 @@ class FineTunePanel(DecisionMixin, QWidget):
     def __init__(self, store: ModelStore, device: str = "auto", active_model: Path | None = None, parent=None) -> None:
         super().__init__(parent)
         self.store, self.device, self.active_model = store, device, active_model
-        self.worker: TrainWorker | None = None
-        self.thread: QThread | None = None
+        self.worker: Task | None = None  # the training task (its child process) while one runs
         self.run: FineTuneRun | None = None
         self.comparison: dict | None = None
-        self._installing: tuple | None = None  # (worker, thread) of an install in progress
+        self._installing: Task | None = None  # an install in progress
         self.installed_path: Path | None = None  # the model the last accepted install put in place
         self.status = "idle"
         self._t_start = 0.0
@@ -76,7 +75,7 @@ class FineTunePanel(DecisionMixin, QWidget):
         # Folder checks in flight: every worker is kept until its thread ends (a worker
         # dropped while running would be deleted under its thread); only the answer of the
         # newest (``_preview_gen``) is shown.
-        self._previews: list[tuple[PreviewWorker, QThread]] = []
+        self._previews: list[Task] = []
         self._preview_gen = 0
         self._preview_path = ""
         self._preview_pending = False
@@ -165,8 +164,8 @@ class FineTunePanel(DecisionMixin, QWidget):
         """Check the folder (default: the one typed) in a worker thread; the counts and
         the Fine-tune button follow when the answer comes (:meth:`previewing` till then)."""
         text = (self.folder.text() if path is None else path).strip()
-        for worker, _ in self._previews:
-            worker.cancel()  # its answer would be ignored anyway
+        for task in self._previews:
+            task.cancel()  # its answer would be ignored anyway
         self._preview_gen += 1
         self._preview_path = text
         self.last_preview = None
@@ -178,10 +177,10 @@ class FineTunePanel(DecisionMixin, QWidget):
         self._preview_pending = True
         self.preview_label.setText(f"Checking the images of {text}…")
         self._update_start_button()
-        worker = PreviewWorker(text, self._preview_gen)
-        worker.progress.connect(self._on_preview_progress)
-        worker.finished.connect(self._on_preview)
-        self._previews.append((worker, start_in_thread(worker, self)))
+        gen = self._preview_gen
+        self._previews = [t for t in self._previews if t.running()]
+        self._previews.append(run_task(check_folder_task, text, yielded=lambda p: self._on_preview_progress(gen, p.done, p.total),
+                                       returned=lambda p: self._on_preview(gen, p)))
 
     def previewing(self) -> bool:
         """True while the newest folder check has not answered."""
@@ -192,7 +191,6 @@ class FineTunePanel(DecisionMixin, QWidget):
             self.preview_label.setText(f"Checking the images: {done} of {total} read and decoded…")
 
     def _on_preview(self, gen: int, p: DataPreview) -> None:
-        self._previews = [(w, t) for w, t in self._previews if not t.isFinished()]
         if gen != self._preview_gen:
             return
         self._preview_pending = False
@@ -224,7 +222,7 @@ class FineTunePanel(DecisionMixin, QWidget):
         except CheckpointError as exc:
             self.state.setText(f"Cannot start from this checkpoint: {exc}")
             return False
-        self.base.addItem(f"{d['name']} — {Path(path).name}", str(path))
+        self.base.addItem(f"{d.name} — {Path(path).name}", str(path))
         self.base.setCurrentIndex(self.base.count() - 1)
         return True
 
@@ -294,13 +292,9 @@ class FineTunePanel(DecisionMixin, QWidget):
         self.progress.setRange(0, 0)
         self.state.setText(f"{'Resuming' if resume else 'Starting'} {run.dir.name}…")
         self._t_start, self._steps_done = time.perf_counter(), 0
-        self.worker = TrainWorker(run, resume)
-        self.worker.event.connect(self._on_event)
-        self.worker.comparing.connect(self._on_comparing)
-        self.worker.compared.connect(self._on_compared)
-        self.worker.finished.connect(self._on_finished)
         self._set_running(True)
-        self.thread = start_in_thread(self.worker, self)
+        self.worker = run_task(train_in_child, run, resume, yielded=self._on_message, returned=self._on_finished,
+                               errored=lambda exc: self._on_finished(ChildDone("failed", f"{type(exc).__name__}: {exc}")))
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -309,7 +303,16 @@ class FineTunePanel(DecisionMixin, QWidget):
 
     def running(self) -> bool:
         """True while a run trains, or is about to start once its folder is checked."""
-        return self._start_after_preview is not None or (self.thread is not None and self.thread.isRunning())
+        return self._start_after_preview is not None or (self.worker is not None and self.worker.running())
+
+    def _on_message(self, msg) -> None:
+        """A message of the training child: a training event, or the comparison's progress and result."""
+        if isinstance(msg, Comparing):
+            self._on_comparing(msg.done, msg.total)
+        elif isinstance(msg, Compared):
+            self._on_compared(msg.comparison)
+        else:
+            self._on_event(msg)
 
     def _on_event(self, ev) -> None:
         if isinstance(ev, TrainStarted):
@@ -341,7 +344,8 @@ class FineTunePanel(DecisionMixin, QWidget):
         self.comparison = cmp
         fill_table(self.table, cmp)
 
-    def _on_finished(self, status: str, message: str) -> None:
+    def _on_finished(self, done: ChildDone) -> None:
+        status, message = done.status, done.message
         self.status = status
         if self.run is not None:  # the child process updated job.json
             self.run = FineTuneRun.load(self.run.dir) or self.run
@@ -361,14 +365,9 @@ class FineTunePanel(DecisionMixin, QWidget):
 
     def shutdown(self) -> None:
         """The window is closing: stop at the next batch (the run stays resumable) and wait."""
-        if self.worker is not None:
-            self.worker.cancel()
-        if self.thread is not None:
-            self.thread.quit()
-            self.thread.wait()
-        for worker, thread in self._previews:
-            worker.cancel()
-            thread.wait()
+        stop_task(self.worker)
+        for task in self._previews:
+            stop_task(task)
         self._previews.clear()
         if self._installing is not None:  # an install finishes (it is short); never half a model folder
-            self._installing[1].wait()
+            self._installing.wait()

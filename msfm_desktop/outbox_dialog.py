@@ -9,9 +9,6 @@ bar's "PACS outbox" button shows it whenever something waits.
 
 from __future__ import annotations
 
-import threading
-
-from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -27,34 +24,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.exports.outbox import Outbox
-from engine.exports.pacs import PacsConfig
 
-from .workers import start_in_thread, stop_worker
+from .workers import Task, run_task, stop_task
 
 COLUMNS = ("File", "Queued", "Send runs", "Last reason", "PACS")
-
-
-class OutboxWorker(QObject):
-    """Sends the queued objects once (with the engine's retry) off the UI thread."""
-
-    progress = Signal(int, int)
-    finished = Signal(object)  # list[SendResult], or the exception that stopped the run
-
-    def __init__(self, outbox: Outbox, cfg: PacsConfig) -> None:
-        super().__init__()
-        self.outbox, self.cfg = outbox, cfg
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            results: object = self.outbox.send_queued(self.cfg, progress=lambda i, n, r: self.progress.emit(i, n), cancel=self._cancel.is_set)
-        except Exception as exc:  # an unreadable queue, a network error outside a store: said, never raised
-            results = exc
-        self.finished.emit(results)
 
 
 class OutboxDialog(QDialog):
@@ -63,8 +36,7 @@ class OutboxDialog(QDialog):
         self.setWindowTitle("PACS outbox")
         self.resize(820, 420)
         self.prefs, self.outbox = prefs, outbox or Outbox()
-        self.worker: OutboxWorker | None = None
-        self.thread = None
+        self.worker: Task | None = None
         self.last_results: list | None = None
         cfg = prefs.pacs()
         self.target = QLabel(f"Send to {cfg.describe()}" if cfg else "No PACS configured: set one in File ▸ Settings")
@@ -124,12 +96,13 @@ class OutboxDialog(QDialog):
             return False
         self.log.clear()
         self.log.addItem(f"Sending {self.table.rowCount()} queued object(s) to {cfg.describe()}…")
-        self.worker = OutboxWorker(self.outbox, cfg)
-        self.worker.progress.connect(lambda i, n: (self.progress.setRange(0, max(1, n)), self.progress.setValue(i)))
-        self.worker.finished.connect(self._on_finished)
-        self.thread = start_in_thread(self.worker, self)
+        self.worker = run_task(self.outbox.iter_send_queued, cfg, yielded=self._on_progress, returned=self._on_finished, errored=self._on_finished)
         self.refresh()
         return True
+
+    def _on_progress(self, step) -> None:
+        self.progress.setRange(0, max(1, step.total))
+        self.progress.setValue(step.done)
 
     def _on_finished(self, results) -> None:
         self.worker = None
@@ -145,5 +118,5 @@ class OutboxDialog(QDialog):
         self.refresh()
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
-        stop_worker(self.worker, self.thread)
+        stop_task(self.worker)
         super().done(result)

@@ -1,11 +1,12 @@
 """Evidence overlays drawn in the viewer's scene, i.e. in original image pixels.
 
-Boxes are ``QGraphicsRectItem`` s in the ViewBox, so zoom, pan and window/level never move
-them off the anatomy: the object box (cyan), the part windows in rank colours (red,
-orange, yellow, green, …) and the fused box (white). The two maps, the abnormal-class
-CAM (class feature map) and the activation map A, are colour-mapped images stretched
-over the whole radiograph (their (g, g) cells cover the image as
-:class:`engine.types.StageMaps` says), upsampled bilinearly (cell centres stay put) so the
+The viewer draws whatever evidence layers a prediction has (:mod:`engine.layers`), with
+the layer's colours and its role's prominence. Boxes are ``QGraphicsRectItem`` s in the
+ViewBox, so zoom, pan and window/level never move them off the anatomy: for MSFM the
+object box (cyan), the part windows in rank colours (red, orange, yellow, green, …), the
+fused box (white) and the lesion box with its peak (magenta). The maps (evidence map E,
+the abnormal-class CAM, activation map A) are colour-mapped images stretched over their
+extent (for MSFM the whole radiograph, as :class:`engine.types.StageMaps` says), upsampled bilinearly (cell centres stay put) so the
 grid does not read as blocks. Each map is drawn on the model's fixed scale (its
 checkpoint's validation-calibrated ``map_scale``), so a weak map stays weak instead of
 being stretched to full colour; a model without one falls back to this image's min..max
@@ -27,18 +28,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from engine.style import (
-    ALPHA_FROM,
-    ALPHA_FULL,
-    COLOUR_MAP,
-    FUSED_COLOUR,
-    LESION_COLOUR,
-    MAP_LAYERS,
-    OBJECT_COLOUR,
-    TONED_DOWN,
-    TRUTH_COLOUR,
-    rank_colour,
-)
+from engine.layers import MapLayer, drawing_order
+from engine.style import ALPHA_FROM, ALPHA_FULL, COLOUR_MAP, MAP_LAYERS, TONED_DOWN, TRUTH_COLOUR
 from engine.types import Prediction
 
 LAYERS = ("evidence", "cam", "a", "object", "windows", "fused", "lesion", "truth")
@@ -46,10 +37,6 @@ LAYERS = ("evidence", "cam", "a", "object", "windows", "fused", "lesion", "truth
 #: map E. The lesion box with its peak is the finding; the fused box (the region), the
 #: object box and the windows are secondary layers a user can hide.
 DEFAULT_VISIBLE = {"evidence": True, "cam": False, "a": False, "object": True, "windows": True, "fused": True, "lesion": True, "truth": True}
-#: Opacity share of the secondary box layers (object box, windows) against the finding.
-SECONDARY = 0.6
-
-
 MAP_UPSAMPLE = 16
 
 
@@ -114,8 +101,9 @@ class Overlays:
 
     def __init__(self, view: pg.ViewBox) -> None:
         self.view = view
-        self.items: dict[str, list] = {k: [] for k in LAYERS}
+        self.items: dict[str, list] = {k: [] for k in LAYERS}  # and any layer a prediction brings
         self.visible = dict(DEFAULT_VISIBLE)
+        self.maps: set[str] = set(MAP_LAYERS)  # the heat-map layers (opacity follows the slider)
         self.opacity = 0.6
         self.map_factor = 1.0  # the verdict's share of the user's opacity (toned down when normal)
 
@@ -126,48 +114,51 @@ class Overlays:
             items.clear()
 
     def show(self, p: Prediction, verdict: str = "abnormal", map_scale: dict | None = None, truth=()) -> None:
-        """Draw ``p``'s evidence. ``verdict`` (abnormal | borderline | possible | normal)
-        sets how strongly (:data:`STYLES`); ``map_scale`` ({"cam": (lo, hi), "a": ...}) is
-        the model's fixed map scale, None for this image's own range; ``truth`` are
-        reference boxes (xyxy image pixels) from the folder's boxes.csv."""
+        """Draw ``p``'s evidence layers (:meth:`engine.types.Prediction.evidence_layers`:
+        maps over their extent, boxes and points by role). ``verdict`` (abnormal | borderline
+        | possible | normal) sets how strongly (:data:`STYLES`); ``map_scale`` ({"evidence":
+        (lo, hi), ...}) is the model's fixed map scale, None for this image's own range;
+        ``truth`` are reference boxes (xyxy image pixels) from the folder's boxes.csv."""
         self.clear()
         for box in truth:
             self.items["truth"].append(_rect(box, TRUTH_COLOUR, 2.0, Qt.PenStyle.DashLine))
         style, box_alpha, self.map_factor = STYLES.get(verdict, STYLES["abnormal"])
         toned = verdict == "normal"
-        for layer, m in (("evidence", p.maps.evidence), ("cam", p.maps.cam), ("a", p.maps.a)):
-            if m is None:
-                continue  # a prediction without an evidence map (main-stage-only model)
-            item = pg.ImageItem(display_map(m), axisOrder="row-major", levels=map_levels(m, (map_scale or {}).get(layer)))
+        layers = [layer for layer in p.evidence_layers() if "viewer" in layer.outputs]
+        for layer in layers:
+            self.items.setdefault(layer.name, [])
+            self.visible.setdefault(layer.name, layer.default_visible)
+        for m in (layer for layer in layers if isinstance(layer, MapLayer)):
+            item = pg.ImageItem(display_map(m.values), axisOrder="row-major", levels=map_levels(m.values, (map_scale or {}).get(m.name)))
             item.setLookupTable(map_lut())
-            item.setRect(QRectF(0, 0, p.width, p.height))
+            x0, y0, x1, y1 = m.extent
+            item.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
             item.setOpacity(self.opacity * self.map_factor)
             item.setZValue(5)
-            self.items[layer].append(item)
-        self.items["object"].append(_rect(p.object_box, TONED_DOWN if toned else OBJECT_COLOUR, 1.0, style))
+            self.items[m.name].append(item)
+            self.maps.add(m.name)
         gap = 0.045 * max(p.width, p.height)
-        for rank, (w, pos) in enumerate(zip(p.windows, label_positions([w.box for w in p.windows], gap))):
-            colour = TONED_DOWN if toned else rank_colour(rank)
-            r = _rect(w.box, colour, 1.0, style)
-            # A rank number on a dark plate: legible over bright bone, fixed screen size;
-            # the scores are listed and explained in the Findings panel.
-            label = pg.TextItem(f"{rank + 1}", color=colour, fill=(0, 0, 0, 170), anchor=(0, 0))
-            label.setPos(*pos)
-            self.items["windows"] += [r, label]
-        self.items["fused"].append(_rect(p.fused_box, TONED_DOWN if toned else FUSED_COLOUR, 1.0 if toned else 2.0, style))
-        if p.lesion_box is not None:
-            # The finding: the most prominent layer, drawn last and thickest, with the peak.
-            colour = TONED_DOWN if toned else LESION_COLOUR
-            self.items["lesion"].append(_rect(p.lesion_box, colour, 1.5 if toned else 3.5, style))
-            if p.peak is not None:
-                marker = pg.ScatterPlotItem([p.peak[0]], [p.peak[1]], symbol="+", size=18, pen=pg.mkPen(colour, width=2), brush=None, pxMode=True)
-                self.items["lesion"].append(marker)
+        for layer in drawing_order(tuple(layers)):
+            role = layer.style
+            width = role.toned_line if toned else role.line
+            drawn: list = [_rect(b, TONED_DOWN if toned else layer.colour_of(i), width, style) for i, b in enumerate(layer.boxes)]
+            if layer.numbered:
+                # A rank number on a dark plate: legible over bright bone, fixed screen size;
+                # the scores are listed and explained in the Findings panel.
+                for i, pos in enumerate(label_positions(layer.boxes, gap)):
+                    label = pg.TextItem(f"{i + 1}", color=TONED_DOWN if toned else layer.colour_of(i), fill=(0, 0, 0, 170), anchor=(0, 0))
+                    label.setPos(*pos)
+                    drawn.insert(2 * i + 1, label)
+            colour = TONED_DOWN if toned else layer.colour
+            drawn += [pg.ScatterPlotItem([x], [y], symbol="+", size=18, pen=pg.mkPen(colour, width=2), brush=None, pxMode=True) for x, y in layer.points]
+            for it in drawn:
+                it.setZValue(role.z + (1 if isinstance(it, pg.TextItem) else 0))
+                it.setOpacity(box_alpha * role.share)
+            self.items[layer.name] += drawn
+        for it in self.items["truth"]:
+            it.setZValue(12)  # the reference is data, not the model's evidence: never toned down
         for layer, items in self.items.items():
             for it in items:
-                if layer not in MAP_LAYERS:
-                    it.setZValue(13 if layer == "lesion" else 12 if layer == "truth" else 11 if isinstance(it, pg.TextItem) else 10)
-                    if layer != "truth":  # the reference is data, not the model's evidence: never toned down
-                        it.setOpacity(box_alpha * (SECONDARY if layer in ("object", "windows") else 1.0))
                 self.view.addItem(it)
                 it.setVisible(self.visible[layer])
 
@@ -177,12 +168,17 @@ class Overlays:
             it.setVisible(bool(on))
 
     def visible_layers(self) -> tuple[str, ...]:
-        """The layers switched on now, in :data:`LAYERS` order (an export burns these in)."""
-        return tuple(k for k in LAYERS if self.visible[k])
+        """The layers switched on now, in :data:`LAYERS` order, then any a prediction
+        brought (an export burns these in)."""
+        return tuple(k for k in (*LAYERS, *(k for k in self.items if k not in LAYERS)) if self.visible.get(k))
+
+    def drawn(self) -> bool:
+        """Whether a prediction's evidence is on the viewer now."""
+        return any(items for layer, items in self.items.items() if layer != "truth")
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(opacity)
-        for layer in MAP_LAYERS:
+        for layer in self.maps:
             for it in self.items[layer]:
                 it.setOpacity(self.opacity * self.map_factor)
 

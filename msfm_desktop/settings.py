@@ -242,7 +242,7 @@ class SettingsDialog(QDialog):
         """C-ECHO the PACS in the form, in a worker thread (it may take the whole timeout)."""
         from engine.exports.pacs import echo
 
-        from .workers import CallWorker, start_in_thread
+        from .workers import run_task
 
         cfg = self.pacs_from_form()
         if cfg is None:
@@ -250,9 +250,7 @@ class SettingsDialog(QDialog):
             return
         self.pacs_status.setText(f"Contacting {cfg.describe()}…")
         self.verify_button.setEnabled(False)
-        worker = CallWorker(lambda: echo(cfg))
-        worker.finished.connect(self._on_echo)
-        self._echo = (worker, start_in_thread(worker, self))
+        self._echo = run_task(echo, cfg, returned=self._on_echo, errored=self._on_echo)
 
     def _on_echo(self, result) -> None:
         self.verify_button.setEnabled(True)
@@ -261,8 +259,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt override)
         if self._echo is not None:  # a C-ECHO in flight ends within its timeout
-            self._echo[1].quit()
-            self._echo[1].wait()
+            self._echo.wait()
         super().done(result)
 
     def accept(self) -> None:

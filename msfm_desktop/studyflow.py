@@ -14,12 +14,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.io.study import StudyIndex
+from engine.io.study import ScanProblem, ScanProgress, StudyIndex, scan_study
 
 from .session import FailedResult, ImageRef, OpenStudy, plural
-from .workers import LoadWorker, ScanWorker, start_in_thread
+from .workers import run_task, stop_task
 
 MAX_RECENT = 8
+
+
+def decode_for_view(path: Path, frame: int | None):
+    """The task body of showing an image (worker thread): one decode in the decoder
+    process gives the display pixels (DICOM without its VOI LUT, so the viewer can offer
+    every header window) and the model's input beside them, so *Analyse* does not decode
+    the file again."""
+    from .decoder import shared_pool
+
+    return shared_pool().load_image(path, frame or 0, apply_voi=False, model_input=True)
 
 
 class StudyFlowMixin:
@@ -39,12 +49,11 @@ class StudyFlowMixin:
             recent = [str(path)] + [p for p in self.recent() if p != str(path)]
             self.prefs.set_recent(recent[:MAX_RECENT])
             self.refresh_recent()
-        self._scan = ScanWorker([path], token=self.session.token)
-        self._scan.progress.connect(self._on_progress)
-        self._scan.finished.connect(self._on_scanned)
+        token = self.session.token
         self._set_busy(True)
         self.statusBar().showMessage(f"Scanning {path}…")
-        self._thread = start_in_thread(self._scan, self)
+        self._scan = run_task(scan_study, [path], yielded=self._on_progress, returned=lambda index: self._on_scanned(token, index),
+                              errored=lambda exc: self._on_scanned(token, StudyIndex(problems=[ScanProblem(Path(path), f"scan failed: {type(exc).__name__}: {exc}")])))
 
     def _clear_derived(self, message: str = "") -> None:
         """Every panel back to 'nothing shown', at once."""
@@ -62,18 +71,16 @@ class StudyFlowMixin:
         self._refresh_info()
 
     def cancel_scan(self, wait: bool = False) -> None:
-        if self._scan is not None:
-            self._scan.cancel()
-        if wait and self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
+        """Stop the scan at its next file (it returns what it found, marked cancelled)."""
+        stop_task(self._scan, wait)
 
     def scanning(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+        return self._scan is not None and self._scan.running()
 
-    def _on_progress(self, done: int, total: int, _path: str = "") -> None:
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
+    def _on_progress(self, p: ScanProgress) -> None:
+        if p.total:  # 0 while the files are still being found: the bar stays indeterminate
+            self.progress.setMaximum(p.total)
+            self.progress.setValue(p.done)
 
     def _on_scanned(self, token: int, index: StudyIndex) -> None:
         if not self.session.accepts(token):
@@ -117,16 +124,17 @@ class StudyFlowMixin:
         self.viewer.set_frame(ref.frame, ref.frames)
         self.findings.reset(ref, "Loading…")
         self.browser.select_path(ref.path)
-        worker = LoadWorker(ref.path, ref.frame, self.session.token)
-        worker.finished.connect(self._on_loaded)
-        self._loads.append((worker, start_in_thread(worker, self)))
+        token = self.session.token
+        self._loads = [t for t in self._loads if t.running()]
+        self._loads.append(run_task(decode_for_view, ref.path, ref.frame, returned=lambda image: self._on_loaded(token, ref.path, ref.frame, image),
+                                    errored=lambda exc: self._on_loaded(token, ref.path, ref.frame, exc)))
 
     @property
     def current(self) -> Path | None:
         return self.session.current.path if self.session.current is not None else None
 
     def loading(self) -> bool:
-        return any(t.isRunning() for _, t in self._loads)
+        return any(t.running() for t in self._loads)
 
     def step_image(self, step: int) -> None:
         paths = self.browser.image_paths()
@@ -143,12 +151,11 @@ class StudyFlowMixin:
         self.show_image(ref.path, ((ref.frame or 0) + step) % ref.frames)
 
     def _on_loaded(self, token: int, path: Path, frame: int | None, result: object) -> None:
-        self._loads = [(w, t) for w, t in self._loads if t.isRunning()]
         ref = self.session.current
         if not self.session.accepts(token) or ref is None or ref.path != path or ref.frame != frame:
             return  # the user moved on while this one decoded
         if isinstance(result, Exception):
-            reason = getattr(result, "reason", str(result))
+            reason = getattr(result, "reason", f"{type(result).__name__}: {result}")
             self.problems.add_problem(path, reason)
             self.session.store(ref, FailedResult(f"cannot be decoded: {reason}"))
             self.viewer.clear(f"{ref.image_name} cannot be shown:\n{reason}")

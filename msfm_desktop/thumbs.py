@@ -1,5 +1,5 @@
-"""Lazy thumbnails for the study browser, made one at a time in a worker thread (which
-waits on the decoder process, :mod:`.decoder`).
+"""Lazy thumbnails for the study browser, made one at a time by a long-lived
+:class:`~msfm_desktop.workers.Task` (which waits on the decoder process, :mod:`.decoder`).
 
 The browser asks for the rows the user can see first (:meth:`ThumbnailLoader.request`
 with ``urgent=True``); the rest of the study follows at the back of the queue, so every
@@ -12,24 +12,31 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+import numpy as np
+
+from .workers import Task, run_task
 
 
-class ThumbnailLoader(QObject):
-    """Decodes thumbnails (:func:`engine.io.thumbnails.load_thumbnail`) until :meth:`stop`.
+@dataclass(frozen=True)
+class Thumbnail:
+    """A thumbnail made: ``pixels`` (h, w) uint8, or ``reason`` (one line) why it could not be."""
 
-    ``ready`` carries (path, (h, w) uint8 array); ``failed`` (path, one-line reason).
-    """
+    path: Path
+    pixels: np.ndarray | None = None
+    reason: str = ""
 
-    ready = Signal(object, object)
-    failed = Signal(object, str)
-    finished = Signal()
+
+class ThumbnailLoader:
+    """Decodes thumbnails (:func:`engine.io.thumbnails.load_thumbnail`) until :meth:`stop`,
+    in its task (:meth:`start`): ``ready(path, (h, w) uint8)`` and ``failed(path, reason)``
+    are called in the UI thread."""
 
     def __init__(self, size: int = 64) -> None:
-        super().__init__()
         self.size = size
+        self.task: Task | None = None
         self._queue: deque[Path] = deque()
         self._seen: set[Path] = set()
         self._cond = threading.Condition()
@@ -55,17 +62,25 @@ class ThumbnailLoader(QObject):
             self._queue.clear()
             self._seen.clear()
 
+    def start(self, ready, failed) -> Task:
+        """Start making thumbnails; ``ready``/``failed`` are the UI-thread callbacks."""
+        self.task = run_task(self.make, yielded=lambda t: ready(t.path, t.pixels) if t.pixels is not None else failed(t.path, t.reason))
+        return self.task
+
     def stop(self) -> None:
+        """End the task (after the thumbnail in progress) and wait for it."""
         with self._cond:
             self._stopped = True
             self._cond.notify()
+        if self.task is not None:
+            self.task.wait()
 
     def pending(self) -> int:
         with self._cond:
             return len(self._queue)
 
-    @Slot()
-    def run(self) -> None:
+    def make(self):
+        """The task: a :class:`Thumbnail` per queued path, until :meth:`stop`."""
         from engine.errors import ImageLoadError
 
         from .decoder import shared_pool
@@ -75,12 +90,12 @@ class ThumbnailLoader(QObject):
                 while not self._queue and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
-                    break
+                    return
                 path = self._queue.popleft()
             try:
-                self.ready.emit(path, shared_pool().thumbnail(path, self.size))
+                made = Thumbnail(path, shared_pool().thumbnail(path, self.size))
             except ImageLoadError as exc:
-                self.failed.emit(path, exc.reason)
-            except Exception as exc:  # a decoder bug must not end the thumbnail thread
-                self.failed.emit(path, f"{type(exc).__name__}: {exc}")
-        self.finished.emit()
+                made = Thumbnail(path, reason=exc.reason)
+            except Exception as exc:  # a decoder bug must not end the thumbnails
+                made = Thumbnail(path, reason=f"{type(exc).__name__}: {exc}")
+            yield made

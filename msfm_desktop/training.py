@@ -1,113 +1,95 @@
-"""The fine-tuning worker: :func:`engine.library.finetune.run_finetune` in a child process.
+"""The fine-tuning tasks: training in a child process, and the check of a labelled folder.
 
 Training holds the GIL in many short and some long stretches (checkpoint writes,
 building models for the comparison): measured in a worker *thread*, it stalled the event
 loop by up to 113 ms. In a spawned child process it cannot, and a crash in training
-cannot take the app down. A QThread in the app relays the child's plain-data events as
-signals; :meth:`TrainWorker.cancel` sets an event the child checks after every batch
-(the engine then keeps a resumable ``last.pt``). After a finished run the child also
-evaluates the previous and the new model on the run's held-out images
+cannot take the app down. :func:`train_in_child` is the process-backed variant of the
+desktop's one worker model: a task generator like any other
+(:class:`~msfm_desktop.workers.Task`), which starts the child and yields its typed
+messages (:mod:`.training_child`: the engine's training events, :class:`Comparing`,
+:class:`Compared`) and returns the :class:`ChildDone`. Cancelling it sets an event the
+child checks after every batch (the engine then keeps a resumable ``last.pt``); the task
+goes on relaying until the child has said how it ended. After a finished run the child
+also evaluates the previous and the new model on the run's held-out images
 (:func:`engine.library.finetune.compare_models`) so the user can decide with numbers.
 
-:class:`PreviewWorker` checks a labelled folder (:func:`engine.library.finetune.preview`: every
-image found and decoded) in a thread: decoding thousands of images takes seconds to
-minutes, and the panel must stay responsive meanwhile. Image decoding releases the GIL.
+:func:`check_folder_task` checks a labelled folder (:func:`engine.library.finetune.check_folder`:
+every image found and decoded): decoding thousands of images takes seconds to minutes,
+and the panel must stay responsive meanwhile. Image decoding releases the GIL.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import queue as queue_mod
-import threading
 import time
-from pathlib import Path
+from collections.abc import Generator
+from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from engine.errors import Cancelled
+from engine.library.finetune import DataPreview, FineTuneRun, check_folder
+from engine.tasks import Progress
 
-from engine.library.finetune import DataPreview, FineTuneRun, preview
+from .training_child import ChildDone, Compared, Comparing, run_child
 
-from .training_child import run_child
+__all__ = ["ChildDone", "Compared", "Comparing", "check_folder_task", "train_in_child"]
 
 
-class TrainWorker(QObject):
-    event = Signal(object)  # engine.train.events.TrainEvent
-    comparing = Signal(int, int)  # images evaluated, total (both models)
-    compared = Signal(object)  # compare_models() dict
-    finished = Signal(str, str)  # status (finished | cancelled | failed), message
-
-    def __init__(self, run: FineTuneRun, resume: bool = False) -> None:
-        super().__init__()
-        self.run_record, self.resume = run, resume
-        ctx = multiprocessing.get_context("spawn")
-        self._ctx = ctx
-        self._cancel = ctx.Event()
-
-    def cancel(self) -> None:
-        """Thread-safe: the run stops after the batch in progress."""
-        self._cancel.set()
-
-    @Slot()
-    def run(self) -> None:
-        out = self._ctx.Queue()
-        proc = self._ctx.Process(target=run_child, args=(str(self.run_record.dir), self.resume, out, self._cancel), daemon=True,
-                                 name="msfm-fine-tune")
-        proc.start()
-        status: tuple[str, str] | None = None
-        while status is None:
+def train_in_child(run: FineTuneRun, resume: bool = False) -> Generator[Any, None, ChildDone]:
+    """Train ``run`` in a spawned child process; yields its messages, returns how it ended."""
+    ctx = multiprocessing.get_context("spawn")
+    cancel, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=run_child, args=(str(run.dir), resume, out, cancel), daemon=True, name="msfm-fine-tune")
+    proc.start()
+    done: ChildDone | None = None
+    try:
+        while done is None:
             try:
-                kind, payload = out.get(timeout=0.2)
+                msg = out.get(timeout=0.2)
             except queue_mod.Empty:
                 if not proc.is_alive():
-                    status = ("failed", f"the training process ended unexpectedly (exit code {proc.exitcode}); "
-                                        "the last checkpoint is kept, Resume continues from it")
+                    done = ChildDone("failed", f"the training process ended unexpectedly (exit code {proc.exitcode}); "
+                                               "the last checkpoint is kept, Resume continues from it")
                 continue
-            if kind == "event":
-                self.event.emit(payload)
-            elif kind == "comparing":
-                self.comparing.emit(*payload)
-            elif kind == "compared":
-                self.compared.emit(payload)
-            elif kind == "finished":
-                status = payload
+            if isinstance(msg, ChildDone):
+                done = msg
+                continue
+            try:
+                yield msg
+            except Cancelled:
+                cancel.set()  # the child stops after its batch and says so; keep relaying until then
+    finally:
+        if done is None:  # the task was closed early (the app is going): the child must not outlive it
+            cancel.set()
         proc.join(timeout=30)
         if proc.is_alive():
             proc.terminate()
-        self.finished.emit(*status)
+    return done
 
 
-class PreviewWorker(QObject):
-    """Runs :func:`engine.library.finetune.preview` (decoding every image) off the UI thread.
+#: Seconds between progress events of a folder check: one per image would flood the event loop.
+PROGRESS_EVERY_S = 0.1
 
-    ``finished`` carries this worker's ``generation`` with the result, so the panel can
-    ignore the answer of a preview it has since replaced by a newer one."""
 
-    progress = Signal(int, int, int)  # generation, images checked, total
-    finished = Signal(int, object)  # generation, DataPreview
-
-    #: Seconds between progress signals: one per image would flood the event loop.
-    PROGRESS_EVERY_S = 0.1
-
-    def __init__(self, path: str | Path, generation: int) -> None:
-        super().__init__()
-        self.path, self.generation = str(path), generation
-        self._cancel = threading.Event()
-        self._last_emit = 0.0
-
-    def cancel(self) -> None:
-        """Thread-safe: the check stops before its next image."""
-        self._cancel.set()
-
-    def _progress(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done == total or now - self._last_emit >= self.PROGRESS_EVERY_S:
-            self._last_emit = now
-            self.progress.emit(self.generation, done, total)
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = preview(self.path, progress=self._progress, cancel=self._cancel.is_set)
-        except Exception as exc:  # preview reports bad data itself; anything else must still reach the panel
-            msg = f"the folder could not be checked: {type(exc).__name__}: {exc}"
-            result = DataPreview(self.path, problems=(msg,), reason=msg)
-        self.finished.emit(self.generation, result)
+def check_folder_task(path: str) -> Generator[Progress, None, DataPreview]:
+    """:func:`engine.library.finetune.check_folder` with its progress thinned to one event
+    per :data:`PROGRESS_EVERY_S`; anything unexpected still ends in a preview that says why."""
+    last = 0.0
+    gen = check_folder(path)
+    try:
+        step = next(gen)
+        while True:
+            now = time.perf_counter()
+            if step.done == step.total or now - last >= PROGRESS_EVERY_S:
+                last = now
+                try:
+                    yield step
+                except Cancelled:
+                    step = gen.throw(Cancelled())
+                    continue
+            step = next(gen)
+    except StopIteration as stop:
+        return stop.value
+    except Exception as exc:  # the check reports bad data itself; anything else must still reach the panel
+        msg = f"the folder could not be checked: {type(exc).__name__}: {exc}"
+        return DataPreview(path, problems=(msg,), reason=msg)

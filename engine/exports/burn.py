@@ -15,13 +15,13 @@ import numpy as np
 
 from .. import style
 from ..io import load_image
+from ..layers import Layer, MapLayer, drawing_order
 from ..scope import describe
 from ..types import Prediction
 from .writer import WriteGroup
 
-# Colours as (r, g, b) for OpenCV, from the one definition the viewer uses too (engine.style).
-RANK_COLOURS = [style.rgb(c) for c in style.RANK_COLOURS]
-FUSED_COLOUR, OBJECT_COLOUR, LESION_COLOUR = style.rgb(style.FUSED_COLOUR), style.rgb(style.OBJECT_COLOUR), style.rgb(style.LESION_COLOUR)
+# Colours as (r, g, b) for OpenCV, from the one definition the viewer uses too (engine.style);
+# each layer brings its own (engine.layers).
 RESEARCH_COLOUR, TONED_DOWN = style.rgb(style.RESEARCH_COLOUR), style.rgb(style.TONED_DOWN)
 
 
@@ -35,8 +35,8 @@ ALPHA_FROM, ALPHA_FULL, NORMAL_MAP_FACTOR, VERDICT_WORDS = style.ALPHA_FROM, sty
 
 
 def _heat(m: np.ndarray, w: int, h: int, scale: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 RGB turbo colours and (H, W) float alpha in [0, 1] of a (g, g) map
-    on ``scale`` (the model's fixed (lo, hi); None: this map's own range)."""
+    """(h, w, 3) uint8 RGB turbo colours and (h, w) float alpha in [0, 1] of a map
+    resized to w x h pixels, on ``scale`` (the model's fixed (lo, hi); None: this map's own range)."""
     lo, hi = (float(scale[0]), float(scale[1])) if scale is not None else (float(m.min()), float(m.max()))
     v = np.clip((m.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     v = cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -44,45 +44,60 @@ def _heat(m: np.ndarray, w: int, h: int, scale: tuple[float, float] | None) -> t
     return colours, np.clip((v - ALPHA_FROM) / (ALPHA_FULL - ALPHA_FROM), 0.0, 1.0)
 
 
+def drawn_layers(pred: Prediction, chosen) -> tuple[Layer, ...]:
+    """The evidence layers of ``pred`` to burn in: those ``chosen`` by name, and any layer
+    the export's choices do not name (a method's own evidence) by its default; only layers
+    that belong in a burned-in image. One heat map: the first chosen map in the
+    prediction's order (E, else the CAM, else A)."""
+    chosen = set(chosen)
+    known = set(style.LAYER_LABELS)
+    picked = [layer for layer in pred.evidence_layers() if "burn" in layer.outputs
+              and (layer.name in chosen or (layer.name not in known and layer.default_visible))]
+    maps = [layer for layer in picked if isinstance(layer, MapLayer)]
+    return tuple(layer for layer in picked if not isinstance(layer, MapLayer) or layer is maps[0])
+
+
 def render_overlay(pred: Prediction, pixels: np.ndarray, heatmap_alpha: float = 0.6, layers=DEFAULT_LAYERS, calibration=None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: the radiograph with the chosen ``layers`` drawn in (one heat map:
-    the evidence map E, else the CAM, else A, in that order of preference), the lesion box
-    in magenta with a cross at the peak, as the desktop viewer shows them.
+    """(H, W, 3) uint8 RGB: the radiograph with the chosen ``layers`` of the prediction's
+    evidence (:mod:`engine.layers`) drawn in, as the desktop viewer shows them: one heat
+    map (the evidence map E, else the CAM, else A), the boxes by role (the lesion box, the
+    finding, thickest and on top, in magenta with a cross at the peak).
 
     ``calibration`` (an :class:`engine.model.calibration.Calibration`) puts the maps on the
     model's fixed scale and draws a normal result toned down (faint map, grey boxes), and
     the label names the verdict; without it maps use their own range."""
-    layers = set(layers)
     grey = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     h, w = grey.shape
     verdict = calibration.verdict(pred.probability) if calibration is not None else None
     toned = verdict == "normal"
-    kinds = [k for k in ("evidence", "cam", "a") if k in layers and getattr(pred.maps, k, None) is not None]
-    kind = kinds[0] if kinds else None  # one heat map: E, else the CAM, else A
-    if heatmap_alpha > 0 and kind is not None:
-        scale = (calibration.map_scale or {}).get(kind) if calibration is not None else None
-        colours, alpha = _heat(getattr(pred.maps, kind), w, h, scale)
+    drawn = drawn_layers(pred, layers)
+    for m in (layer for layer in drawn if isinstance(layer, MapLayer)):
+        if heatmap_alpha <= 0:
+            break
+        scale = (calibration.map_scale or {}).get(m.name) if calibration is not None else None
+        x0, y0, x1, y1 = (int(round(v)) for v in m.extent)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        colours, alpha = _heat(m.values, x1 - x0, y1 - y0, scale)
         alpha = (alpha * heatmap_alpha * (NORMAL_MAP_FACTOR if toned else 1.0))[..., None]
-        rgb = (rgb * (1.0 - alpha) + colours * alpha).round().astype(np.uint8)
+        part = rgb[y0:y1, x0:x1]
+        rgb[y0:y1, x0:x1] = (part * (1.0 - alpha) + colours * alpha).round().astype(np.uint8)
     t = max(1, round(max(h, w) / 400))
 
     def rect(box, colour, thick):
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, thick)
 
-    if "object" in layers:
-        rect(pred.object_box, TONED_DOWN if toned else OBJECT_COLOUR, t)
-    if "windows" in layers:
-        for rank, win in reversed(list(enumerate(pred.windows))):
-            rect(win.box, TONED_DOWN if toned else RANK_COLOURS[rank % len(RANK_COLOURS)], t)
-    if "fused" in layers:
-        rect(pred.fused_box, TONED_DOWN if toned else FUSED_COLOUR, t if toned else 2 * t)
-    if "lesion" in layers and pred.lesion_box is not None:
-        rect(pred.lesion_box, TONED_DOWN if toned else LESION_COLOUR, t if toned else 2 * t)
-        if pred.peak is not None:
-            px, py = (int(round(v)) for v in pred.peak)
-            cv2.drawMarker(rgb, (px, py), TONED_DOWN if toned else LESION_COLOUR, cv2.MARKER_CROSS, 8 * t, t, cv2.LINE_AA)
+    for layer in drawing_order(drawn):
+        thick = t if toned else layer.style.burn * t
+        order = reversed(range(len(layer.boxes))) if layer.numbered else range(len(layer.boxes))  # rank 1 on top
+        for i in order:
+            rect(layer.boxes[i], TONED_DOWN if toned else style.rgb(layer.colour_of(i)), thick)
+        for x, y in layer.points:
+            colour = TONED_DOWN if toned else style.rgb(layer.colour)
+            cv2.drawMarker(rgb, (int(round(x)), int(round(y))), colour, cv2.MARKER_CROSS, 8 * t, t, cv2.LINE_AA)
     if "label" in layers:
         word = VERDICT_WORDS[verdict] if verdict is not None else ("abnormal" if pred.label else "normal")
         label = f"MSFM p={pred.probability:.3f} {word}"

@@ -21,6 +21,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..layers import ShapeLayer
 from ..scope import OutOfScope, describe, describe_research
 from ..types import Prediction
 from .writer import write_new_file
@@ -67,27 +68,47 @@ def _frame(frame: int | None):
 def csv_row(p: Prediction, when: str, exported=None) -> dict:
     """The row of one prediction; ``intended_use`` is empty unless it was made under the
     research override, where it holds the out-of-scope mark. ``exported``: the
-    :class:`~.export.ExportResult` of its DICOM objects from the same run, if any."""
-    ob, fb = p.object_box, p.fused_box
+    :class:`~.export.ExportResult` of its DICOM objects from the same run, if any. The box
+    and point columns come from the prediction's evidence layers (:func:`layer_columns`)."""
     return {
         "file": p.file, "frame": _frame(p.frame), "sop_instance_uid": p.meta.get("SOPInstanceUID", ""),
         "width": p.width, "height": p.height, "probability": f"{p.probability:.6f}", "label": p.label,
         "p_main": f"{p.stages['main']:.6f}", "p_object": f"{p.stages['object']:.6f}", "p_parts": f"{p.stages['parts']:.6f}",
-        "object_x0": f"{ob[0]:.2f}", "object_y0": f"{ob[1]:.2f}", "object_x1": f"{ob[2]:.2f}", "object_y1": f"{ob[3]:.2f}",
-        "fused_x0": f"{fb[0]:.2f}", "fused_y0": f"{fb[1]:.2f}", "fused_x1": f"{fb[2]:.2f}", "fused_y1": f"{fb[3]:.2f}",
         "model_sha256": p.model.sha256, "time": when,
         "patient_id": p.meta.get("PatientID", ""), "study_instance_uid": p.meta.get("StudyInstanceUID", ""),
         "intended_use": describe_research(p.outside_intended_use) if p.outside_intended_use is not None else "",
-        **_xy("lesion_", ("x0", "y0", "x1", "y1"), p.lesion_box), **_xy("peak_", ("x", "y"), p.peak),
-        "threshold": "" if p.model.threshold is None else f"{p.model.threshold:.6f}",
+        **dict.fromkeys(("lesion_x0", "lesion_y0", "lesion_x1", "lesion_y1", "peak_x", "peak_y"), ""),  # a prediction without a finding
+        **{name: value for name, (value, _) in layer_columns(p).items()},
+        "threshold": "" if p.threshold is None else f"{p.threshold:.6f}",
         "export_study_instance_uid": (exported.study_instance_uid or "") if exported is not None else "",
         "sr_sop_instance_uid": exported.sop_instance_uids.get("sr", "") if exported is not None else "",
     }
 
 
-def _xy(prefix: str, names: tuple[str, ...], values) -> dict:
-    """Coordinate columns (source pixels, 2 decimals), empty when the value is absent."""
-    return {prefix + n: "" if values is None else f"{float(v):.2f}" for n, v in zip(names, values if values is not None else [None] * len(names))}
+def layer_columns(p: Prediction) -> dict[str, tuple[str, str]]:
+    """The CSV columns of ``p``'s evidence layers that go to the CSV: column -> (value,
+    meaning). A shape layer's first box fills ``<csv_box>_x0, _y0, _x1, _y1`` and its first
+    point ``<csv_point>_x, _y`` (source pixels, 2 decimals)."""
+    out: dict[str, tuple[str, str]] = {}
+    for layer in p.evidence_layers():
+        if not isinstance(layer, ShapeLayer) or "csv" not in layer.outputs:
+            continue
+        if layer.csv_box and layer.boxes:
+            for name, v in zip(("x0", "y0", "x1", "y1"), layer.boxes[0]):
+                out[f"{layer.csv_box}_{name}"] = (f"{float(v):.2f}", f"{layer.description}, {_BOX}")
+        if layer.csv_point and layer.points:
+            for name, v in zip(("x", "y"), layer.points[0]):
+                out[f"{layer.csv_point}_{name}"] = (f"{float(v):.2f}", f"{layer.description}: point, {_BOX}")
+    return out
+
+
+def csv_fields(preds: Sequence[Prediction]) -> list[str]:
+    """:data:`CSV_FIELDS`, then the columns of any evidence layer they do not know, in the
+    order the predictions bring them (new columns stay at the end)."""
+    fields = list(CSV_FIELDS)
+    for p in preds:
+        fields += [c for c in layer_columns(p) if c not in fields]
+    return fields
 
 
 def out_of_scope_row(o: OutOfScope, when: str) -> dict:
@@ -110,7 +131,7 @@ def csv_text(preds: Sequence[Prediction], anonymise: bool = False, out_of_scope:
     same run (matched by source and frame) whose UIDs fill the join columns."""
     when = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w = csv.DictWriter(buf, fieldnames=csv_fields(preds), restval="")
     w.writeheader()
     done = {(r.source, r.frame): r for r in exported if r.error is None}
     rows = [csv_row(p, when, done.get((p.file, p.frame))) for p in preds] + [out_of_scope_row(o, when) for o in out_of_scope]
@@ -134,9 +155,9 @@ def companion_text(preds: Sequence[Prediction]) -> str:
     return json.dumps({
         "format": "MSFM Desktop findings CSV, one row per image or frame",
         "boxes": _BOX, "frames": COLUMNS["frame"],
-        "thresholds": sorted({p.model.threshold for p in preds if p.model.threshold is not None}),
+        "thresholds": sorted({p.threshold for p in preds if p.threshold is not None}),
         "models": sorted({p.model.sha256 for p in preds}),
-        "columns": COLUMNS,
+        "columns": {**COLUMNS, **{c: meaning for p in preds for c, (_, meaning) in layer_columns(p).items() if c not in COLUMNS}},
     }, indent=1, ensure_ascii=False)
 
 
@@ -152,4 +173,4 @@ def write_csv(preds: Sequence[Prediction], path: str | Path, anonymise: bool = F
     return out
 
 
-__all__ = ["COLUMNS", "companion_path", "CSV_FIELDS", "IDENTIFYING", "csv_row", "out_of_scope_row", "csv_text", "write_csv"]
+__all__ = ["COLUMNS", "companion_path", "CSV_FIELDS", "csv_fields", "layer_columns", "IDENTIFYING", "csv_row", "out_of_scope_row", "csv_text", "write_csv"]

@@ -23,6 +23,7 @@ import copy
 import datetime as _dt
 from dataclasses import dataclass
 
+import cv2
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -31,7 +32,8 @@ from highdicom.utils import is_multiframe_image
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from .. import __version__
+from .. import __version__, style
+from ..layers import drawing_order, finding_box
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS, render_overlay
 from .installation import device_observer_uid
@@ -257,42 +259,45 @@ def _frame_numbers(pred: Prediction, ref: pydicom.Dataset) -> list[int] | None:
     return [pred.frame + 1]
 
 
+def _lab(colour: str) -> tuple[int, int, int]:
+    """``#rrggbb`` as the CIELab a DICOM Graphic Layer's display colour takes (rounded)."""
+    rgb = np.array([[style.rgb(colour)]], dtype=np.float32) / 255.0
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[0, 0]
+    return round(float(lab[0])), round(float(lab[1])), round(float(lab[2]))
+
+
 def presentation_state(pred: Prediction, ref: pydicom.Dataset, series_uid: str) -> pydicom.Dataset:
-    """GSPS on ``ref``: the lesion box and the peak (the finding, top layer), the fused box
-    (the region) and the ranked windows as graphics, with a label at the finding.
+    """GSPS on ``ref``: one graphic layer per shape layer of the prediction's evidence that
+    belongs in a presentation state (:mod:`engine.layers`), bottom to top by role: for
+    MSFM the ranked windows, the fused box (the region, with the label at the finding) and
+    the lesion box with the peak (the finding, top layer).
 
     On a multi-frame source the presentation state and every annotation name the one frame
     the prediction was made on (``ReferencedFrameNumber``, 1-based), so a viewer draws frame
     4's boxes on frame 4 only; the source's polarity is kept (:func:`presentation_lut_shape`)."""
-    fused = hd.pr.GraphicLayer(layer_name="MSFM FUSED", order=2, description="MSFM region (fused box)", display_color=hd.color.CIELabColor(100.0, 0.0, 0.0))
-    wins = hd.pr.GraphicLayer(layer_name="MSFM WINDOWS", order=1, description="MSFM part windows, rank order")
     px = hd.pr.AnnotationUnitsValues.PIXEL
     frames = _frame_numbers(pred, ref)
     ref = _display_header(ref)
-    finding = pred.lesion_box if pred.lesion_box is not None else pred.fused_box
+    evidence = pred.evidence_layers()
+    shapes = [layer for layer in drawing_order(evidence) if "gsps" in layer.outputs and (layer.boxes or layer.points)]
+    finding = finding_box(evidence) or pred.fused_box
     x0, y0 = float(finding[0]), float(finding[1])
-    layers = [wins, fused]
-    annotations = []
-    if pred.lesion_box is not None:
-        lesion = hd.pr.GraphicLayer(layer_name="MSFM LESION", order=3, description="MSFM lesion box and evidence peak",
-                                    display_color=hd.color.CIELabColor(60.0, 98.0, -61.0))  # magenta, as the app draws it
-        objects = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.lesion_box), units=px)]
-        if pred.peak is not None:
-            objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.array([pred.peak], dtype=np.float32), units=px))
-        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=lesion, referenced_frame_number=frames, graphic_objects=objects))
-        layers.append(lesion)
-    annotations += [
-        hd.pr.GraphicAnnotation(
-            referenced_images=[ref], graphic_layer=fused, referenced_frame_number=frames,
-            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(pred.fused_box), units=px)],
-            text_objects=[hd.pr.TextObject(text_value=f"MSFM p={pred.probability:.2f} {'abnormal' if pred.label else 'normal'}", units=px,
-                                           anchor_point=(x0, max(0.0, y0)), anchor_point_visible=False)],
-        ),
-        hd.pr.GraphicAnnotation(
-            referenced_images=[ref], graphic_layer=wins, referenced_frame_number=frames,
-            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(w.box), units=px) for w in pred.windows],
-        ),
-    ]
+    # The label goes with the region (or, without one, the top layer).
+    text_on = next((layer.name for layer in shapes if layer.role == "region"), shapes[-1].name if shapes else None)
+    layers: list[hd.pr.GraphicLayer] = []
+    annotations: list[hd.pr.GraphicAnnotation] = []
+    for order, layer in enumerate(shapes, 1):
+        single = len(set(layer.box_colours)) <= 1  # one colour for the layer; ranked windows keep the viewer's
+        glayer = hd.pr.GraphicLayer(layer_name=f"MSFM {layer.name.upper()}"[:16], order=order, description=f"MSFM {layer.description or layer.label}"[:64],
+                                    display_color=hd.color.CIELabColor(*_lab(layer.colour)) if single else None)
+        objects = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=box_polyline(b), units=px) for b in layer.boxes]
+        objects += [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT, graphic_data=np.array([pt], dtype=np.float32), units=px)
+                    for pt in layer.points]
+        text = ([hd.pr.TextObject(text_value=f"MSFM p={pred.probability:.2f} {'abnormal' if pred.label else 'normal'}", units=px,
+                                  anchor_point=(x0, max(0.0, y0)), anchor_point_visible=False)] if layer.name == text_on else None)
+        layers.append(glayer)
+        annotations.insert(0, hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=glayer, referenced_frame_number=frames,
+                                                      graphic_objects=objects, text_objects=text))
     ds = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[ref], series_instance_uid=series_uid, series_number=SERIES_NUMBERS["gsps"], sop_instance_uid=generate_uid(),
         instance_number=int(ref.get("InstanceNumber", 1) or 1), manufacturer=MANUFACTURER, manufacturer_model_name="MSFM Desktop",

@@ -12,14 +12,15 @@ image still point at each other, and a DICOM source is written de-identified bes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 
-from ..errors import ImageLoadError
+from ..errors import Cancelled, ImageLoadError
 from ..io import is_dicom, load_image, read_dataset
+from ..tasks import drive
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS
 from .deidentify import deidentify
@@ -179,8 +180,27 @@ def _folders(kind: str, objects: dict, out_dir: str | Path, options: ExportOptio
 
 def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: ExportOptions | None = None,
                  progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> list[ExportResult]:
-    """Write the DICOM objects of every prediction into ``out_dir``; a failing image is
-    reported in its :class:`ExportResult` and the others go on."""
+    """:func:`iter_export` run to its end: ``progress(done, total)`` per image; ``cancel()``
+    returning True stops before the next image."""
+    report = None if progress is None else (lambda step: progress(step.done, step.total))
+    return drive(iter_export(preds, out_dir, options), report, cancel) or []
+
+
+@dataclass(frozen=True)
+class ExportStep:
+    """One image exported (or failed: ``result.error``): ``done`` of ``total``."""
+
+    done: int
+    total: int
+    result: ExportResult
+
+
+def iter_export(preds: Sequence[Prediction], out_dir: str | Path, options: ExportOptions | None = None) -> Generator[ExportStep, None, list[ExportResult]]:
+    """Write the DICOM objects of every prediction into ``out_dir``, as a task
+    (:mod:`engine.tasks`): an :class:`ExportStep` per image, then every result. A failing
+    image is reported in its :class:`ExportResult` and the others go on;
+    :class:`~engine.errors.Cancelled` thrown in stops before the next image and returns
+    what was written."""
     options = options or ExportOptions()
     anonymiser = make_anonymiser() if options.anonymise else None
     series: dict[str, SeriesUIDs] = {}
@@ -188,8 +208,6 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
     sources_sent: set[str] = set()  # a multi-frame source goes once, with its first frame
     results = []
     for i, pred in enumerate(preds):
-        if cancel is not None and cancel():
-            break
         res = ExportResult(pred.file, frame=pred.frame)
         try:
             objects = build_objects(pred, options, series, new_studies)
@@ -219,9 +237,13 @@ def export_dicom(preds: Sequence[Prediction], out_dir: str | Path, options: Expo
         except Exception as exc:  # a malformed source header, a highdicom refusal...
             res.error = f"{type(exc).__name__}: {exc}"
         results.append(res)
-        if progress is not None:
-            progress(i + 1, len(preds))
+        try:
+            yield ExportStep(i + 1, len(preds), res)
+        except Cancelled:
+            break
     return results
 
 
-__all__ = ["ExportOptions", "ExportResult", "export_dicom", "build_objects", "make_anonymiser"]
+
+
+__all__ = ["ExportOptions", "ExportResult", "ExportStep", "export_dicom", "iter_export", "build_objects", "make_anonymiser"]

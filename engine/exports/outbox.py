@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_json_atomic
 from ..resources import data_dir
-from .pacs import PacsConfig, Progress, SendResult, send
+from ..tasks import drive
+from .pacs import PacsConfig, Progress, SendProgress, SendResult, iter_send
 
 FILE = "outbox.json"
 
@@ -80,7 +81,13 @@ class Outbox:
 
     def send_queued(self, cfg: PacsConfig, progress: Progress | None = None,
                     cancel: Callable[[], bool] | None = None) -> list[SendResult]:
-        """Send every queued file to ``cfg`` (the PACS configured now) and update the queue.
+        """:meth:`iter_send_queued` run to its end (``progress``/``cancel`` as :func:`.pacs.send`)."""
+        report = None if progress is None else (lambda s: progress(s.done, s.total, s.result))
+        return drive(self.iter_send_queued(cfg), report, cancel) or []
+
+    def iter_send_queued(self, cfg: PacsConfig) -> Generator[SendProgress, None, list[SendResult]]:
+        """Send every queued file to ``cfg`` (the PACS configured now) and update the queue,
+        as a task (:func:`.pacs.iter_send`'s events and result).
 
         A queued file that no longer exists gets a failed result saying so and leaves the queue.
         """
@@ -88,7 +95,7 @@ class Outbox:
         gone = [SendResult(Path(r.path), False, None, "not sent: the exported file no longer exists; taken off the queue", 0)
                 for r in rows if not Path(r.path).is_file()]
         present = [r.path for r in rows if Path(r.path).is_file()]
-        results = send(present, cfg, progress=progress, cancel=cancel) if present else []
+        results = (yield from iter_send(present, cfg)) if present else []
         self.forget([g.path for g in gone])
         self.record(results, cfg)
         return gone + results
@@ -96,10 +103,16 @@ class Outbox:
 
 def send_and_queue(files: Sequence[str | Path], cfg: PacsConfig, outbox: Outbox | None = None,
                    progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> list[SendResult]:
-    """:func:`.pacs.send`, then what failed goes to the outbox (and what was stored leaves it)."""
-    results = send(files, cfg, progress=progress, cancel=cancel)
+    """:func:`iter_send_and_queue` run to its end."""
+    report = None if progress is None else (lambda s: progress(s.done, s.total, s.result))
+    return drive(iter_send_and_queue(files, cfg, outbox), report, cancel) or []
+
+
+def iter_send_and_queue(files: Sequence[str | Path], cfg: PacsConfig, outbox: Outbox | None = None) -> Generator[SendProgress, None, list[SendResult]]:
+    """:func:`.pacs.iter_send`, then what failed goes to the outbox (and what was stored leaves it)."""
+    results = yield from iter_send(files, cfg)
     (outbox if outbox is not None else Outbox()).record(results, cfg)
     return results
 
 
-__all__ = ["FILE", "Outbox", "QueuedObject", "send_and_queue"]
+__all__ = ["FILE", "Outbox", "QueuedObject", "iter_send_and_queue", "send_and_queue"]

@@ -14,11 +14,14 @@ association. What still failed goes to the :mod:`.outbox`, which survives a rest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
+
+from ..errors import Cancelled
+from ..tasks import drive
 
 
 @dataclass(frozen=True)
@@ -114,20 +117,24 @@ def _store_one(assoc, path: Path, attempt: int) -> SendResult:
     return SendResult(path, ok, code, msg, attempt)
 
 
-def _pass(paths: Sequence[Path], headers: dict, cfg: PacsConfig, attempt: int, progress: Progress | None,
-          cancel: Callable[[], bool] | None) -> dict[Path, SendResult]:
-    """Offer each file once; an association lost on one file is made again for the next."""
+@dataclass(frozen=True)
+class SendProgress:
+    """One C-STORE done: ``done`` of ``total`` in this pass (a retry pass counts again from 1)."""
+
+    done: int
+    total: int
+    result: SendResult
+
+
+def _pass(paths: Sequence[Path], headers: dict, cfg: PacsConfig, attempt: int, out: dict[Path, SendResult]) -> Iterator[SendProgress]:
+    """Offer each file once (results into ``out``); an association lost on one file is made
+    again for the next. :class:`~engine.errors.Cancelled` thrown in marks the rest not sent."""
     ae = _ae(cfg)
     for sop, ts in sorted({headers[p] for p in paths}):
         ae.add_requested_context(sop, [ts])
-    out: dict[Path, SendResult] = {}
     assoc = None
     try:
         for i, p in enumerate(paths, 1):
-            if cancel is not None and cancel():
-                for q in paths[i - 1:]:
-                    out[q] = SendResult(q, False, None, "not sent: cancelled", attempt)
-                break
             if assoc is None or not assoc.is_established:
                 assoc, why = _associate(ae, cfg)
                 if assoc is None:  # the peer is unreachable: trying each file would only wait longer
@@ -139,21 +146,33 @@ def _pass(paths: Sequence[Path], headers: dict, cfg: PacsConfig, attempt: int, p
                 # A peer that rejects an object may drop the association a moment later, while
                 # the next object is on the wire: start the next one on a fresh association.
                 assoc.release()
-            if progress is not None:
-                progress(i, len(paths), res)
+            try:
+                yield SendProgress(i, len(paths), res)
+            except Cancelled:
+                for q in paths[i:]:
+                    out[q] = SendResult(q, False, None, "not sent: cancelled", attempt)
+                raise
     finally:
         if assoc is not None and assoc.is_established:
             assoc.release()
-    return out
 
 
 def send(files: Sequence[str | Path], cfg: PacsConfig, progress: Progress | None = None,
          cancel: Callable[[], bool] | None = None, retry: bool = True) -> list[SendResult]:
-    """C-STORE every file; one :class:`SendResult` per file, in the given order.
+    """:func:`iter_send` run to its end: ``progress(done, total, result)`` after each C-STORE;
+    ``cancel()`` returning True stops before the next file (the rest: "not sent: cancelled")."""
+    report = None if progress is None else (lambda s: progress(s.done, s.total, s.result))
+    return drive(iter_send(files, cfg, retry), report, cancel) or []
+
+
+def iter_send(files: Sequence[str | Path], cfg: PacsConfig, retry: bool = True) -> Generator[SendProgress, None, list[SendResult]]:
+    """C-STORE every file, as a task (:mod:`engine.tasks`): a :class:`SendProgress` per
+    C-STORE; returns one :class:`SendResult` per file, in the given order.
 
     A rejected file or a dropped association costs that file only: after any failure the next
     file goes over a new association. With ``retry`` every file that failed (and was not cancelled) is offered
-    once more, on a fresh association, after the others.
+    once more, on a fresh association, after the others. :class:`~engine.errors.Cancelled`
+    thrown in stops before the next file and returns every file's result.
     """
     paths = [Path(f) for f in files]
     headers: dict[Path, tuple[str, str]] = {}
@@ -165,15 +184,20 @@ def send(files: Sequence[str | Path], cfg: PacsConfig, progress: Progress | None
         except Exception as exc:
             results[p] = SendResult(p, False, None, f"not sent: not a readable DICOM file ({type(exc).__name__}: {exc})", 0)
     todo = [p for p in paths if p in headers]
-    if todo:
-        results.update(_pass(todo, headers, cfg, 1, progress, cancel))
-        again = [p for p in todo if not results[p].ok and "cancelled" not in results[p].message]
-        if retry and again and not (cancel is not None and cancel()):
-            second = _pass(again, headers, cfg, 2, progress, cancel)
-            for p, r in second.items():
-                first = results[p]
-                results[p] = r if r.ok or r.message == first.message else replace(r, message=f"{r.message} (first try: {first.message})")
+    try:
+        if todo:
+            yield from _pass(todo, headers, cfg, 1, results)
+            again = [p for p in todo if not results[p].ok and "cancelled" not in results[p].message]
+            if retry and again:
+                first = {p: results[p] for p in again}
+                yield from _pass(again, headers, cfg, 2, results)
+                for p in again:
+                    r = results[p]
+                    if not (r.ok or r.message == first[p].message or "cancelled" in r.message):
+                        results[p] = replace(r, message=f"{r.message} (first try: {first[p].message})")
+    except Cancelled:
+        pass
     return [results[p] for p in paths]
 
 
-__all__ = ["PacsConfig", "Progress", "SendResult", "echo", "send"]
+__all__ = ["PacsConfig", "Progress", "SendProgress", "SendResult", "echo", "iter_send", "send"]

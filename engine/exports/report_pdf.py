@@ -62,7 +62,7 @@ def place_in_words(box, width: int, height: int) -> str:
 
 def finding_lines(pred: Prediction, calibration=None) -> list[str]:
     """The finding, its place, the probability and the operating point, as printed."""
-    threshold = calibration.default.threshold if calibration is not None else pred.model.threshold
+    threshold = calibration.default.threshold if calibration is not None else pred.threshold
     label = "ABNORMAL: a fracture-like finding" if pred.label else "NORMAL: no finding"
     lines = [f"Result: {label} at the operating point"]
     if calibration is not None:

@@ -197,11 +197,20 @@ def _to_grey(frame: np.ndarray, photometric: str) -> np.ndarray:
     return frame
 
 
-def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
+def _normalised(frame: np.ndarray, photometric: str, lo: float, hi: float, mono1: bool) -> np.ndarray:
+    """(H, W) float32 in [0, 1] of one frame's values over [lo, hi], 1 = bright."""
+    grey = _to_grey(np.asarray(frame), photometric).astype(np.float32)
+    norm = np.clip((grey - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(grey)
+    return np.ascontiguousarray(1.0 - norm if mono1 else norm, dtype=np.float32)
+
+
+def read_dicom(path: str | Path, apply_voi: bool = True, model_input: bool = False) -> list[LoadedImage]:
     """One :class:`LoadedImage` per frame of a DICOM image file.
 
     ``apply_voi=True`` (the model's input) applies the first VOI LUT or window;
     ``False`` (for display) stops after the Modality LUT and lists the header's windows.
+    ``model_input`` with ``apply_voi=False`` also keeps the model's input from the same
+    decode (:attr:`LoadedImage.model_pixels`), so an image shown and analysed is decoded once.
 
     Raises :class:`ImageLoadError` for files that are not DICOM, have no pixel data
     (SR, presentation states, ...), declare too many pixels, or cannot be decoded.
@@ -248,14 +257,18 @@ def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
         arr = arr[None]
     try:
         values = arr if colour else apply_modality_lut(arr, ds)
-        voi_applied = False
-        if not colour and apply_voi and ("WindowCenter" in ds or "VOILUTSequence" in ds):
+        voi_values = None
+        if not colour and (apply_voi or model_input) and ("WindowCenter" in ds or "VOILUTSequence" in ds):
             try:
-                values = apply_voi_lut(values, ds, index=0)
-                voi_applied = True
+                voi_values = apply_voi_lut(values, ds, index=0)
             except (ValueError, TypeError, AttributeError, KeyError, IndexError):
                 pass  # a broken VOI module: fall back to the full stored range
+        voi_applied = apply_voi and voi_values is not None
+        if apply_voi and voi_values is not None:
+            values = voi_values
         lo, hi = (0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1)) if colour else _value_range(ds, voi_applied)
+        # The model's input beside the display pixels: VOI applied (or the same pixels when none applies).
+        model = (voi_values, *_value_range(ds, True)) if model_input and not apply_voi and voi_values is not None else None
     except Exception as exc:
         raise ImageLoadError(p, f"invalid LUT data: {exc}") from exc
     meta = _meta(ds)
@@ -264,10 +277,8 @@ def read_dicom(path: str | Path, apply_voi: bool = True) -> list[LoadedImage]:
     windows = () if apply_voi or colour else header_windows(ds, lo, hi, mono1)
     out = []
     for i in range(frames):
-        grey = _to_grey(np.asarray(values[i]), photometric).astype(np.float32)
-        norm = np.clip((grey - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(grey)
-        if mono1:
-            norm = 1.0 - norm
-        out.append(LoadedImage(pixels=np.ascontiguousarray(norm, dtype=np.float32), source=p, frame=i if frames > 1 else None,
-                               kind="dicom", meta=meta, value_range=value_range, windows=windows))
+        norm = _normalised(values[i], photometric, lo, hi, mono1)
+        model_pixels = _normalised(model[0][i], photometric, model[1], model[2], mono1) if model is not None else None
+        out.append(LoadedImage(pixels=norm, source=p, frame=i if frames > 1 else None, kind="dicom", meta=meta,
+                               value_range=value_range, windows=windows, model_pixels=model_pixels))
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.fileset import FileSet
 
+from ..errors import Cancelled
+from ..tasks import drive
 from . import NOT_DICOM
 from .dicom import claims_dicom, is_dicom, read_dataset
 from .images import RASTER_SUFFIXES
@@ -148,8 +150,17 @@ def _dicomdir_files(dicomdir: Path, problems: list[ScanProblem]) -> list[Path]:
 def find_candidates(paths: Iterable[str | Path], problems: list[ScanProblem], cancel: Callable[[], bool] | None = None) -> list[Path]:
     """Image candidates under ``paths``: PNG/JPEG by suffix, DICOM by preamble, and the
     files each DICOMDIR lists. Symlinked folders are not followed (no loops)."""
-    seen: set[Path] = set()
     out: list[Path] = []
+    for folder in walk_candidates(paths, problems, out):
+        if cancel and cancel():
+            break
+    return out
+
+
+def walk_candidates(paths: Iterable[str | Path], problems: list[ScanProblem], out: list[Path]) -> Iterator[str]:
+    """Append the image candidates under ``paths`` to ``out`` (see :func:`find_candidates`),
+    yielding each folder's path as it is done, so a long walk can report and be stopped."""
+    seen: set[Path] = set()
 
     def take(p: Path) -> None:
         r = p.resolve()
@@ -170,8 +181,6 @@ def find_candidates(paths: Iterable[str | Path], problems: list[ScanProblem], ca
                 take(root)
             continue
         for dirpath, dirs, files in os.walk(root, followlinks=False):
-            if cancel and cancel():
-                return out
             dirs.sort()
             for name in sorted(files):
                 f = Path(dirpath) / name
@@ -180,7 +189,7 @@ def find_candidates(paths: Iterable[str | Path], problems: list[ScanProblem], ca
                         take(g)
                 elif f.suffix.lower() in RASTER_SUFFIXES or claims_dicom(f) or is_dicom(f):
                     take(f)
-    return out
+            yield dirpath
 
 
 def _add_dicom(index: StudyIndex, path: Path) -> None:
@@ -228,40 +237,48 @@ def _add_raster(index: StudyIndex, path: Path) -> None:
     index.add(patient, study, series, ImageEntry(path=path, kind="raster"))
 
 
+def scan_study(paths: Iterable[str | Path]) -> Generator[ScanProgress, None, StudyIndex]:
+    """Index ``paths`` (folders, files, DICOMDIRs) without decoding pixels, as a task
+    (:mod:`engine.tasks`): yields a :class:`ScanProgress` at the start, per folder walked
+    (``total`` 0 while the files are still being found) and per file indexed; returns the
+    :class:`StudyIndex`. :class:`~engine.errors.Cancelled` thrown in returns the partial
+    index with ``cancelled`` set."""
+    index = StudyIndex()
+    try:
+        yield ScanProgress(0, 0, "")
+        files: list[Path] = []
+        for folder in walk_candidates(paths, index.problems, files):
+            yield ScanProgress(0, 0, folder)
+        for i, f in enumerate(files):
+            if not os.access(f, os.R_OK):
+                index.problems.append(ScanProblem(f, "not readable (permission denied)"))
+            elif is_dicom(f):
+                _add_dicom(index, f)
+            elif f.suffix.lower() in RASTER_SUFFIXES:
+                _add_raster(index, f)
+            else:
+                empty = f.stat().st_size == 0
+                index.problems.append(ScanProblem(f, "empty file (0 bytes)" if empty else NOT_DICOM if claims_dicom(f) else "not a PNG, JPEG or DICOM file"))
+            yield ScanProgress(i + 1, len(files), str(f))
+    except Cancelled:
+        index.cancelled = True
+    index.sort()
+    return index
+
+
 def index_study(
     paths: Iterable[str | Path],
     progress: Callable[[ScanProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> StudyIndex:
-    """Index ``paths`` (folders, files, DICOMDIRs) without decoding pixels.
-
-    ``progress`` is called after each file; ``cancel`` is polled between files and, when
-    it returns True, the partial index comes back with ``cancelled`` set.
-    """
-    index = StudyIndex()
-    files = find_candidates(paths, index.problems, cancel)
-    if cancel and cancel():
-        index.cancelled = True
-        return index
-    for i, f in enumerate(files):
-        if cancel and cancel():
-            index.cancelled = True
-            break
-        if not os.access(f, os.R_OK):
-            index.problems.append(ScanProblem(f, "not readable (permission denied)"))
-            continue
-        dicom = is_dicom(f)
-        if f.suffix.lower() in RASTER_SUFFIXES and not dicom:
-            _add_raster(index, f)
-        elif dicom:
-            _add_dicom(index, f)
-        else:
-            empty = f.stat().st_size == 0
-            index.problems.append(ScanProblem(f, "empty file (0 bytes)" if empty else NOT_DICOM if claims_dicom(f) else "not a PNG, JPEG or DICOM file"))
-        if progress:
-            progress(ScanProgress(i + 1, len(files), str(f)))
-    index.sort()
+    """:func:`scan_study` run to its end. ``progress`` is called after each file indexed;
+    ``cancel`` is polled between steps and, when it returns True, the partial index comes
+    back with ``cancelled`` set."""
+    report = None if progress is None else (lambda p: progress(p) if p.total else None)
+    index = drive(scan_study(paths), report, cancel)
+    assert index is not None  # scan_study returns on cancel too
     return index
 
 
-__all__ = ["index_study", "find_candidates", "StudyIndex", "PatientEntry", "StudyEntry", "SeriesEntry", "ImageEntry", "ScanProblem", "ScanProgress"]
+__all__ = ["index_study", "scan_study", "find_candidates", "walk_candidates",
+           "StudyIndex", "PatientEntry", "StudyEntry", "SeriesEntry", "ImageEntry", "ScanProblem", "ScanProgress"]

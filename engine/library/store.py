@@ -76,8 +76,8 @@ class ModelStore:
             d = describe_checkpoint(self.default)
         except CheckpointError:
             return None
-        return InstalledModel("default", self.default, f"{d['name']} (bundled)", d["sha256"], str(d.get("created") or ""), True,
-                              data={}, metrics=dict(d.get("metrics") or {}))
+        return InstalledModel("default", self.default, f"{d.name} (bundled)", d.sha256, str(d.created or ""), True,
+                              data={}, metrics=dict(d.metrics or {}))
 
     def list(self) -> list[InstalledModel]:
         """The bundled model first, then the fine-tuned ones, newest first."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import pickle
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -29,11 +31,32 @@ FORMAT = "msfm-checkpoint"
 FORMAT_VERSION = 1
 
 
+#: SHA-256 of files hashed in this process, by (path, size, mtime): describing a model,
+#: loading it and comparing it (the app, the fine-tune child) read and hash it once.
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def _file_key(p: Path) -> tuple[str, int, int]:
+    st = p.stat()
+    return str(p.resolve()), st.st_size, st.st_mtime_ns
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes; a file hashed before in this process and unchanged since
+    (same size and modification time) is not read again."""
+    p = Path(path)
+    key = _file_key(p)
+    with _HASHES_LOCK:
+        known = _HASHES.get(key)
+    if known is not None:
+        return known
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(p, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
+    with _HASHES_LOCK:
+        _HASHES[key] = h.hexdigest()
     return h.hexdigest()
 
 
@@ -134,7 +157,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        key = _file_key(p)
+        data = p.read_bytes()  # read once: hashed here and unpickled from memory
+        with _HASHES_LOCK:
+            _HASHES.setdefault(key, hashlib.sha256(data).hexdigest())
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     except pickle.UnpicklingError as exc:
         # The weights-only unpickler names the global it refused; garbage fails on an opcode.
         if "global" in str(exc).lower():
@@ -204,25 +233,50 @@ def rewrite_checkpoint(original: str | Path, out: str | Path, model: torch.nn.Mo
     return file_sha256(out)
 
 
-def describe_checkpoint(path: str | Path) -> dict[str, Any]:
-    """What a checkpoint holds, without building the model: name, kind, backbone, input
-    size, threshold, weights dtype, SHA-256, creation time, validation metrics and
-    ``calibration`` (a :class:`~engine.model.calibration.Calibration`: the stored one, or an
-    uncalibrated stand-in at the threshold for an older checkpoint; not JSON, use its
-    ``to_dict()``). :class:`CheckpointError` when the file is missing or not a valid
-    checkpoint."""
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint holds (:func:`describe_checkpoint`), without the model.
+
+    ``kind`` is ``"msfm"`` or ``"plain"`` (a baseline classifier); ``threshold`` the
+    decision threshold on p(abnormal); ``sha256`` of the whole file; ``metrics`` the
+    validation metrics saved with it (None for an older checkpoint); ``calibration`` the
+    stored :class:`~engine.model.calibration.Calibration`, or an uncalibrated stand-in at
+    the threshold for an older checkpoint."""
+
+    name: str
+    kind: Literal["msfm", "plain"]
+    backbone: str
+    input_size: int
+    threshold: float
+    weights_dtype: str
+    sha256: str
+    created: str | None
+    metrics: dict[str, Any] | None
+    calibration: Calibration
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the calibration as its dict)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["calibration"] = self.calibration.to_dict()
+        return out
+
+
+def describe_checkpoint(path: str | Path) -> CheckpointInfo:
+    """What a checkpoint holds, without building the model (:class:`CheckpointInfo`).
+    :class:`CheckpointError` when the file is missing or not a valid checkpoint."""
     p = Path(path)
     payload = read_checkpoint(p)
     config, meta = _header(p, payload)
-    return {
-        "name": meta.get("name", f"MSFM-{config.backbone}"),
-        "kind": meta.get("kind", "msfm"),
-        "backbone": config.backbone,
-        "input_size": config.input_size,
-        "threshold": config.threshold,
-        "weights_dtype": meta.get("weights_dtype", "float32"),
-        "sha256": file_sha256(p),
-        "created": payload.get("created"),
-        "metrics": meta.get("metrics"),
-        "calibration": Calibration.for_checkpoint(meta, config.threshold),
-    }
+    kind = meta.get("kind", "msfm")
+    return CheckpointInfo(
+        name=str(meta.get("name", f"MSFM-{config.backbone}")),
+        kind="plain" if kind == "plain" else "msfm",
+        backbone=config.backbone,
+        input_size=int(config.input_size),
+        threshold=float(config.threshold),
+        weights_dtype=str(meta.get("weights_dtype", "float32")),
+        sha256=file_sha256(p),
+        created=payload.get("created"),
+        metrics=meta.get("metrics"),
+        calibration=Calibration.for_checkpoint(meta, config.threshold),
+    )

@@ -151,7 +151,7 @@ def test_model_manager_switches_verifies_and_deletes(qtbot, tmp_path, settings, 
     qtbot.addWidget(dialog)
     assert dialog.table.rowCount() == 2 and dialog.table.item(0, 0).text() == "●"  # the default is active
     # n beside every metric: the bundled model's validation set and the fine-tuned one's.
-    bundled = describe_checkpoint(DEFAULT_MODEL)["metrics"]
+    bundled = describe_checkpoint(DEFAULT_MODEL).metrics
     assert dialog.table.item(0, 4).text() == f"{bundled['auc']:.3f} (n={bundled['n']})"
     assert dialog.table.item(0, 5).text() == f"{bundled['kappa']:.3f} (n={bundled['n']})"
     assert dialog.table.item(1, 1).text() == "Fine-tuned on ward 7" and dialog.table.item(1, 4).text() == "0.610 (n=4)"
@@ -245,11 +245,13 @@ def test_a_worse_model_needs_confirmation(qtbot, tmp_path, tiny_csv, settings, r
     run.save(status="finished")
     panel.run = run
 
-    def finish(cmp) -> None:  # what the training worker's signals deliver
+    def finish(cmp) -> None:  # what the training task's messages deliver
+        from msfm_desktop.training import ChildDone, Compared
+
         if cmp is not None:
-            panel._on_compared(cmp)
+            panel._on_message(Compared(cmp))
         panel.comparison = cmp
-        panel._on_finished("finished", "")
+        panel._on_finished(ChildDone("finished", ""))
 
     # Finished without a usable comparison (held-out n = 0): Accept stays disabled and says why.
     finish(None)

@@ -164,20 +164,21 @@ def test_about_lists_versions_and_the_model_card(qtbot, ck, settings):
     assert "FracAtlas" in about.card.toPlainText()  # the bundled model's card
     win2 = window(qtbot, QSettings(settings.fileName() + "2", QSettings.Format.IniFormat), ck)
     card = win2.open_about().card.toPlainText()
-    assert "MSFM-test" in card and win2.model_info["sha256"] in card
+    assert "MSFM-test" in card and win2.model_info.sha256 in card
 
 
 def test_study_analysis_cancel_stops_after_the_batch_in_progress(qtbot, ck, tmp_path, settings):
-    from msfm_desktop.workers import StudyAnalyseWorker
+    from msfm_desktop.controller import PredictorCache, analyse_files
+    from msfm_desktop.workers import Task
 
     study = tmp_path / "study"
     study.mkdir()
     for src in pngs(12):
         (study / src.name).symlink_to(src)
-    worker, got, done = StudyAnalyseWorker(ck, sorted(study.iterdir()), "cpu", batch_size=4, token=3), [], []
-    worker.batch.connect(lambda token, preds, errors, outside: (got.append((token, len(preds))), worker.cancel()))
-    worker.finished.connect(lambda token, cancelled: done.append(cancelled))
-    worker.run()  # same thread: the cancel lands between batches
+    task, got, done = Task(analyse_files, PredictorCache(), ck, sorted(study.iterdir()), "cpu", 4, False), [], []
+    task.yielded.connect(lambda step: (got.append((3, len(step.predictions))), task.cancel()))
+    task.finished.connect(lambda: done.append(task.was_cancelled))
+    task.run()  # same thread: the cancel lands between batches
     assert got == [(3, 4)] and done == [True]
     win = window(qtbot, settings, ck)
     open_and_wait(qtbot, win, study)
@@ -222,19 +223,18 @@ def test_event_loop_keeps_running_while_the_model_works(qtbot, tmp_path, setting
 
 def test_the_predictor_cache_keeps_two_models_and_shares_one_for_research_use(tmp_path, resnet18_model):
     from engine.model.checkpoint import save_checkpoint
-    from msfm_desktop import workers
+    from msfm_desktop.controller import PredictorCache
 
-    workers._predictors.clear()
+    cache = PredictorCache()
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"m{i}.pt")
         save_checkpoint(paths[-1], resnet18_model, {"name": f"M{i}"})
-    first = workers.get_predictor(paths[0], "cpu")
-    research = workers.get_predictor(paths[0], "cpu", enforce_scope=False)
+    first = cache.get(paths[0], "cpu")
+    research = cache.get(paths[0], "cpu", enforce_scope=False)
     assert research.model is first.model and first.enforce_scope and not research.enforce_scope
-    workers.get_predictor(paths[1], "cpu")
-    workers.get_predictor(paths[0], "cpu")  # used again: the most recent
-    workers.get_predictor(paths[2], "cpu")
-    assert workers.cached_predictors() == 2
-    assert workers.get_predictor(paths[0], "cpu") is first  # kept; m1 was dropped
-    workers._predictors.clear()
+    cache.get(paths[1], "cpu")
+    cache.get(paths[0], "cpu")  # used again: the most recent
+    cache.get(paths[2], "cpu")
+    assert len(cache) == 2
+    assert cache.get(paths[0], "cpu") is first  # kept; m1 was dropped

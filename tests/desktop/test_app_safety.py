@@ -208,7 +208,7 @@ def test_study_verdict_is_the_maximum_per_patient(qtbot, ck, tmp_path, settings)
     assert patients[0].verdict == "abnormal" and patients[0].top_probability == pytest.approx(p1[1])
     assert patients[0].top.path.name == next(p for p in preds if p.probability == p1[1]).file.split("/")[-1]
     assert patients[0].complete and patients[0].n_analysed == 2
-    win.model_info["calibration"] = cal
+    win.model_info = replace(win.model_info, calibration=cal)
     win.summary.show_verdicts(win.session, cal)
     head = win.summary.headline.text()
     assert "Per patient" in head and head.count("patient00001") >= 2 and "ABNORMAL" in head

@@ -61,14 +61,15 @@ def test_open_the_shared_dicom_folder(qtbot, tmp_path, settings):
 
 
 def test_cancel_stops_the_scan_and_keeps_the_window_usable(qtbot, tmp_path, settings):
+    from engine.io.study import scan_study
     from msfm_desktop.app import build_window
-    from msfm_desktop.workers import ScanWorker
+    from msfm_desktop.workers import Task
 
-    worker, got = ScanWorker([DICOM], token=7), []
-    worker.finished.connect(lambda token, index: got.append((token, index)))
-    worker.cancel()
-    worker.run()  # synchronously: a cancelled scan returns at once, partial and marked
-    assert got[0][0] == 7 and got[0][1].cancelled and got[0][1].images() == []
+    task, got = Task(scan_study, [DICOM]), []
+    task.returned.connect(lambda index: got.append((task.was_cancelled, index)))
+    task.cancel()
+    task.run()  # synchronously: a cancelled scan returns at once, partial and marked
+    assert got[0][0] is True and got[0][1].cancelled and got[0][1].images() == []
     win = build_window(None, model=tmp_path / "missing.pt", settings=settings)
     qtbot.addWidget(win)
     win.open_path(DICOM)

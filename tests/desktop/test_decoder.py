@@ -103,3 +103,23 @@ def test_an_orphaned_decoder_exits_when_the_app_dies(tmp_path):
     while time.time() < deadline and any(alive(p) for p in children):
         time.sleep(0.2)
     assert not any(alive(p) for p in children)
+
+
+def test_a_file_thumbnailed_shown_and_analysed_is_decoded_once(pool):
+    """The child keeps its last files decoded: the browser's thumbnail, the viewer's image
+    (no VOI, every window) and the model's input (VOI applied) of one DICOM come from one
+    decode, and each equals what the engine gives on its own."""
+    from engine.io.thumbnails import load_thumbnail
+
+    path = DICOM / "RG3_JLSN.dcm"
+    pool.load_image(DICOM / "RG1_J2KI.dcm")  # something else decoded first
+    before = pool.decodes()
+    thumb = pool.thumbnail(path, 32)
+    shown = pool.load_image(path, apply_voi=False, model_input=True)
+    model = pool.load_image(path)
+    assert pool.decodes() == before + 1
+    np.testing.assert_array_equal(thumb, load_thumbnail(path, 32))
+    np.testing.assert_array_equal(shown.pixels, load_image(path, apply_voi=False).pixels)
+    np.testing.assert_array_equal(model.pixels, load_image(path).pixels)
+    np.testing.assert_array_equal(shown.for_model().pixels, model.pixels)
+    assert shown.windows == load_image(path, apply_voi=False).windows and model.windows == ()

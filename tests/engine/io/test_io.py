@@ -183,3 +183,24 @@ def test_every_header_window_and_voi_lut_becomes_a_display_preset(tmp_path):
     assert (bone.lo, bone.hi) == pytest.approx(((299.5 - 99.5) / 1023, (299.5 + 99.5) / 1023))
     soft = load_image(out, apply_voi=False).windows[2]
     assert (soft.lo, soft.hi) == pytest.approx((100 / 1023, 355 / 1023))
+
+
+def test_one_decode_gives_the_display_pixels_and_the_models_input():
+    """An image shown (VOI not applied, every header window offered) and then analysed is
+    decoded once: ``model_input`` keeps the model's input beside the display pixels, equal
+    to what a separate model load gives, for every decodable DICOM of the corpus."""
+    from engine.io import is_dicom, load_images
+
+    checked = windowed = 0
+    for f in sorted(p for p in DICOM.rglob("*") if p.is_file() and is_dicom(p)):
+        try:
+            model = load_images(f)
+        except ImageLoadError:
+            continue
+        shown = load_images(f, apply_voi=False, model_input=True)
+        for a, b in zip(model, shown):
+            m = b.for_model()
+            assert np.array_equal(a.pixels, m.pixels) and a.value_range == m.value_range and m.windows == (), f
+            windowed += b.model_pixels is not None and b.windows != ()
+            checked += 1
+    assert checked >= 20 and windowed >= 3

@@ -181,11 +181,11 @@ def test_round_trip_through_a_checkpoint(tmp_path, resnet18_model):
     path = tmp_path / "cal.pt"
     save_checkpoint(path, resnet18_model, {"name": "x", "calibration": cal.to_dict()}, config=resnet18_model.config.with_(threshold=0.5))
     d = describe_checkpoint(path)
-    assert d["calibration"] == cal and d["threshold"] == 0.5
+    assert d.calibration == cal and d.threshold == 0.5
     assert load_checkpoint(path).calibration == cal
     plain = tmp_path / "plain.pt"
     save_checkpoint(plain, resnet18_model, {"name": "x", "metrics": {"sensitivity": 0.5, "specificity": 0.75, "threshold": 0.5}})
-    old = describe_checkpoint(plain)["calibration"]
+    old = describe_checkpoint(plain).calibration
     assert not old.calibrated and old.default == OperatingPoint("default", resnet18_model.config.threshold, 0.5, 0.75)
 
 
@@ -213,9 +213,9 @@ def test_training_stores_the_validation_calibration(tiny_csv, tmp_path):
 
 def test_the_shipped_default_model_is_calibrated_on_validation():
     d = describe_checkpoint(DEFAULT_MODEL)
-    cal = d["calibration"]
+    cal = d.calibration
     assert cal.calibrated and (cal.n, cal.n_abnormal, cal.n_normal) == (213, 81, 132) and "val" in cal.source
-    assert cal.default.threshold == d["threshold"]
+    assert cal.default.threshold == d.threshold
     for op in cal.points:
         assert 0.0 <= op.sensitivity <= 1.0 and 0.0 <= op.specificity <= 1.0
     assert cal.sensitive.threshold <= cal.default.threshold <= cal.specific.threshold
@@ -224,5 +224,5 @@ def test_the_shipped_default_model_is_calibrated_on_validation():
     assert lo < cal.default.threshold < hi
     assert cal.miss_rate == pytest.approx(1 - cal.default.sensitivity)
     # The calibration reproduces the model card's validation sensitivity/specificity.
-    assert cal.default.sensitivity == pytest.approx(d["metrics"]["sensitivity"]) and cal.default.specificity == pytest.approx(d["metrics"]["specificity"])
+    assert cal.default.sensitivity == pytest.approx(d.metrics["sensitivity"]) and cal.default.specificity == pytest.approx(d.metrics["specificity"])
     assert set(cal.map_scale) == {"evidence", "cam", "a"} and all(math.isfinite(lo) and lo < hi for lo, hi in cal.map_scale.values())

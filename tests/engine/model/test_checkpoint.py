@@ -83,9 +83,9 @@ def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path, resnet18
         else:
             assert torch.equal(v, ref[k]), k  # integer buffers (BN step counters) are kept as they are
     d = describe_checkpoint(half)
-    assert d["weights_dtype"] == "float16" and d["sha256"] == file_sha256(half) and d["backbone"] == "resnet18"
+    assert d.weights_dtype == "float16" and d.sha256 == file_sha256(half) and d.backbone == "resnet18"
     # No calibration stored: an uncalibrated stand-in at the checkpoint's threshold (tests/test_calibration.py).
-    assert not d["calibration"].calibrated and d["calibration"].default.threshold == d["threshold"]
+    assert not d.calibration.calibrated and d.calibration.default.threshold == d.threshold
 
 
 def test_a_plain_classifier_checkpoint_is_refused_for_analysis(tmp_path, resnet18_model):
