@@ -32,6 +32,7 @@ from common import RESULTS, print_rows  # noqa: E402
 
 SUITE = {
     "inference": ("bench_inference", {}),
+    "onnx": ("bench_onnx", {}),
     "pipeline": ("bench_pipeline", {}),
     "train": ("bench_train", {}),
     "indexing": ("bench_indexing", {}),

@@ -107,8 +107,16 @@ class Predictor:
         #: engine.model.calibration.Calibration of a model loaded from a checkpoint, else None.
         self.calibration: Calibration | None = None
 
+    #: What runs the encoder: "torch", or "onnx" (ONNX Runtime, :mod:`engine.model.ort`).
+    runtime: str = "torch"
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True,
+                        runtime: Literal["auto", "torch", "onnx"] = "auto") -> "Predictor":
+        """The predictor of a checkpoint file. ``runtime``: on the CPU, "auto" runs the
+        encoder through ONNX Runtime when it is installed (same results within float
+        rounding, about twice as fast; the graphs are cached in the user cache folder by the
+        checkpoint's SHA-256), "torch" never does, "onnx" insists. On a GPU: PyTorch."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
         if ck.meta.get("kind") == "plain":
@@ -119,6 +127,16 @@ class Predictor:
         info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
         predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
         predictor.calibration = ck.calibration  # operating points and map scale, for verdicts and overlays
+        if dev.type == "cpu" and runtime != "torch":
+            from .model import ort
+
+            if ort.available():
+                from .resources import cache_dir
+
+                ort.attach(predictor.model, ck.sha256, cache_dir() / "onnx", checkpoint=Path(path))
+                predictor.runtime = "onnx"
+            elif runtime == "onnx":
+                raise CheckpointError("runtime 'onnx' asked for, but onnxruntime and onnx are not installed")
         return predictor
 
     # -- public API ------------------------------------------------------------------

@@ -46,6 +46,21 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR))
 
 
+CACHE_ENV = "MSFM_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The user cache folder (``$MSFM_CACHE_DIR``, else the platform's, e.g.
+    ``~/.cache/MSFM Desktop``): files derived from others that can be made again (the
+    ONNX graphs of a model, :mod:`engine.model.ort`)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, APP_AUTHOR))
+
+
 def resolve_checkpoint(value: str | Path) -> Path:
     """``"default"`` → the bundled model (:class:`CheckpointError` when it is missing);
     anything else is taken as a file path."""

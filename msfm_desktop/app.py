@@ -107,8 +107,7 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         self.problems = ProblemPanel()
         self.summary = StudySummary()
         self.summary.rowOpened.connect(self.open_from_table)
-        self.thumbs = ThumbnailLoader()
-        self.thumbs.start(self.browser.set_thumbnail, self.problems.add_problem)
+        self.thumbs = ThumbnailLoader(self.browser.set_thumbnail, self.problems.add_problem)
         self.browser.thumbnailsWanted.connect(lambda paths: self.thumbs.request(paths, urgent=True))
         self._init_analysis()
         docks = []

@@ -103,7 +103,7 @@ def analyse_one(cache: PredictorCache, checkpoint: Path, image: LoadedImage, dev
     result = predictor.predict_batch([image])[0]
     if reason is not None:
         result = replace(result, outside_intended_use=reason)
-    return result, str(predictor.device)
+    return result, str(predictor.device) + (" with ONNX Runtime" if predictor.runtime == "onnx" else "")
 
 
 def analyse_files(cache: PredictorCache, checkpoint: Path, paths: Sequence[Path], device: str, batch_size: int, research: bool):

@@ -54,7 +54,9 @@ def _decoded(path: str) -> list[LoadedImage]:
 
     try:
         st = os.stat(path)
-        key: tuple[str, int, int] | None = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+        # The path as asked for, not its target: a LoadedImage names its source, and two
+        # links to one file are two images to the viewer.
+        key: tuple[str, int, int] | None = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     except OSError:
         key = None  # the loader says why (missing, a folder, ...)
     if key is not None and key in _RECENT:

@@ -27,10 +27,10 @@ from superqt.utils._qthreading import GeneratorWorkerSignals
 
 from engine.tasks import drive
 
-#: Threads for tasks: the thumbnail maker holds one for the app's lifetime, and a scan, a
-#: decode and an analysis must not queue behind each other (they mostly wait on the
-#: decoder process or on torch, which release the GIL).
-MAX_THREADS = 8
+#: Threads for tasks: a scan, thumbnails, a decode, analyses and an export must not queue
+#: behind each other (they mostly wait on the decoder process or on torch, which release
+#: the GIL). No task waits idle, so these are only ever busy with work.
+MAX_THREADS = 16
 
 
 class TaskSignals(GeneratorWorkerSignals):
@@ -56,7 +56,7 @@ class Task(GeneratorWorker):
 
             def fn(*a: Any, **k: Any) -> Generator[None, None, Any]:  # a plain call: no events
                 return call(*a, **k)
-                yield  # noqa: unreachable: makes this a generator
+                yield  # never reached: makes this a generator function
 
         super().__init__(fn, *args, SignalsClass=TaskSignals, **kwargs)
         self._done = threading.Event()  # set in the worker thread when the work ended
@@ -165,6 +165,9 @@ def warm_up_engine() -> None:
 
     for module in ("timm", "engine.infer"):
         importlib.import_module(module)
+    from engine.model import ort
+
+    ort.EXPORT_IN_CHILD = True  # a model's first ONNX export (seconds, GIL held) happens in a child, not beside the UI
 
     buf = io.BytesIO()
     torch.save({"w": torch.zeros(1)}, buf)

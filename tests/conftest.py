@@ -6,6 +6,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,8 @@ XRAY = SHARED / "data" / "xray"
 DICOM = SHARED / "data" / "dicom"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Derived files (a model's ONNX graphs) are made once per test session, never in the user's cache.
+os.environ.setdefault("MSFM_CACHE_DIR", tempfile.mkdtemp(prefix="msfm-test-cache-"))
 
 
 def pytest_configure(config):

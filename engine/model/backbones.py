@@ -195,6 +195,16 @@ class Backbone(nn.Module):
         return twin
 
     def forward(self, x01: Tensor, output_stride: int = 32) -> tuple[Tensor, Tensor]:
-        """Returns ``(F, logits)``: F (B, n, S/os, S/os), logits (B, K) from GAP + shared FC."""
+        """Returns ``(F, logits)``: F (B, n, S/os, S/os), logits (B, K) from GAP + shared FC.
+
+        At inference (eval mode, no gradients) with a ``runtime`` attached
+        (:func:`engine.model.ort.attach`), that runtime computes them."""
+        runtime = self.__dict__.get("runtime")
+        if runtime is not None and not self.training and not torch.is_grad_enabled():
+            return runtime(x01, output_stride)
+        return self.forward_torch(x01, output_stride)
+
+    def forward_torch(self, x01: Tensor, output_stride: int = 32) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` in PyTorch (the reference, and what training runs)."""
         f = self.features(x01, output_stride)
         return f, self.fc(f.mean(dim=(2, 3)))

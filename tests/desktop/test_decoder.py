@@ -123,3 +123,15 @@ def test_a_file_thumbnailed_shown_and_analysed_is_decoded_once(pool):
     np.testing.assert_array_equal(model.pixels, load_image(path).pixels)
     np.testing.assert_array_equal(shown.for_model().pixels, model.pixels)
     assert shown.windows == load_image(path, apply_voi=False).windows and model.windows == ()
+
+
+def test_two_links_to_one_file_are_two_sources(pool, tmp_path):
+    """The recent-files cache answers for the path asked for: an image reached through a
+    second link names that link as its source (the viewer checks it against the open study)."""
+    png = sorted((XRAY / "images").glob("*.png"))[0]
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.symlink_to(png)
+    b.symlink_to(png)
+    assert pool.load_image(a, apply_voi=False, model_input=True).source == a
+    assert pool.load_image(b, apply_voi=False, model_input=True).source == b
+    assert pool.thumbnail(b, 16).shape[0] > 0

@@ -43,7 +43,7 @@ def test_every_scan_reports_a_dcm_that_is_not_dicom(folder):
     from engine.io import NOT_DICOM, ImageLoadError, load_image
     from engine.io.scan import iter_image_files
     from engine.io.study import index_study
-    from engine.library.finetune import _unreadable_header
+    from engine.library.folder_check import _unreadable_header
 
     assert sorted(p.name for p in iter_image_files([folder])) == ["legacy", "modern", "notes.dcm"]
     with pytest.raises(ImageLoadError, match="named as DICOM, but no DICM preamble"):

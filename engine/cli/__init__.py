@@ -12,22 +12,22 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
-from .cli_predict import cmd_predict
-from .cli_util import _fail, _write_atomic_text
-from .device import DEVICES
-from .errors import MSFMError
-from .model.registry import REGISTRY
-from .recipes import RECIPES
-from .resources import resolve_checkpoint
+from .. import __version__
+from ..device import DEVICES
+from ..errors import MSFMError
+from ..model.registry import REGISTRY
+from ..recipes import RECIPES
+from ..resources import resolve_checkpoint
+from .predict import cmd_predict
+from .util import _fail, _write_atomic_text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainMessage, TrainStarted
-    from .train.loop import train
-    from .train.setup import TrainConfig
+    from ..train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainMessage, TrainStarted
+    from ..train.loop import train
+    from ..train.setup import TrainConfig
 
     theta = (float(args.fma_theta_range[0]), float(args.fma_theta_range[1])) if args.fma_theta_range else None
     cfg = TrainConfig(
@@ -141,10 +141,10 @@ def evaluation_summary(result: dict) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .data.sources import load_samples
-    from .evaluation.evaluate import evaluate, read_hardware_flags
-    from .infer import Predictor
-    from .model.checkpoint import load_checkpoint
+    from ..data.sources import load_samples
+    from ..evaluation.evaluate import evaluate, read_hardware_flags
+    from ..infer import Predictor
+    from ..model.checkpoint import load_checkpoint
 
     ss = load_samples(args.data)
     samples = ss.split(args.split) if any(s.split for s in ss.samples) and args.split != "all" else ss.samples
@@ -282,5 +282,3 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
 
 
-if __name__ == "__main__":
-    sys.exit(main())

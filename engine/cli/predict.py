@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_util import _fail, _write_atomic_text
-from .errors import MSFMError
-from .resources import resolve_checkpoint
+from ..errors import MSFMError
+from ..resources import resolve_checkpoint
+from .util import _fail, _write_atomic_text
 
 
 def _anonymised_json(doc: dict) -> dict:
@@ -29,10 +29,10 @@ def _anonymised_json(doc: dict) -> dict:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .exports.dicom_objects import patient_problem
-    from .infer import Predictor
-    from .io.scan import iter_image_files
-    from .scope import describe, describe_research
+    from ..exports.dicom_objects import patient_problem
+    from ..infer import Predictor
+    from ..io.scan import iter_image_files
+    from ..scope import describe, describe_research
 
     problem = patient_problem(args.patient_id, args.patient_name)
     if problem:
@@ -68,7 +68,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _write_atomic_text(Path(args.json), json.dumps(doc, indent=1))
     calibration = predictor.calibration  # the SC and overlays draw what the desktop viewer shows
     if args.csv:
-        from .exports.csvout import companion_path, write_csv
+        from ..exports.csvout import companion_path, write_csv
 
         taken = [str(f) for f in (Path(args.csv), companion_path(args.csv)) if f.exists()]
         if taken:  # checked before any DICOM is written, so nothing is half done
@@ -83,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.report:
         failed += _write_reports(args, preds, refused, exported, calibration)
     if args.overlays:
-        from .exports.burn import save_overlay
+        from ..exports.burn import save_overlay
 
         out = Path(args.overlays)
         for p in preds:
@@ -106,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _write_reports(args: argparse.Namespace, preds, refused, exported, calibration=None) -> int:
     """``--report DIR``: one PDF per study, and its Encapsulated PDF beside the study's SR
     (or SC) when DICOM was exported; returns the number of studies that failed."""
-    from .exports.report import write_reports
+    from ..exports.report import write_reports
 
     failed = 0
     for r in write_reports(preds, args.report, exported, refused, calibration=calibration, anonymise=args.anonymise,
@@ -122,7 +122,7 @@ def _write_reports(args: argparse.Namespace, preds, refused, exported, calibrati
 def _export_dicom(args: argparse.Namespace, preds, calibration=None) -> tuple[int, list]:
     """``--dicom-sc DIR`` / ``--dicom-sr DIR`` (SR and its presentation state); returns
     the number of images whose export failed (each reported on stderr) and the results."""
-    from .exports.export import ExportOptions, export_dicom
+    from ..exports.export import ExportOptions, export_dicom
 
     if not (args.dicom_sc or args.dicom_sr):
         return 0, []
