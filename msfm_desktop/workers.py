@@ -59,6 +59,9 @@ class Task(GeneratorWorker):
                 yield  # never reached: makes this a generator function
 
         super().__init__(fn, *args, SignalsClass=TaskSignals, **kwargs)
+        # Python owns the task (superqt's worker set holds it until ``finished`` is delivered);
+        # the pool must not delete the C++ object under the wrapper when ``run`` returns.
+        self.setAutoDelete(False)
         self._done = threading.Event()  # set in the worker thread when the work ended
         self._delivered = False  # set in the UI thread once ``finished`` (the last signal) arrived
         self.was_cancelled = False
