@@ -16,7 +16,7 @@ resumable checkpoint). One that does not catch it simply ends without a result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,4 +65,31 @@ def drive(gen: Generator[E, Any, R], on_event: Callable[[E], None] | None = None
         gen.close()
 
 
-__all__ = ["Progress", "drive"]
+def relay(gen: Generator[E, Any, R], convert: Callable[[E], Iterable[Any]]) -> Generator[Any, Any, tuple[R, bool]]:
+    """Run engine task ``gen`` inside another task (``yield from relay(...)``): each of its
+    events becomes the events ``convert(event)`` gives (none, one or more: a log line, a
+    thinned progress). A :class:`~engine.errors.Cancelled` thrown in at one of them is passed
+    on to ``gen`` once, which winds down and returns. Returns (``gen``'s result, whether it
+    was cancelled); ``gen`` must return on a cancel, as every engine task with a partial
+    result does."""
+    cancelled = thrown = False
+    try:
+        event = next(gen)
+        while True:
+            for out in convert(event):
+                try:
+                    yield out
+                except Cancelled:
+                    cancelled = True
+            if cancelled and not thrown:
+                thrown = True
+                event = gen.throw(Cancelled())
+            else:
+                event = next(gen)
+    except StopIteration as stop:
+        return stop.value, cancelled
+    finally:
+        gen.close()
+
+
+__all__ = ["Progress", "drive", "relay"]

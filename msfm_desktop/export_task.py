@@ -10,7 +10,7 @@ and returns the run's summary (:func:`export_run`).
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from engine.exports.export import ExportOptions, iter_export
 from engine.exports.outbox import Outbox, iter_send_and_queue
 from engine.exports.pacs import PacsConfig
 from engine.exports.report import write_reports
-from engine.tasks import Progress
+from engine.tasks import Progress, relay
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def export_run(preds, folder: Path, options: ExportOptions, dicom: bool, csv: bo
     try:
         if dicom and preds:
             steps = iter_export(preds, folder, options)
-            exported, cancelled = yield from _relay(steps, lambda step: (Progress(step.done, step.total), _export_line(step.result)))
+            exported, cancelled = yield from relay(steps, lambda step: (Progress(step.done, step.total), _export_line(step.result)))
             for r in exported:
                 if r.error:
                     errors += 1
@@ -74,7 +74,7 @@ def export_run(preds, folder: Path, options: ExportOptions, dicom: bool, csv: bo
         if pacs is not None and files and not cancelled:
             yield ExportLine(f"Sending {len(files)} object(s) to {pacs.describe()}…")
             outbox = Outbox()
-            sent, cancelled = yield from _relay(iter_send_and_queue(files, pacs, outbox), lambda s: (Progress(s.done, s.total), _send_line(s.result)))
+            sent, cancelled = yield from relay(iter_send_and_queue(files, pacs, outbox), lambda s: (Progress(s.done, s.total), _send_line(s.result)))
             queued = outbox.count()
             if queued:
                 yield ExportLine(f"{queued} object(s) wait in the PACS outbox: File ▸ Send queued objects to PACS tries them again")
@@ -95,21 +95,3 @@ def _export_line(r) -> ExportLine:
 def _send_line(r) -> ExportLine:
     tries = f" (try {r.attempts})" if r.attempts > 1 else ""
     return ExportLine(f"{'✔' if r.ok else '✘'} PACS {r.path.name}: {r.message}{tries}")
-
-
-def _relay(steps: Generator, lines: Callable) -> Generator:
-    """Run an engine task inside the export, turning each of its events into the events
-    ``lines(event)`` gives (progress, a log line). A cancel is passed on to the engine task,
-    which stops and returns what it did. Returns (its result, whether it was cancelled)."""
-    cancelled = False
-    try:
-        step = next(steps)
-        while True:
-            for event in lines(step):
-                try:
-                    yield event
-                except Cancelled:
-                    cancelled = True
-            step = steps.throw(Cancelled()) if cancelled else next(steps)
-    except StopIteration as stop:
-        return stop.value, cancelled

@@ -23,12 +23,12 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_mod
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from engine.errors import Cancelled
 from engine.library.finetune import DataPreview, FineTuneRun, check_folder
-from engine.tasks import Progress
+from engine.tasks import Progress, relay
 
 from .training_child import ChildDone, Compared, Comparing, run_child
 
@@ -75,21 +75,17 @@ def check_folder_task(path: str) -> Generator[Progress, None, DataPreview]:
     """:func:`engine.library.finetune.check_folder` with its progress thinned to one event
     per :data:`PROGRESS_EVERY_S`; anything unexpected still ends in a preview that says why."""
     last = 0.0
-    gen = check_folder(path)
+
+    def thinned(step: Progress) -> Iterator[Progress]:
+        nonlocal last
+        now = time.perf_counter()
+        if step.done == step.total or now - last >= PROGRESS_EVERY_S:
+            last = now
+            yield step
+
     try:
-        step = next(gen)
-        while True:
-            now = time.perf_counter()
-            if step.done == step.total or now - last >= PROGRESS_EVERY_S:
-                last = now
-                try:
-                    yield step
-                except Cancelled:
-                    step = gen.throw(Cancelled())
-                    continue
-            step = next(gen)
-    except StopIteration as stop:
-        return stop.value
+        result, _cancelled = yield from relay(check_folder(path), thinned)  # a cancelled check says so itself
+        return result
     except Exception as exc:  # the check reports bad data itself; anything else must still reach the panel
         msg = f"the folder could not be checked: {type(exc).__name__}: {exc}"
         return DataPreview(path, problems=(msg,), reason=msg)

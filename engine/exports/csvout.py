@@ -69,7 +69,8 @@ def csv_row(p: Prediction, when: str, exported=None) -> dict:
     """The row of one prediction; ``intended_use`` is empty unless it was made under the
     research override, where it holds the out-of-scope mark. ``exported``: the
     :class:`~.export.ExportResult` of its DICOM objects from the same run, if any. The box
-    and point columns come from the prediction's evidence layers (:func:`layer_columns`)."""
+    and point columns come from the prediction's evidence layers (:func:`layer_columns`);
+    a column a prediction has no layer for is left empty by the writer."""
     return {
         "file": p.file, "frame": _frame(p.frame), "sop_instance_uid": p.meta.get("SOPInstanceUID", ""),
         "width": p.width, "height": p.height, "probability": f"{p.probability:.6f}", "label": p.label,
@@ -77,7 +78,6 @@ def csv_row(p: Prediction, when: str, exported=None) -> dict:
         "model_sha256": p.model.sha256, "time": when,
         "patient_id": p.meta.get("PatientID", ""), "study_instance_uid": p.meta.get("StudyInstanceUID", ""),
         "intended_use": describe_research(p.outside_intended_use) if p.outside_intended_use is not None else "",
-        **dict.fromkeys(("lesion_x0", "lesion_y0", "lesion_x1", "lesion_y1", "peak_x", "peak_y"), ""),  # a prediction without a finding
         **{name: value for name, (value, _) in layer_columns(p).items()},
         "threshold": "" if p.threshold is None else f"{p.threshold:.6f}",
         "export_study_instance_uid": (exported.study_instance_uid or "") if exported is not None else "",

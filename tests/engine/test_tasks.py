@@ -76,3 +76,28 @@ def test_a_cancelled_folder_check_cannot_start_and_says_why(tmp_path):
     assert not result.can_start and result.reason == "the check of the images was cancelled"
     whole = drive(check_folder(str(tmp_path)))
     assert whole.n == 6 and whole.n_listed == 6
+
+
+def test_relay_runs_a_task_inside_another_and_passes_a_cancel_on_once():
+    from engine.tasks import relay
+
+    thrown = []
+
+    def inner():
+        done = 0
+        try:
+            while True:
+                done += 1
+                yield done
+        except Cancelled:
+            thrown.append(done)
+            yield "winding down"  # still relayed; no second Cancelled reaches it
+            return done
+
+    def outer():
+        result, cancelled = yield from relay(inner(), lambda e: [f"line {e}"] if e != 2 else [])  # event 2 is thinned away
+        return result, cancelled
+
+    events = []
+    assert drive(outer(), events.append, cancel=lambda: len(events) >= 2) == (3, True)
+    assert events == ["line 1", "line 3", "line winding down"] and thrown == [3]
