@@ -11,6 +11,7 @@ Benchmarks (each in :mod:`benchmarks`, runnable on its own):
 * ``indexing``: header scan vs full reads on >= 1,000 DICOM files; >= 10x, < 2 s.
 * ``memory``: 2,000 predictions at flat memory (growth after warm-up <= 5 %).
 * ``ui``: the longest event-loop stall while opening, analysing and fine-tuning; < 50 ms.
+* ``start``: launch -> start-up picture, window, first analysed image (cold and warm); <= 3 s warm.
 
 Nothing else should run on the machine meanwhile: it has 2 cores, and the benchmarks time
 variants in rotation precisely because the load drifts.
@@ -38,6 +39,7 @@ SUITE = {
     "indexing": ("bench_indexing", {}),
     "memory": ("bench_memory", {}),
     "ui": ("ui_responsiveness", {}),
+    "start": ("bench_start", {}),
 }
 
 

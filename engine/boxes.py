@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
+
+from engine.tvops import roi_align
 
 
 def grid_to_pixels(grid_boxes: Tensor, input_size: int, grid_size: int) -> Tensor:

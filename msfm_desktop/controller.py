@@ -128,6 +128,16 @@ class AnalysisController(QObject):
         self.cache = cache if cache is not None else PredictorCache()
         self._image: Task | None = None
         self._study: Task | None = None
+        self._preload: Task | None = None
+
+    def preload(self, checkpoint: str | Path, device: str = "auto") -> None:
+        """Build the predictor of ``checkpoint`` in the background now, so that the first
+        analysis finds it ready (at launch: while the study is indexed and its first image
+        decoded in the decoder process). An analysis asking for it meanwhile waits for this
+        build (the cache's lock) instead of building it twice. A failure is left for that
+        analysis to report."""
+        if self._preload is None or not self._preload.running():
+            self._preload = run_task(self.cache.get, Path(checkpoint), device, errored=lambda exc: None)
 
     # ----- one image
     def analyse_image(self, checkpoint: str | Path, image: LoadedImage, ref, token: int, device: str = "auto",
@@ -171,10 +181,11 @@ class AnalysisController(QObject):
             self._study.cancel()
 
     def stop(self) -> None:
-        """Cancel and join both analyses (the window is closing)."""
+        """Cancel and join both analyses and a model build (the window is closing)."""
         stop_task(self._study)
-        if self._image is not None:
-            self._image.wait()
+        for task in (self._image, self._preload):
+            if task is not None:
+                task.wait()
 
 
 __all__ = ["Analysed", "AnalysisController", "PREDICTOR_CACHE_SIZE", "PredictorCache", "analyse_files", "analyse_one"]

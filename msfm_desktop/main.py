@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,22 +43,33 @@ def main(argv: list[str] | None = None) -> int:
     path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
     if args.self_check is not None and path is None:
         parser.error("--self-check needs a study: no path given and no demo study bundled")
-    from PySide6.QtWidgets import QApplication
-
-    from .app import build_window
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QSplashScreen
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MSFM Desktop")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("msfm-desktop")  # ties the window to installer/linux/msfm-desktop.desktop
     app.setWindowIcon(app_icon())
+    # torch, torchvision and the model code take seconds to import on a reading-room PC
+    # (benchmarks/RESULTS.md, start): say at once that the program is starting.
+    splash = QSplashScreen(app_icon().pixmap(256, 256))
+    splash.showMessage(f"MSFM Desktop {__version__}\nloading the model…", Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter)
+    splash.show()
+    app.processEvents()
+    splash_unix = time.time()
+
+    from .app import build_window
+
     win = build_window(path)
+    win.preload_model()  # the model loads while the study is indexed and its first image decoded
     check = None
     if args.self_check is not None:
         from .selfcheck import SelfCheck
 
-        check = SelfCheck(win, args.self_check, args.self_check_timeout)
+        check = SelfCheck(win, args.self_check, args.self_check_timeout, splash_unix=splash_unix)
     win.show()
+    splash.finish(win)
     code = int(app.exec())
     if check is not None:
         win.close()  # stops the worker threads and the decoder process before exit

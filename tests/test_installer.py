@@ -134,6 +134,67 @@ def test_self_check_fails_with_a_reason_on_a_folder_without_images(tmp_path):
     assert not (tmp_path / "shot.png").exists()
 
 
+# ---------------------------------------------------------------- the CPU-only variant
+HOOK = INSTALLER / "rthook_torchvision_cpu.py"
+COMPARE = """
+import json, sys
+a = json.load(open(sys.argv[1]))["predictions"]; b = {p["file"]: p for p in json.load(open(sys.argv[2]))["predictions"]}
+for p in a:
+    q = b[p["file"]]
+    assert abs(p["probability"] - q["probability"]) < 1e-5, (p["file"], p["probability"], q["probability"])
+    for k in ("object_box", "fused_box", "lesion_box", "peak"):
+        assert p[k] == q[k], (p["file"], k, p[k], q[k])
+    assert [w["box"] for w in p["windows"]] == [w["box"] for w in q["windows"]], p["file"]
+print(len(a))
+"""
+
+
+def test_runtime_hook_leaves_torchvision_alone_where_its_operators_load():
+    # The development install: the hook finds the compiled operators and changes nothing.
+    code = (f"import runpy, sys; runpy.run_path({str(HOOK)!r}); import torchvision, torch; "
+            "print(torchvision.extension._has_ops(), hasattr(sys.modules['torchvision._meta_registrations'], 'meta_nms'), "
+            "torch.ops.torchvision.nms.default is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "True", "True"], out.stderr
+
+
+def test_runtime_hook_skips_only_the_fake_kernels_when_the_operators_cannot_load():
+    # The CPU bundle's case, reproduced here by hiding the compiled library from the hook:
+    # torchvision imports, its meta registrations are the empty stand-in, nothing was declared.
+    code = (f"import runpy, sys; g = runpy.run_path({str(HOOK)!r}); "
+            "import importlib.util, types; "
+            "hook = [f for f in sys.meta_path if type(f).__name__ == '_BeforeTorchvision'][0]; "
+            "hook.find_spec.__globals__['_compiled_ops_load'] = lambda d: False; "
+            "import torchvision; m = sys.modules['torchvision._meta_registrations']; "
+            "print(m.__doc__.startswith('Left empty'), hasattr(m, 'meta_nms'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "False"], out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU build environment is made for Linux")
+def test_cpu_torch_environment_gives_the_development_installs_findings(tmp_path):
+    """The CPU bundle's environment (CPU torch 2.13, torchvision without its operators,
+    the runtime hook, engine.tvops' stand-ins) before any freezing: same findings."""
+    venv = REPO / "build" / "venv-cpu"
+    made = subprocess.run(["bash", str(INSTALLER / "cpu_venv.sh"), str(venv)], capture_output=True, text=True, timeout=1500, cwd=REPO)
+    assert made.returncode == 0, made.stderr[-3000:]
+    py = venv / "bin" / "python"
+    env = dict(os.environ, PYTHONPATH=str(REPO), MSFM_CACHE_DIR=str(tmp_path / "cache"))
+    run = (f"import runpy, sys; runpy.run_path({str(HOOK)!r}); import torch, engine.tvops as t; "
+           "assert torch.version.cuda is None and not t.COMPILED_OPS; "
+           "from engine.cli import main; sys.exit(main(sys.argv[1:]))")
+    demo = REPO / "resources" / "demo"
+    cpu = subprocess.run([str(py), "-c", run, "predict", str(demo), "--json", str(tmp_path / "cpu.json"), "--quiet"], env=env, capture_output=True, text=True, timeout=900)
+    assert cpu.returncode == 0, cpu.stderr[-3000:]
+    ref = subprocess.run([sys.executable, "-m", "engine.cli", "predict", str(demo), "--json", str(tmp_path / "dev.json"), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    same = subprocess.run([sys.executable, "-c", COMPARE, str(tmp_path / "cpu.json"), str(tmp_path / "dev.json")], capture_output=True, text=True)
+    assert same.returncode == 0 and same.stdout.strip() == "9", same.stderr
+
+
 # ---------------------------------------------------------------- the real bundle (slow)
 def _timed(cmd: list[str], env: dict, timeout: int, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
     t = time.perf_counter()
@@ -168,12 +229,20 @@ def xvfb_display():
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bundle test builds the Linux bundle")
-def test_bundle_builds_and_runs_in_a_fresh_folder_without_python(tmp_path, xvfb_display):
+@pytest.mark.parametrize("variant", ["cpu", "cuda"])
+def test_bundle_builds_and_runs_in_a_fresh_folder_without_python(tmp_path, xvfb_display, variant):
     dist = tmp_path / "dist"
-    build, build_s = _timed(["bash", str(INSTALLER / "build.sh"), "--dist", str(dist)], dict(os.environ), 3000, REPO)
+    build, build_s = _timed(["bash", str(INSTALLER / "build.sh"), "--variant", variant, "--dist", str(dist)], dict(os.environ), 3000, REPO)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     built = dist / "msfm-desktop"
     info = json.loads((built / "BUILD_INFO.json").read_text())
+    assert info["variant"].startswith(variant) and (info["cuda"] is None) == (variant == "cpu")
+    if variant == "cpu":
+        # Issue 21: a bundle a hospital PC without an NVIDIA GPU can take, without CUDA in it.
+        assert info["size_bytes"] <= 1.3e9, info["size_bytes"]
+        assert not list(built.rglob("libtorch_cuda*")) and not (built / "_internal" / "nvidia").exists()
+    # One executable, the command line a link to it (Linux).
+    assert (built / "msfm").is_symlink() and os.readlink(built / "msfm") == "msfm-desktop"
 
     # "Copied to a fresh directory": another path (with a space), the build removed.
     fresh = tmp_path / "fresh deploy" / "MSFM Desktop"
@@ -242,7 +311,7 @@ def test_bundle_builds_and_runs_in_a_fresh_folder_without_python(tmp_path, xvfb_
     assert (prefix / "share" / "icons" / "hicolor" / "256x256" / "apps" / "msfm-desktop.png").is_file()
     if os.environ.get("MSFM_BUNDLE_SHOT"):
         shutil.copy(shot, os.environ["MSFM_BUNDLE_SHOT"])
-    print(f"\nbundle {info['variant']} (torch {info['torch']}): {size / 2**30:.2f} GiB, {info['files']} files; "
+    print(f"\nbundle {info['variant']} (torch {info['torch']}): {size / 1e9:.3f} GB ({size / 2**30:.2f} GiB), {info['files']} files; "
           f"build {build_s:.0f} s; msfm --version cold {cold_s:.2f} s, warm {warm_s:.2f} s; "
           f"predict demo (9 images, offline) {predict_s:.1f} s; GUI self-check {gui_s:.1f} s ({summary['seconds']} s in the app)")
     removed = subprocess.run(["sh", str(fresh / "install.sh"), "--uninstall"], env=inst_env, capture_output=True, text=True, timeout=300)

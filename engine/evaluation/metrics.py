@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score
 from torchvision.ops import box_iou
 
 BoxList = Sequence[Sequence[float]]
@@ -20,6 +19,9 @@ BoxList = Sequence[Sequence[float]]
 
 def classification_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> dict:
     """accuracy, κ, AUC, F1 per class, JPE (eq. 12), sensitivity, specificity."""
+    # Imported here: scikit-learn takes 2.5 s to import, and the app starts without metrics.
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score
+
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
     pred = (p >= threshold).astype(int)
@@ -47,6 +49,8 @@ def classification_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float 
 
 def best_kappa_threshold(y_true: ArrayLike, prob: ArrayLike) -> float:
     """Threshold in (0, 1) that maximises Cohen's κ (ties: closest to 0.5)."""
+    from sklearn.metrics import cohen_kappa_score
+
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
     if len(set(y.tolist())) < 2:

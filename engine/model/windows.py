@@ -3,7 +3,7 @@
 Sliding windows (stride 1) of the configured sizes on the g x g activation map ``A_o``
 of the look-closer crop are scored by average pooling; per scale, greedy NMS at IoU
 ``nms_iou`` keeps ``windows_per_scale[s]`` windows. All images and scales of a batch go
-through one ``torchvision.ops.batched_nms`` call.
+through one batched NMS call (``engine.tvops``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import batched_nms
+
+from engine.tvops import batched_nms
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sklearn.model_selection import train_test_split
-
 from ..config import FMAConfig, ModelConfig
 from ..data.sources import DataError, Sample, check_usable, load_samples
 from ..errors import ConfigError
@@ -144,6 +142,8 @@ def resolve_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[s
     if not val:
         check_usable(train, str(cfg.data))
         labels = [s.label for s in train]
+        from sklearn.model_selection import train_test_split  # 2.5 s import, for this split only
+
         train, val = train_test_split(train, test_size=cfg.val_fraction, stratify=labels, random_state=cfg.seed)
     train = _balanced_subset(train, cfg.limit_train)
     val = _balanced_subset(val, cfg.limit_val)
