@@ -56,9 +56,9 @@ class AnalysisMixin:
         self.controller.analyse_image(self.model, image, ref, self.session.token, self.prefs.device, self.prefs.research_outside_use)
 
     def preload_model(self) -> None:
-        """Load the chosen model in the background (``msfm-desktop`` calls it at launch)."""
-        if self.model_info is not None:
-            self.controller.preload(self.model, self.prefs.device)
+        """Pay the engine's one-time costs and load the chosen model in the background
+        (``msfm-desktop`` calls it at launch, after building the window without them)."""
+        self.controller.preload(self.model if self.model_info is not None else None, self.prefs.device)
 
     def analysing(self) -> bool:
         return self.controller.image_busy()

@@ -64,9 +64,11 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
     """The application window. ``model`` overrides the checkpoint chosen in the settings
     (tests use it); ``settings`` is the QSettings store (the user's by default)."""
 
-    def __init__(self, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None) -> None:
+    def __init__(self, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None,
+                 warm_up: bool = True) -> None:
         super().__init__()
-        warm_up_engine()  # before the window shows: no one-time stall once the user works
+        if warm_up:  # before the window shows: no one-time stall once the user works
+            warm_up_engine()
         shared_pool().start()  # the decoder process starts while the window builds
         self.prefs = AppSettings(settings)
         self.settings = self.prefs.qs
@@ -322,8 +324,12 @@ class MainWindow(AnalysisMixin, StudyFlowMixin, QMainWindow):
         super().closeEvent(event)
 
 
-def build_window(path: str | None = None, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None) -> MainWindow:
-    win = MainWindow(model, settings, store)
+def build_window(path: str | None = None, model: Path | None = None, settings: QSettings | None = None, store: ModelStore | None = None,
+                 warm_up: bool = True) -> MainWindow:
+    """The main window, opening ``path``. ``warm_up=False`` leaves the engine's one-time
+    costs to :meth:`~msfm_desktop.analysis.AnalysisMixin.preload_model` (the app's launch:
+    the window shows first)."""
+    win = MainWindow(model, settings, store, warm_up)
     if path:
         win.open_path(path)
     return win

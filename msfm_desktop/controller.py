@@ -29,7 +29,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.types import LoadedImage
 
-from .workers import Task, run_task, stop_task
+from .workers import Task, run_task, stop_task, warm_up_engine
 
 #: Models kept loaded: the active one and the one before it (a comparison, a switch back).
 PREDICTOR_CACHE_SIZE = 2
@@ -115,6 +115,12 @@ def analyse_files(cache: PredictorCache, checkpoint: Path, paths: Sequence[Path]
     yield from predictor.iter_predict(paths, loader=shared_pool().load_images, batch_size=batch_size)
 
 
+def _preload(cache: PredictorCache, checkpoint: Path | None, device: str) -> None:
+    warm_up_engine()
+    if checkpoint is not None:
+        cache.get(checkpoint, device)
+
+
 class AnalysisController(QObject):
     """Runs analyses (one image at a time, one study at a time) and says what came out."""
 
@@ -130,14 +136,15 @@ class AnalysisController(QObject):
         self._study: Task | None = None
         self._preload: Task | None = None
 
-    def preload(self, checkpoint: str | Path, device: str = "auto") -> None:
-        """Build the predictor of ``checkpoint`` in the background now, so that the first
+    def preload(self, checkpoint: str | Path | None, device: str = "auto") -> None:
+        """In the background: the engine's one-time costs (:func:`~msfm_desktop.workers.warm_up_engine`),
+        then the predictor of ``checkpoint`` (None: no model to load), so that the first
         analysis finds it ready (at launch: while the study is indexed and its first image
         decoded in the decoder process). An analysis asking for it meanwhile waits for this
         build (the cache's lock) instead of building it twice. A failure is left for that
         analysis to report."""
         if self._preload is None or not self._preload.running():
-            self._preload = run_task(self.cache.get, Path(checkpoint), device, errored=lambda exc: None)
+            self._preload = run_task(_preload, self.cache, None if checkpoint is None else Path(checkpoint), device, errored=lambda exc: None)
 
     # ----- one image
     def analyse_image(self, checkpoint: str | Path, image: LoadedImage, ref, token: int, device: str = "auto",

@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import build_window
 
-    win = build_window(path)
-    win.preload_model()  # the model loads while the study is indexed and its first image decoded
+    # The window shows first; the engine warms up and the model loads in the background,
+    # while the study is indexed and its first image decoded.
+    win = build_window(path, warm_up=False)
+    win.preload_model()
     check = None
     if args.self_check is not None:
         from .selfcheck import SelfCheck
