@@ -45,7 +45,7 @@ def opencv_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshol
     rects = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
     s = scores.detach().to("cpu", torch.float32).numpy()
     # OpenCV keeps boxes scoring *above* the threshold: -inf keeps all, as torchvision does.
-    kept = cv2.dnn.NMSBoxesBatched(rects, s, idxs.detach().cpu().numpy().astype(np.int32), float("-inf"), float(iou_threshold))
+    kept = cv2.dnn.NMSBoxesBatched(rects.tolist(), s.tolist(), idxs.detach().cpu().tolist(), float("-inf"), float(iou_threshold))
     keep = torch.as_tensor(np.asarray(kept, dtype=np.int64).reshape(-1))
     order = torch.sort(scores.detach().cpu()[keep], descending=True, stable=True).indices
     return keep[order].to(boxes.device)
