@@ -18,6 +18,7 @@ from engine.resources import DEMO_STUDY, ICONS
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QSplashScreen
 
 
 def app_icon() -> QIcon:
@@ -29,6 +30,23 @@ def app_icon() -> QIcon:
     for png in sorted(ICONS.glob("msfm-desktop-*.png")):
         icon.addFile(str(png))
     return icon
+
+
+def start_up_picture() -> QSplashScreen:
+    """The picture shown while the app starts: the icon on the icon's dark background,
+    with the version and what is happening in white below it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPainter, QPixmap
+    from PySide6.QtWidgets import QSplashScreen
+
+    picture = QPixmap(300, 330)
+    picture.fill(QColor("#111827"))
+    painter = QPainter(picture)
+    painter.drawPixmap(22, 10, app_icon().pixmap(256, 256))
+    painter.end()
+    splash = QSplashScreen(picture)
+    splash.showMessage(f"MSFM Desktop {__version__}\nloading the model…", Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter, QColor("white"))
+    return splash
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.path or (str(DEMO_STUDY) if DEMO_STUDY.is_dir() else None)
     if args.self_check is not None and path is None:
         parser.error("--self-check needs a study: no path given and no demo study bundled")
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QApplication, QSplashScreen
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MSFM Desktop")
@@ -53,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setWindowIcon(app_icon())
     # torch, torchvision and the model code take seconds to import on a reading-room PC
     # (benchmarks/RESULTS.md, start): say at once that the program is starting.
-    splash = QSplashScreen(app_icon().pixmap(256, 256))
-    splash.showMessage(f"MSFM Desktop {__version__}\nloading the model…", Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter)
+    splash = start_up_picture()
     splash.show()
     app.processEvents()
     splash_unix = time.time()

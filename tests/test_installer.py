@@ -325,6 +325,17 @@ def test_app_icon_has_every_size_for_the_window_and_taskbar(qapp):
     assert {16, 32, 48, 256} <= sizes
 
 
+def test_start_up_picture_shows_the_icon_and_names_the_version(qapp):
+    from engine import __version__
+    from msfm_desktop.main import start_up_picture
+
+    splash = start_up_picture()
+    assert __version__ in splash.message() and "loading" in splash.message()
+    img = splash.pixmap().toImage()
+    centre, corner = img.pixelColor(img.width() // 2, img.height() // 3), img.pixelColor(2, 2)
+    assert centre != corner  # the icon is drawn on the background
+
+
 def test_compile_is_refused_with_a_reason_inside_a_bundle(monkeypatch):
     from engine.errors import ConfigError
     from engine.train.setup import TrainConfig
