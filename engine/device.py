@@ -3,9 +3,10 @@ fine-tuning) and how ``auto`` resolves."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 #: The device choices offered to users; ``auto`` is CUDA when available, else the CPU.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -16,6 +17,8 @@ Device = DeviceChoice | str
 
 def resolve_device(device: Device | torch.device = "auto") -> torch.device:
     """``auto``: CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    import torch  # here, not at import: the command line's choices and --version need no torch
+
     if isinstance(device, torch.device):
         return device
     if device == "auto":

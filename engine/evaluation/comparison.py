@@ -19,8 +19,6 @@ from numpy.typing import ArrayLike
 
 from ..bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, auc_kappa, interval, stratified_indices
 from ..data.sources import Sample
-from ..infer import Predictor
-from .evaluate import predict_samples
 from .metrics import classification_metrics
 
 # The bootstrap (stratified by label, fixed seed, percentile intervals) is the one
@@ -75,6 +73,11 @@ def compare_models(old: str | Path, new: str | Path, samples: Sequence[Sample], 
     intervals, accuracy, sensitivity, specificity), plus each model's SHA-256 and the
     images that could not be read (``"skipped"``). The difference is paired only when both
     models read the same images; otherwise each model is summarised on its own."""
+    # Imported here: the model code pulls torchvision and timm (seconds), and the app
+    # imports this module for the fine-tuning panel long before it compares anything.
+    from ..infer import Predictor
+    from .evaluate import predict_samples
+
     runs = []
     for i, path in enumerate((old, new)):
         predictor = Predictor.from_checkpoint(path, device)

@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from torchvision.ops import box_iou
 
 BoxList = Sequence[Sequence[float]]
 
@@ -115,6 +114,8 @@ def covers_centre(box: Sequence[float] | None, boxes: BoxList) -> float:
 def best_iou(box: Sequence[float] | None, boxes: BoxList) -> float:
     """Highest IoU of ``box`` (xyxy) with any of ``boxes`` (xyxy, same pixels); 0 for no box
     (a prediction that gave none misses)."""
+    from torchvision.ops import box_iou  # here: importing torchvision takes seconds (torch._dynamo)
+
     if box is None:
         return 0.0
     g = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)

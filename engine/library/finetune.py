@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,7 @@ from ..evaluation.comparison import (  # noqa: E402,F401
 )
 from ..model.checkpoint import describe_checkpoint, file_sha256
 from ..train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
-from ..train.loop import TrainingError, train
-from ..train.setup import TrainConfig, resolve_splits
+from ..train.setup import TrainConfig
 from .folder_check import (  # noqa: F401  (the folder check's names stay importable from here)
     EXAMPLES_SHOWN,
     MIN_PER_CLASS,
@@ -168,6 +167,8 @@ def run_finetune(run: FineTuneRun, resume: bool = False) -> Iterator[TrainEvent]
     and the job is marked ``cancelled``. CUDA out-of-memory halves the batch and resumes
     (with a :class:`TrainMessage`); a NaN loss or any other failure marks the job
     ``failed`` with the reason and re-raises."""
+    from ..train.loop import TrainingError
+
     cfg = run.config
     run.save(status="running", message="")
     outcome, message = "cancelled", "cancelled by the user"
@@ -208,8 +209,18 @@ def run_finetune(run: FineTuneRun, resume: bool = False) -> Iterator[TrainEvent]
         run.save(status=outcome, message=message)
 
 
+def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
+    """:func:`engine.train.loop.train`, imported when a run starts: the model code pulls in
+    torchvision and timm (seconds), and the app imports this module at launch."""
+    from ..train.loop import train as run_training
+
+    return run_training(cfg)
+
+
 def held_out(run: FineTuneRun) -> list[Sample]:
     """The run's validation images (the same seeded split training used)."""
+    from ..train.setup import resolve_splits
+
     _, val, _, _ = resolve_splits(run.config.train_config(run.dir))
     return val
 
