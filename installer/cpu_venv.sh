@@ -28,21 +28,23 @@ echo "[cpu-venv] creating $VENV ($TORCH_CPU, CPU build)"
 "$PY" -m venv --clear "$VENV"
 VPY="$VENV/bin/python"
 LOG="$VENV/cpu-venv.log"
-# Every dependency of the project and its GUI extra except torch, torchvision and timm.
-"$VPY" - > "$VENV/requirements-cpu.txt" <<'PYEOF'
-import re, tomllib
+# The project's dependencies (and its GUI extra) in two lists: torchvision and timm, to be
+# installed without theirs, and everything else except torch.
+"$VPY" - "$VENV" <<'PYEOF'
+import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-held_back = {"torch", "torchvision", "timm"}
+no_deps, rest = [], []
 for req in project["dependencies"] + project["optional-dependencies"]["gui"]:
-    if re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower() not in held_back:
-        print(req)
+    name = re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower()
+    if name != "torch":
+        (no_deps if name in ("torchvision", "timm") else rest).append(req)
+open(f"{sys.argv[1]}/requirements-no-deps.txt", "w").write("\n".join(no_deps) + "\n")
+open(f"{sys.argv[1]}/requirements-cpu.txt", "w").write("\n".join(rest) + "\n")
 PYEOF
-TIMM=$(grep -oE '"timm[^"]*"' pyproject.toml | tr -d '"')
-TORCHVISION=$(grep -oE '"torchvision==[^"]*"' pyproject.toml | tr -d '"')
 {
   "$VPY" -m pip install -q --upgrade pip &&
   "$VPY" -m pip install -q "$TORCH_CPU" &&
-  "$VPY" -m pip install -q --no-deps "$TORCHVISION" "$TIMM" &&
+  "$VPY" -m pip install -q --no-deps -r "$VENV/requirements-no-deps.txt" &&
   "$VPY" -m pip install -q pyyaml safetensors -r "$VENV/requirements-cpu.txt" -r installer/requirements-build.txt
 } > "$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; echo "[cpu-venv] pip failed; full log: $LOG" >&2; exit 1; }
 # A dependency that pulled a CUDA torch back in would make this a CUDA environment.
