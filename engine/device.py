@@ -29,4 +29,26 @@ def resolve_device(device: Device | torch.device = "auto") -> torch.device:
     return dev
 
 
-__all__ = ["DEVICES", "Device", "DeviceChoice", "resolve_device"]
+def cuda_possible() -> bool:
+    """Whether ``auto`` could resolve to CUDA, answered without importing torch (seconds on
+    a reading-room PC): False when the installed torch has no CUDA library (the CPU-only
+    bundle) or no NVIDIA driver is installed; True when it might (``resolve_device`` then
+    decides)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # cannot tell from here (an unusual install): let torch decide
+    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    if lib.is_dir() and not any(lib.glob("*torch_cuda*")):
+        return False
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    if sys.platform == "darwin":
+        return False
+    return True  # Windows: let torch ask the driver
+
+
+__all__ = ["DEVICES", "Device", "DeviceChoice", "cuda_possible", "resolve_device"]

@@ -35,11 +35,14 @@ whether the look-closer crop was cut from the S x S input or from the source.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch only where E is built from tensors: the torch-free predictor needs the rest
+    import torch
+    from torch import Tensor
 
 #: E is never coarser than this many source pixels per cell.
 EVIDENCE_STRIDE = 4
@@ -52,6 +55,8 @@ def evidence_shape(width: int, height: int) -> tuple[int, int]:
 
 def cell_centres(n_cells: int, extent: float, device: torch.device | str = "cpu") -> Tensor:
     """(n_cells,) float32 source coordinates of the centres of ``n_cells`` equal cells over ``[0, extent)``."""
+    import torch
+
     return (torch.arange(n_cells, device=device, dtype=torch.float32) + 0.5) * (float(extent) / n_cells)
 
 
@@ -66,6 +71,8 @@ def interp_matrix(coords: Tensor, lo: Tensor, hi: Tensor, n: int) -> Tensor:
         (V, C, n) float32: row c of view v holds the weights of the map's n cells at
         ``coords[c]`` (two non-zero weights summing to 1).
     """
+    import torch
+
     u = (coords[None, :] - lo[:, None]) / (hi - lo).clamp_min(1e-6)[:, None] * n - 0.5
     u = u.clamp(0.0, n - 1)
     i0 = u.floor().long().clamp(max=n - 1)
@@ -108,6 +115,8 @@ def evidence_map(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_box: 
     Returns:
         (He, We) float32 on the maps' device, logit units (:func:`evidence_shape`).
     """
+    import torch
+
     he, we = evidence_shape(width, height)
     dev = m_main.device
     xs, ys = cell_centres(we, width, dev), cell_centres(he, height, dev)

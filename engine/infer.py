@@ -16,10 +16,9 @@ check first (:meth:`Predictor.triage` or :func:`engine.scope.check_scope`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,21 +26,23 @@ import torch
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
 from .device import Device, resolve_device
-from .errors import CheckpointError, ImageLoadError
-from .evidence import evidence_maps, peak_and_box
-from .io import load_images
-from .model.calibration import Calibration
+from .errors import CheckpointError
+from .evidence import evidence_maps
 from .model.checkpoint import load_checkpoint, state_sha256
 from .model.msfm import MSFM, MSFMOutput, bag_logits
 from .model.preprocess import make_batch
-from .scope import OutOfScope, check_scope
-from .types import LoadedImage, ModelInfo, Prediction, StageMaps, Window
+from .predicting import (  # noqa: F401  (re-exported: engine.infer stays the public name)
+    BasePredictor,
+    ImageInput,
+    Loader,
+    LoadFailure,
+    PredictProgress,
+    assemble_predictions,
+)
+from .types import LoadedImage, ModelInfo, Prediction
 
 log = logging.getLogger(__name__)
 
-ImageInput = Union[str, Path, LoadedImage, np.ndarray]
-#: Turns a file into its frames; raises ImageLoadError. The default decodes in this process.
-Loader = Callable[[Path], list[LoadedImage]]
 #: Images per network forward on the CPU (see :class:`Predictor`).
 CPU_FORWARD_CHUNK = 2
 
@@ -52,28 +53,7 @@ def _need(t: torch.Tensor | None, name: str) -> torch.Tensor:
     return t
 
 
-@dataclass(frozen=True)
-class LoadFailure:
-    """An input that could not be read: its path and a one-line reason."""
-
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class PredictProgress:
-    """One step of :meth:`Predictor.iter_predict`: results of the batch just finished, an
-    unreadable input (``errors``) or images outside the model's intended use, which were
-    not predicted (``out_of_scope``)."""
-
-    done: int  # inputs handled so far (files, arrays)
-    total: int | None  # inputs in all, when known
-    predictions: list[Prediction] = field(default_factory=list)
-    errors: list[LoadFailure] = field(default_factory=list)
-    out_of_scope: list[OutOfScope] = field(default_factory=list)
-
-
-class Predictor:
+class Predictor(BasePredictor):
     """A model ready for inference on one device.
 
     Args:
@@ -104,11 +84,11 @@ class Predictor:
         self.info = info or ModelInfo(sha256=state_sha256(model), backbone=cfg.backbone, input_size=cfg.input_size)
         self.batch_size = max(1, int(batch_size))
         self.enforce_scope = bool(enforce_scope)
-        #: engine.model.calibration.Calibration of a model loaded from a checkpoint, else None.
-        self.calibration: Calibration | None = None
+        self.calibration = None
 
-    #: What runs the encoder: "torch", or "onnx" (ONNX Runtime, :mod:`engine.model.ort`).
-    runtime: str = "torch"
+    @property
+    def config(self):  # engine.config.ModelConfig
+        return self.model.config
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True,
@@ -133,99 +113,12 @@ class Predictor:
             if ort.available():
                 from .resources import cache_dir
 
-                ort.attach(predictor.model, ck.sha256, cache_dir() / "onnx", checkpoint=Path(path))
+                runner = ort.attach(predictor.model, ck.sha256, cache_dir() / "onnx", checkpoint=Path(path))
                 predictor.runtime = "onnx"
+                _cache_for_lite(runner, ck)
             elif runtime == "onnx":
                 raise CheckpointError("runtime 'onnx' asked for, but onnxruntime and onnx are not installed")
         return predictor
-
-    # -- public API ------------------------------------------------------------------
-    def predict(self, inputs: Iterable[ImageInput] | ImageInput, on_error: Literal["raise", "skip"] = "raise") -> list[Prediction]:
-        """Predictions for every image (every frame of multi-frame DICOM) within the model's
-        intended use, in input order; out-of-scope images are left out (use
-        :meth:`iter_predict` for the reasons) unless ``enforce_scope`` is off.
-
-        ``on_error="raise"`` raises :class:`ImageLoadError` for the first unreadable input;
-        ``"skip"`` leaves it out (use :meth:`iter_predict` to get the reasons).
-        """
-        out: list[Prediction] = []
-        for step in self.iter_predict(inputs):
-            if step.errors and on_error == "raise":
-                e = step.errors[0]
-                raise ImageLoadError(e.path, e.reason)
-            out.extend(step.predictions)
-        return out
-
-    def triage(self, images: Sequence[LoadedImage]) -> tuple[list[tuple[LoadedImage, str | None]], list[OutOfScope]]:
-        """Check ``images`` against the intended use: returns the ones to predict, each with
-        None or (research override) the reason it is out of scope, and the refused ones."""
-        run: list[tuple[LoadedImage, str | None]] = []
-        refused: list[OutOfScope] = []
-        for im in images:
-            reason = check_scope(im)
-            if reason is not None and self.enforce_scope:
-                refused.append(OutOfScope.of(im, reason))
-            else:
-                run.append((im, reason))
-        return run, refused
-
-    def predict_checked(self, images: Sequence[LoadedImage]) -> tuple[list[Prediction], list[OutOfScope]]:
-        """:meth:`predict_batch` behind the scope check: predictions of the images within
-        the intended use (all of them, marked, without ``enforce_scope``) and the refused."""
-        run, refused = self.triage(images)
-        return self.predict_marked(run), refused
-
-    def iter_predict(self, inputs: Iterable[ImageInput] | ImageInput, loader: Loader | None = None, batch_size: int | None = None) -> Iterator[PredictProgress]:
-        """Load, check and predict batch by batch, yielding a :class:`PredictProgress`
-        after each batch, after each unreadable input and after each input with frames
-        outside the model's intended use. Stop iterating to cancel.
-
-        ``loader`` decodes file inputs (default :func:`engine.io.load_images`); the desktop
-        passes one that decodes in a child process, because some DICOM decoders hold the
-        GIL for 100+ ms and would stall its event loop. ``batch_size`` overrides the
-        predictor's for this call."""
-        bs = max(1, int(batch_size or self.batch_size))
-        if isinstance(inputs, (str, Path, LoadedImage, np.ndarray)):
-            inputs = [inputs]
-        total = len(inputs) if isinstance(inputs, Sequence) else None
-        pending: list[tuple[LoadedImage, str | None]] = []
-        done = 0
-        for item in inputs:
-            done += 1
-            try:
-                frames = self._load(item, loader)
-            except ImageLoadError as exc:
-                yield PredictProgress(done, total, errors=[LoadFailure(str(exc.path), exc.reason)])
-                continue
-            run, refused = self.triage(frames)
-            pending.extend(run)
-            if refused:
-                # The input is finished unless some of its frames still wait for a batch.
-                yield PredictProgress(done - (1 if run else 0), total, out_of_scope=refused)
-            while len(pending) >= bs:
-                batch, pending = pending[:bs], pending[bs:]
-                yield PredictProgress(done - (1 if pending else 0), total, predictions=self.predict_marked(batch))
-        if pending:
-            yield PredictProgress(done, total, predictions=self.predict_marked(pending))
-
-    def predict_marked(self, batch: Sequence[tuple[LoadedImage, str | None]]) -> list[Prediction]:
-        """:meth:`predict_batch` on ``(image, reason)`` pairs (as :meth:`triage` gives them):
-        each prediction carries its image's out-of-scope reason, None when in scope."""
-        if not batch:
-            return []
-        preds = self.predict_batch([im for im, _ in batch])
-        return [replace(p, outside_intended_use=reason) for p, (_, reason) in zip(preds, batch)]
-
-    @staticmethod
-    def _load(item: ImageInput, loader: Loader | None = None) -> list[LoadedImage]:
-        if isinstance(item, LoadedImage):
-            return [item]
-        if isinstance(item, np.ndarray):
-            if item.ndim != 2 or item.size == 0:
-                raise ImageLoadError("<array>", f"expected a non-empty 2-D array, got shape {item.shape}")
-            arr = item.astype(np.float32)
-            return [LoadedImage(pixels=np.clip(arr, 0.0, 1.0))]
-        return (loader or load_images)(Path(item))
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[LoadedImage]) -> list[Prediction]:
@@ -298,39 +191,25 @@ class Predictor:
         if flat_e is not None:
             t["e"] = flat_e
         h = {key: (v.detach().float() if v.is_floating_point() else v.detach()).to("cpu").numpy() for key, v in t.items()}
-        e_host = np.split(h["e"], np.cumsum([a * b for a, b in e_shapes])[:-1]) if flat_e is not None else []
-        scale_ids = window_scale.to("cpu").numpy()
-        preds = []
-        for i, im in enumerate(images):
-            windows = [
-                Window(box=tuple(float(v) for v in h["win"][i, j]), score=float(h["scores"][i, j]), scale=int(scale_ids[j]) + 1)  # type: ignore[arg-type]
-                for j in h["order"][i]
-            ]
-            evidence = e_host[i].reshape(e_shapes[i]).astype(np.float32) if flat_e is not None else None
-            maps = StageMaps(
-                a=h["a"][i].astype(np.float32), cfm=h["cfm"][i].astype(np.float32), cam=h["cfm"][i, k].astype(np.float32),
-                fw=h["fw"][i].astype(np.float32), a_object=h["a_o"][i].astype(np.float32), evidence=evidence,
-            )
-            peak = lesion = e_max = None
-            if evidence is not None:
-                peak, lesion, e_max = peak_and_box(evidence, im.width, im.height, cfg.lesion_tau)
-            prob = float(h["ens"][i])
-            preds.append(
-                Prediction(
-                    file=str(im.source) if im.source is not None else "<array>",
-                    width=im.width, height=im.height,
-                    probability=prob, label=int(prob >= cfg.threshold), threshold=float(cfg.threshold),
-                    stages={"main": float(h["main"][i]), "object": float(h["obj"][i]), "parts": float(h["parts"][i])},
-                    part_probabilities=tuple(float(v) for v in h["parts_each"][i]),
-                    object_box=tuple(float(v) for v in h["obj_box"][i]),  # type: ignore[arg-type]
-                    object_box_is_default=bool(h["default"][i]),
-                    windows=windows,
-                    fused_box=tuple(float(v) for v in h["fused"][i]),  # type: ignore[arg-type]
-                    maps=maps, model=self.info, frame=im.frame, meta=dict(im.meta),
-                    peak=peak, lesion_box=lesion, evidence_max=e_max,
-                )
-            )
-        return preds
+        e_host: list[np.ndarray | None] = [None] * len(images)
+        if flat_e is not None:
+            parts = np.split(h["e"], np.cumsum([a * b for a, b in e_shapes])[:-1])
+            e_host = [p.reshape(shape).astype(np.float32) for p, shape in zip(parts, e_shapes)]
+        return assemble_predictions(images, h, e_host, window_scale.to("cpu").numpy(), cfg, self.info)
+
+
+def _cache_for_lite(runner, ck) -> None:  # engine.model.ort.OrtEncoder, engine.model.checkpoint.LoadedCheckpoint
+    """Cache what the torch-free predictor (:mod:`engine.lite`) needs of this checkpoint:
+    every encoder graph its inference runs (exported now, not at the first image) and the
+    manifest beside them. Next time, the app analyses without importing torch."""
+    from .lite import cache as lite_cache
+
+    if lite_cache.unsupported(ck.config) is not None or lite_cache.manifest_path(runner.cache, ck.sha256).is_file():
+        return
+    for stride in lite_cache.strides_needed(ck.config):
+        runner.session(stride)
+    fc = ck.model.backbone.fc.weight.detach().to("cpu", torch.float32).numpy()
+    lite_cache.write_manifest(runner.cache, ck.sha256, ck.config, ck.meta, ck.meta.get("created"), fc)
 
 
 def predict(

@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTabWidget, QTextBrowser, QVBoxLayout, QWidget
 
 from engine import __version__
-from engine.model.checkpoint import CheckpointInfo
+from engine.model.described import CheckpointInfo
 from engine.resources import DEFAULT_MODEL, MODEL_CARD
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pydicom", "pylibjpeg", "opencv-python-headless", "pyqtgraph")

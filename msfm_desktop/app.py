@@ -22,7 +22,7 @@ from engine.errors import CheckpointError
 from engine.exports.outbox import Outbox
 from engine.io.study import StudyIndex
 from engine.library.store import ModelStore
-from engine.model.checkpoint import CheckpointInfo, describe_checkpoint
+from engine.model.described import CheckpointInfo, describe
 from engine.resources import DEFAULT_MODEL
 
 from .about import AboutDialog
@@ -50,7 +50,7 @@ def describe_model(path: Path = DEFAULT_MODEL, store: ModelStore | None = None) 
     there is none. Read once per model choice: it hashes the whole file. An installed
     fine-tuned model whose file no longer has the SHA-256 recorded at install is refused."""
     try:
-        d = describe_checkpoint(path)
+        d = describe(path)
     except CheckpointError as exc:
         return None, f"no model: {exc}"
     installed = store.find_installed(path) if store is not None else None

@@ -46,18 +46,25 @@ class PredictorCache:
         self._models: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, checkpoint: str | Path, device: str, enforce_scope: bool = True):
+    def get(self, checkpoint: str | Path, device: str, enforce_scope: bool = True, lite_only: bool = False):
         """The predictor of ``checkpoint`` on ``device``; ``enforce_scope=False`` is the
-        research-use variant (no intended-use check) sharing the same loaded model."""
-        from engine.infer import Predictor
-
+        research-use variant (no intended-use check) sharing the same loaded model. The
+        torch-free one (:func:`_lite_predictor`) where it can run; ``lite_only``: that one
+        or None (nothing built)."""
         checkpoint = Path(checkpoint)
         st = checkpoint.stat() if checkpoint.exists() else None
         key = (str(checkpoint), st and st.st_size, st and st.st_mtime_ns, device)
         with self._lock:
             predictor = self._models.get(key)
             if predictor is None:
-                predictor = self._models[key] = Predictor.from_checkpoint(checkpoint, device, enforce_scope=True)
+                predictor = _lite_predictor(checkpoint, device)
+                if predictor is None:
+                    if lite_only:
+                        return None
+                    from engine.infer import Predictor
+
+                    predictor = Predictor.from_checkpoint(checkpoint, device, enforce_scope=True)
+                self._models[key] = predictor
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
             self._models.move_to_end(key)
@@ -103,7 +110,7 @@ def analyse_one(cache: PredictorCache, checkpoint: Path, image: LoadedImage, dev
     result = predictor.predict_batch([image])[0]
     if reason is not None:
         result = replace(result, outside_intended_use=reason)
-    return result, str(predictor.device) + (" with ONNX Runtime" if predictor.runtime == "onnx" else "")
+    return result, str(predictor.device) + (" with ONNX Runtime" if predictor.runtime in ("onnx", "lite") else "")
 
 
 def analyse_files(cache: PredictorCache, checkpoint: Path, paths: Sequence[Path], device: str, batch_size: int, research: bool):
@@ -115,7 +122,24 @@ def analyse_files(cache: PredictorCache, checkpoint: Path, paths: Sequence[Path]
     yield from predictor.iter_predict(paths, loader=shared_pool().load_images, batch_size=batch_size)
 
 
+def _lite_predictor(checkpoint: Path, device: str):
+    """The torch-free predictor (:class:`engine.lite.LitePredictor`) of ``checkpoint`` when
+    the analysis runs on the CPU and the model's graphs are cached (every start after the
+    model's first use): analysing then imports no torch, 3 s of a start here. None otherwise."""
+    from engine.device import cuda_possible
+    from engine.lite import LitePredictor
+
+    if device == "cpu" or (device == "auto" and not cuda_possible()):
+        lite = LitePredictor.open(checkpoint)
+        if lite is not None:
+            lite.warm_up()
+            return lite
+    return None
+
+
 def _preload(cache: PredictorCache, checkpoint: Path | None, device: str) -> None:
+    if checkpoint is not None and cache.get(checkpoint, device, lite_only=True) is not None:
+        return  # no torch needed until fine-tuning or a comparison asks for it: no warm-up
     warm_up_engine()
     if checkpoint is not None:
         cache.get(checkpoint, device)

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 from engine.library.finetune import assess_comparison
-from engine.model.checkpoint import read_checkpoint
 
 from .finetune_report import confirm_worse_model
 from .workers import Task, run_task
@@ -39,7 +38,9 @@ class DecisionMixin:
             return None
         run, comparison, store = self.run, self.comparison, self.store
 
-        def install():
+        def install():  # a worker thread: reading the checkpoint imports torch
+            from engine.model.checkpoint import read_checkpoint
+
             meta = json.loads(read_checkpoint(run.best)["meta"])
             m = store.install(run.best, name=f"Fine-tuned on {Path(run.config.data).name}", base_sha256=run.base_sha256,
                               data=dict(meta.get("data") or {}), metrics=dict(meta.get("metrics") or {}), comparison=comparison)

@@ -38,7 +38,7 @@ from engine.data.sources import DataError
 from engine.errors import CheckpointError
 from engine.library.finetune import DataPreview, FineTuneConfig, FineTuneRun, assess_comparison, list_runs
 from engine.library.store import ModelStore
-from engine.model.checkpoint import describe_checkpoint
+from engine.model.described import describe as describe_checkpoint
 from engine.train.events import BatchEnd, EpochEnd, TrainMessage, TrainStarted
 
 from .curves import TrainingCurves

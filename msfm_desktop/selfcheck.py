@@ -10,6 +10,7 @@ happened, 1 (with the reason) when anything failed or it took longer than ``time
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class SelfCheck(QObject):
             "label": "abnormal" if p.label == 1 else "normal",
             "fused_box_xyxy": [round(v, 1) for v in p.fused_box],
             "device": w.run_info.get("device", ""),
+            # False when the analysis ran torch-free (engine.lite): what a start costs depends on it.
+            "torch_loaded": "torch" in sys.modules,
             "model": w.model_line,
             "screenshot": str(self.screenshot),
             "platform": QApplication.platformName(),

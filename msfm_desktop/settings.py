@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from engine.device import DEVICES
 from engine.errors import CheckpointError
-from engine.model.checkpoint import describe_checkpoint
+from engine.model.described import describe as describe_checkpoint
 from engine.resources import DEFAULT_MODEL
 from engine.style import LAYER_LABELS
 

@@ -125,6 +125,21 @@ def test_self_check_opens_the_demo_analyses_and_saves_a_picture(tmp_path):
     assert im.shape[0] > 400 and im.shape[1] > 600 and im.std() > 20  # a real window, not a blank grab
 
 
+def test_a_later_start_analyses_without_importing_torch(tmp_path, monkeypatch):
+    """The first start builds the PyTorch predictor, which caches the model's graphs and the
+    torch-free predictor's manifest; every later start analyses without torch (engine.lite)
+    and finds the same."""
+    monkeypatch.setenv("MSFM_CACHE_DIR", str(tmp_path / "cache"))
+    code, first = _run_self_check(["--self-check", str(tmp_path / "first.png")], tmp_path)
+    assert code == 0 and first["ok"] and first["torch_loaded"], first
+    assert list((tmp_path / "cache" / "onnx").glob("*-lite.json"))
+    code, later = _run_self_check(["--self-check", str(tmp_path / "later.png")], tmp_path)
+    assert code == 0 and later["ok"] and not later["torch_loaded"], later
+    assert "ONNX Runtime" in later["device"] and later["model"] == first["model"]
+    assert (later["image"], later["label"]) == (first["image"], first["label"]) and abs(later["probability"] - first["probability"]) < 1e-3
+    assert max(abs(a - b) for a, b in zip(later["fused_box_xyxy"], first["fused_box_xyxy"])) <= 1.0
+
+
 def test_self_check_fails_with_a_reason_on_a_folder_without_images(tmp_path):
     empty = tmp_path / "empty study"
     empty.mkdir()
@@ -289,6 +304,11 @@ def test_bundle_builds_and_runs_in_a_fresh_folder_without_python(tmp_path, xvfb_
     assert summary["ok"] and summary["platform"] == "xcb" and summary["images"] == 9
     assert Path(summary["study"]) == demo
     assert np.asarray(Image.open(shot).convert("RGB")).std() > 20
+    # `msfm predict` above cached the model's graphs and manifest: the app analysed without
+    # torch (engine.lite) and found what the frozen PyTorch predictor found.
+    assert summary["torch_loaded"] is False and "ONNX Runtime" in summary["device"], summary
+    first = next(p for p in result["predictions"] if Path(p["file"]).name == Path(summary["image"]).name)
+    assert summary["probability"] == pytest.approx(first["probability"], abs=1e-3)
 
     licences = (fresh / "licenses" / "THIRD_PARTY_LICENSES.md").read_text()
     for name in ("torch", "PySide6", "Python", "pydicom", "CC BY 4.0"):

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 
 BoxList = Sequence[Sequence[float]]
@@ -114,6 +113,7 @@ def covers_centre(box: Sequence[float] | None, boxes: BoxList) -> float:
 def best_iou(box: Sequence[float] | None, boxes: BoxList) -> float:
     """Highest IoU of ``box`` (xyxy) with any of ``boxes`` (xyxy, same pixels); 0 for no box
     (a prediction that gave none misses)."""
+    import torch
     from torchvision.ops import box_iou  # here: importing torchvision takes seconds (torch._dynamo)
 
     if box is None:

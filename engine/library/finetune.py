@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..atomic import write_json_atomic
 from ..data.sources import Sample
 
@@ -40,7 +38,7 @@ from ..evaluation.comparison import (  # noqa: E402,F401
     compare_predictions,
     summarize_predictions,
 )
-from ..model.checkpoint import describe_checkpoint, file_sha256
+from ..model.described import describe, file_sha256
 from ..train.events import TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from ..train.setup import TrainConfig
 from .folder_check import (  # noqa: F401  (the folder check's names stay importable from here)
@@ -78,7 +76,7 @@ class FineTuneConfig:
     max_steps_per_epoch: int | None = None
 
     def train_config(self, out: Path, resume: bool = False) -> TrainConfig:
-        base = describe_checkpoint(self.base)
+        base = describe(self.base)
         return TrainConfig(
             data=self.data, out=str(out), backbone=base.backbone, init=self.base, model=base.kind,
             input_size=self.input_size or base.input_size, init_input_size=self.input_size,
@@ -156,6 +154,8 @@ def list_runs(store: ModelStore) -> list[FineTuneRun]:
 
 
 def _is_oom(exc: BaseException) -> bool:
+    import torch
+
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
@@ -189,6 +189,8 @@ def run_finetune(run: FineTuneRun, resume: bool = False) -> Iterator[TrainEvent]
             except Exception as exc:
                 if _is_oom(exc) and cfg.batch_size > 1:
                     gen.close()
+                    import torch
+
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
                     cfg.batch_size = max(1, cfg.batch_size // 2)

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..errors import CheckpointError, MSFMError
-from ..model.checkpoint import describe_checkpoint, file_sha256
+from ..model.described import describe, file_sha256
 from ..resources import APP_AUTHOR, APP_NAME, DATA_ENV, DEFAULT_MODEL, data_dir  # noqa: F401  (the data folder: engine.resources)
 
 
@@ -73,7 +73,7 @@ class ModelStore:
     # ----- listing
     def builtin(self) -> InstalledModel | None:
         try:
-            d = describe_checkpoint(self.default)
+            d = describe(self.default)
         except CheckpointError:
             return None
         return InstalledModel("default", self.default, f"{d.name} (bundled)", d.sha256, str(d.created or ""), True,
@@ -123,7 +123,9 @@ class ModelStore:
         check the copy's SHA-256 against the source, and record what it is."""
         src = Path(checkpoint)
         sha = file_sha256(src)
-        describe_checkpoint(src)  # refuses anything that is not a usable MSFM checkpoint
+        from ..model.checkpoint import describe_checkpoint
+
+        describe_checkpoint(src)  # refuses anything that is not a usable MSFM checkpoint (read with torch: a new file)
         folder = self.models_dir / now_id("ft")
         folder.mkdir(parents=True, exist_ok=False)
         try:

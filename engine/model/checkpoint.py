@@ -13,11 +13,10 @@ import io
 import json
 import os
 import pickle
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -26,38 +25,10 @@ from ..atomic import write_atomic
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from .calibration import Calibration
+from .described import _HASHES, _HASHES_LOCK, CheckpointInfo, _file_key, checkpoint_info, file_sha256  # noqa: F401  (re-exported)
 
 FORMAT = "msfm-checkpoint"
 FORMAT_VERSION = 1
-
-
-#: SHA-256 of files hashed in this process, by (path, size, mtime): describing a model,
-#: loading it and comparing it (the app, the fine-tune child) read and hash it once.
-_HASHES: dict[tuple[str, int, int], str] = {}
-_HASHES_LOCK = threading.Lock()
-
-
-def _file_key(p: Path) -> tuple[str, int, int]:
-    st = p.stat()
-    return str(p.resolve()), st.st_size, st.st_mtime_ns
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes; a file hashed before in this process and unchanged since
-    (same size and modification time) is not read again."""
-    p = Path(path)
-    key = _file_key(p)
-    with _HASHES_LOCK:
-        known = _HASHES.get(key)
-    if known is not None:
-        return known
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    with _HASHES_LOCK:
-        _HASHES[key] = h.hexdigest()
-    return h.hexdigest()
 
 
 def state_sha256(model: torch.nn.Module) -> str:
@@ -233,50 +204,10 @@ def rewrite_checkpoint(original: str | Path, out: str | Path, model: torch.nn.Mo
     return file_sha256(out)
 
 
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint holds (:func:`describe_checkpoint`), without the model.
-
-    ``kind`` is ``"msfm"`` or ``"plain"`` (a baseline classifier); ``threshold`` the
-    decision threshold on p(abnormal); ``sha256`` of the whole file; ``metrics`` the
-    validation metrics saved with it (None for an older checkpoint); ``calibration`` the
-    stored :class:`~engine.model.calibration.Calibration`, or an uncalibrated stand-in at
-    the threshold for an older checkpoint."""
-
-    name: str
-    kind: Literal["msfm", "plain"]
-    backbone: str
-    input_size: int
-    threshold: float
-    weights_dtype: str
-    sha256: str
-    created: str | None
-    metrics: dict[str, Any] | None
-    calibration: Calibration
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON (the calibration as its dict)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["calibration"] = self.calibration.to_dict()
-        return out
-
-
 def describe_checkpoint(path: str | Path) -> CheckpointInfo:
     """What a checkpoint holds, without building the model (:class:`CheckpointInfo`).
     :class:`CheckpointError` when the file is missing or not a valid checkpoint."""
     p = Path(path)
     payload = read_checkpoint(p)
     config, meta = _header(p, payload)
-    kind = meta.get("kind", "msfm")
-    return CheckpointInfo(
-        name=str(meta.get("name", f"MSFM-{config.backbone}")),
-        kind="plain" if kind == "plain" else "msfm",
-        backbone=config.backbone,
-        input_size=int(config.input_size),
-        threshold=float(config.threshold),
-        weights_dtype=str(meta.get("weights_dtype", "float32")),
-        sha256=file_sha256(p),
-        created=payload.get("created"),
-        metrics=meta.get("metrics"),
-        calibration=Calibration.for_checkpoint(meta, config.threshold),
-    )
+    return checkpoint_info(config, meta, file_sha256(p), payload.get("created"))

@@ -52,14 +52,27 @@ def available() -> bool:
 
 class _Stage(nn.Module):
     """The backbone at one output stride, as the exported graph: (B, 1, H, W) in [0, 1] ->
-    (F (B, n, H/os, W/os), logits (B, K))."""
+    (F (B, n, H/os, W/os), logits (B, K)).
+
+    At stride 16 the backbone runs its weights through a structure-only dilated twin with
+    ``torch.func.functional_call``, which the TorchScript tracer refuses ("the stateless API
+    can't be used with Jitted modules"); the graph is traced from a real dilated twin holding a
+    copy of the same weights instead (the same computation)."""
 
     def __init__(self, backbone: Any, output_stride: int) -> None:  # an engine.model.backbones.Backbone
         super().__init__()
         self.backbone, self.output_stride = backbone, output_stride
+        self.twin: nn.Module | None = None
+        if output_stride != 32:
+            twin, _ = backbone.spec.family.build(backbone.name, output_stride=output_stride)
+            twin.load_state_dict(backbone.encoder.state_dict(), strict=True)
+            self.twin = twin.eval()
 
     def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
-        return self.backbone.forward_torch(x01, self.output_stride)
+        if self.twin is None:
+            return self.backbone.forward_torch(x01, self.output_stride)
+        f = self.backbone.spec.family.features(self.twin, self.backbone.normalize(x01))
+        return f, self.backbone.fc(f.mean(dim=(2, 3)))
 
 
 class OrtEncoder:

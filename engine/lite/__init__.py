@@ -1,0 +1,5 @@
+"""MSFM inference without torch (ONNX Runtime, NumPy, OpenCV): :class:`LitePredictor`."""
+
+from .predictor import LitePredictor
+
+__all__ = ["LitePredictor"]
