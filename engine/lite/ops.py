@@ -24,13 +24,13 @@ def abnormal_contrast(fc_weight: np.ndarray, abnormal_index: int) -> np.ndarray:
 
 def class_map(feats: np.ndarray, contrast: np.ndarray) -> np.ndarray:
     """``contrast . F`` per cell: (N, n, h, w) -> (N, h, w) float32 (:func:`engine.model.msfm.class_map`)."""
-    return np.einsum("nchw,c->nhw", feats, contrast, optimize=True).astype(np.float32)
+    return np.tensordot(np.asarray(contrast, np.float32), feats, axes=([0], [1])).astype(np.float32, copy=False)
 
 
 def activation_maps(feats: np.ndarray, fc_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``A`` (B, g, g), ``CFM`` (B, K, g, g), ``Fw`` (B, g, g) (:func:`engine.model.stage1.activation_maps`)."""
     a = feats.sum(axis=1, dtype=np.float32)
-    cfm = np.einsum("kn,bnhw->bkhw", np.asarray(fc_weight, np.float32), feats, optimize=True).astype(np.float32)
+    cfm = np.tensordot(np.asarray(fc_weight, np.float32), feats, axes=([1], [1])).transpose(1, 0, 2, 3).astype(np.float32)  # (B, K, g, g)
     return a, cfm, np.sqrt((cfm.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
 
 
@@ -129,8 +129,9 @@ def crop_resize(image: np.ndarray, box: np.ndarray, out_h: int, out_w: int, samp
     iy, wy = _axis_taps(y0, y1 - y0, out_h, h, sampling_ratio)
     ix, wx = _axis_taps(x0, x1 - x0, out_w, w, sampling_ratio)
     lo, hi = int(ix.min()), int(ix.max()) + 1
-    rows = np.einsum("ot,otw->ow", wy, image[iy, lo:hi], optimize=True)  # (out_h, hi - lo)
-    return np.einsum("pt,opt->op", wx, rows[:, ix - lo], optimize=True).astype(np.float32)
+    rows = np.matmul(wy[:, None, :], image[iy, lo:hi])[:, 0]  # (out_h, hi - lo): each output row's taps, weighted
+    cols = rows[:, ix - lo].transpose(1, 0, 2)  # (out_w, out_h, taps)
+    return np.matmul(cols, wx[:, :, None])[:, :, 0].T.astype(np.float32)
 
 
 # -- part windows (engine.model.windows) ---------------------------------------------------------

@@ -100,6 +100,9 @@ class LitePredictor(BasePredictor):
                 opts.intra_op_num_threads = self.threads or os.cpu_count() or 1
                 opts.inter_op_num_threads = 1
                 opts.log_severity_level = 3
+                # Worker threads sleep between runs instead of spinning: the NumPy steps between
+                # the three stages' runs then keep both cores (measured: 10-15 ms less per image).
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 sess = self._sessions[output_stride] = ort.InferenceSession(str(self.model.graphs[output_stride]), opts, providers=["CPUExecutionProvider"])
             return sess
 
@@ -147,10 +150,17 @@ class LitePredictor(BasePredictor):
         win_grid, win_scores, win_scale = ops.select_windows(maps, self.geometry, cfg.object_windows_per_scale, cfg.nms_iou)
         windows = (win_grid * np.float32(cs / go)).astype(np.float32)
         p = windows.shape[1]
-        parts = np.stack([ops.crop_resize(crop[i, 0], windows[i, j], cfg.part_size, cfg.part_size, sampling_ratio=1)
-                          for i in range(b) for j in range(p)])[:, None]
-        feats_p, part_logits = self.encode(parts, cfg.output_stride)
-        m_parts = ops.class_map(feats_p, self.contrast)
+        # A scale whose NMS kept fewer windows than its slots repeats its last one (SPEC §3):
+        # on validation radiographs 1.35 of the 7 windows per image are repeats. Each distinct
+        # window of an image is cropped and encoded once; the repeats read its results.
+        keys = np.concatenate([np.repeat(np.arange(b), p)[:, None].astype(np.float32), windows.reshape(b * p, 4)], axis=1)
+        _, first, again = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        parts = np.stack([ops.crop_resize(crop[int(k) // p, 0], windows.reshape(b * p, 4)[k], cfg.part_size, cfg.part_size, sampling_ratio=1)
+                          for k in first])[:, None]
+        feats_u, logits_u = self.encode(parts, cfg.output_stride)
+        again = again.reshape(-1)
+        part_logits = logits_u[again]
+        m_parts = ops.class_map(feats_u, self.contrast)[again]
         return {
             "main_logits": main_logits, "object_logits": object_logits, "part_logits": part_logits.reshape(b, p, -1),
             "a": a, "cfm": cfm, "fw": fw, "a_object": a_o, "object_box": object_box, "object_default": used_default,
