@@ -92,11 +92,10 @@ def write_manifest(cache: Path, sha256: str, config: ModelConfig, meta: dict[str
     return path
 
 
-def read_manifest(cache: Path, sha256: str, need_graphs: bool = True) -> LiteModel | None:
+def read_manifest(cache: Path, sha256: str) -> LiteModel | None:
     """The cached :class:`LiteModel` of the checkpoint whose file hashes to ``sha256``, or
     None when there is none, it is damaged or stale, or a graph is missing (the caller
-    then builds the PyTorch predictor, which writes it afresh). ``need_graphs=False``
-    reads the description alone (naming the model), without the graphs present."""
+    then builds the PyTorch predictor, which writes it afresh)."""
     path = manifest_path(cache, sha256)
     if not path.is_file():
         return None
@@ -113,7 +112,7 @@ def read_manifest(cache: Path, sha256: str, need_graphs: bool = True) -> LiteMod
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         log.warning("ignoring %s (%s)", path, exc)
         return None
-    if need_graphs and (unsupported(config) is not None or any(s not in graphs or not graphs[s].is_file() for s in strides_needed(config))):
+    if unsupported(config) is not None or any(s not in graphs or not graphs[s].is_file() for s in strides_needed(config)):
         return None
     return LiteModel(config, fc, checkpoint_info(config, meta, sha256, doc.get("created")), graphs)
 

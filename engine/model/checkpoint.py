@@ -25,10 +25,7 @@ from ..atomic import write_atomic
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from .calibration import Calibration
-from .described import _HASHES, _HASHES_LOCK, CheckpointInfo, _file_key, checkpoint_info, file_sha256  # noqa: F401  (re-exported)
-
-FORMAT = "msfm-checkpoint"
-FORMAT_VERSION = 1
+from .described import _HASHES, _HASHES_LOCK, FORMAT, FORMAT_VERSION, CheckpointInfo, _file_key, checkpoint_info, file_sha256  # noqa: F401  (re-exported)
 
 
 def state_sha256(model: torch.nn.Module) -> str:

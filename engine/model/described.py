@@ -1,20 +1,28 @@
 """What a checkpoint file is, without torch: its SHA-256 and its description.
 
 The app names its model in the window before torch is imported (seconds on a
-reading-room PC), from this module and the description the torch-free predictor's cache
-keeps beside the model's graphs (:mod:`engine.lite.cache`).
+reading-room PC): the checkpoint's header is read from its archive without the weights.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import io
+import json
+import pickle
 import threading
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import ModelConfig
 from .calibration import Calibration
+
+#: What a checkpoint's payload says it is (engine.model.checkpoint writes it).
+FORMAT = "msfm-checkpoint"
+FORMAT_VERSION = 1
 
 #: SHA-256 of files hashed in this process, by (path, size, mtime): describing a model,
 #: loading it and comparing it (the app, the fine-tune child) read and hash it once.
@@ -90,22 +98,61 @@ def checkpoint_info(config: ModelConfig, meta: dict[str, Any], sha256: str, crea
     )
 
 
+class _HeaderUnpickler(pickle.Unpickler):
+    """Unpickles a checkpoint's ``data.pkl`` without torch and without its tensors: the
+    globals a weights-only checkpoint of plain tensors uses are stood in for by nothing (each
+    tensor reads as None); any other global is refused, as ``torch.load(weights_only=True)``
+    refuses what it does not know."""
+
+    _ALLOWED = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return _nothing
+        raise pickle.UnpicklingError(f"global {module}.{name} is not read without torch")
+
+    def persistent_load(self, pid: Any) -> None:
+        return None  # a tensor's storage: not read
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def read_header(path: str | Path) -> tuple[ModelConfig, dict[str, Any], str | None]:
+    """A checkpoint's configuration, metadata and creation time, read without torch and
+    without its weights (milliseconds, not the seconds of importing torch). Raises
+    ``ValueError`` (or ``OSError``, ``zipfile.BadZipFile``, ``pickle.UnpicklingError``) for
+    anything that is not a checkpoint this engine writes; :func:`describe` then asks torch,
+    whose answer names the problem."""
+    with zipfile.ZipFile(path) as z:
+        pkl = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise ValueError("not a torch checkpoint archive")
+        payload = _HeaderUnpickler(io.BytesIO(z.read(pkl[0]))).load()
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError("not an MSFM checkpoint of a known format")
+    meta = json.loads(payload.get("meta", "{}"))
+    meta.setdefault("created", payload.get("created"))
+    meta.setdefault("engine_version", payload.get("engine_version"))
+    return ModelConfig.from_dict(json.loads(payload["config"])), meta, payload.get("created")
+
+
 def describe(path: str | Path) -> CheckpointInfo:
-    """:func:`engine.model.checkpoint.describe_checkpoint`, from the torch-free predictor's
-    cache when it knows this file (by its SHA-256: a file that loaded before), so that
-    naming the model needs no torch; otherwise read from the file with torch.
-    :class:`~engine.errors.CheckpointError` when the file is missing or not a valid checkpoint."""
+    """:func:`engine.model.checkpoint.describe_checkpoint` without importing torch where the
+    file allows (:func:`read_header`): the app names its model before torch is loaded. A file
+    that does not read that way is described by torch, whose
+    :class:`~engine.errors.CheckpointError` says why it is unusable."""
     p = Path(path)
-    if p.is_file():
-        from ..lite.cache import read_manifest
-        from ..resources import cache_dir
+    try:
+        config, meta, created = read_header(p)
+    except Exception:  # noqa: BLE001  (any failure: torch's reader gives the precise reason)
+        from .checkpoint import describe_checkpoint
 
-        cached = read_manifest(cache_dir() / "onnx", file_sha256(p), need_graphs=False)
-        if cached is not None:
-            return cached.info
-    from .checkpoint import describe_checkpoint
-
-    return describe_checkpoint(p)
+        return describe_checkpoint(p)
+    return checkpoint_info(config, meta, file_sha256(p), created)
 
 
-__all__ = ["CheckpointInfo", "checkpoint_info", "describe", "file_sha256"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointInfo", "checkpoint_info", "describe", "file_sha256", "read_header"]

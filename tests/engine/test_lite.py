@@ -189,9 +189,11 @@ class _NoTorch(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _NoTorch())
 from engine.lite import LitePredictor
 from engine.resources import DEFAULT_MODEL
+from engine.model.described import describe
+info = describe(DEFAULT_MODEL)  # the window names the model first
 lite = LitePredictor.open(DEFAULT_MODEL, enforce_scope=False)
 preds = lite.predict(sys.argv[1:])
-print(json.dumps([{"file": p.file, "p": p.probability, "box": p.fused_box, "lesion": p.lesion_box} for p in preds]))
+print(json.dumps({"sha256": info.sha256, "name": info.name, "predictions": [{"file": p.file, "p": p.probability, "box": p.fused_box, "lesion": p.lesion_box} for p in preds]}))
 """
 
 
@@ -207,6 +209,7 @@ def test_a_process_analyses_with_it_without_importing_torch(tmp_path, monkeypatc
                          env=dict(os.environ, MSFM_CACHE_DIR=str(tmp_path / "cache")))
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    for want, g in zip(reference.predict(files), got, strict=True):
+    assert (got["sha256"], got["name"]) == (reference.info.sha256, reference.info.name)
+    for want, g in zip(reference.predict(files), got["predictions"], strict=True):
         assert g["file"] == want.file and abs(g["p"] - want.probability) < 1e-4
         assert _box_diff(g["box"], want.fused_box) <= 1.0 and _box_diff(g["lesion"], want.lesion_box) <= 1.0

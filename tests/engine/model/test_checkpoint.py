@@ -104,3 +104,39 @@ def test_a_plain_classifier_checkpoint_is_refused_for_analysis(tmp_path, resnet1
     png = sorted((XRAY / "images").glob("*.png"))[0]
     r = msfm("predict", str(png), "--checkpoint", str(ck), "--device", "cpu", "--quiet")
     assert r.returncode != 0 and "plain-classifier checkpoint" in r.stderr
+
+
+def test_describe_reads_the_header_without_torch_and_refuses_what_torch_refuses(tmp_path, resnet18_model, capsys):
+    """engine.model.described.describe names a model from the archive's header alone (the
+    app's window before torch loads): the same description as torch's reader, for float32
+    and float16 files and a resumable last.pt; a file needing pickle, a foreign or a cut
+    file gets torch's refusal, and the pickled code never runs."""
+    from engine.model.checkpoint import describe_checkpoint
+    from engine.model.described import describe, read_header
+    from engine.resources import DEFAULT_MODEL
+
+    half, last = tmp_path / "half.pt", tmp_path / "last.pt"
+    save_checkpoint(half, resnet18_model, {"name": "half", "weights_dtype": "float16"}, weights_dtype=torch.float16)
+    opt = torch.optim.AdamW(resnet18_model.parameters())
+    save_checkpoint(last, resnet18_model, {"name": "last"}, train_state={"optimizer": opt.state_dict(), "epoch": 3, "step": 17})
+    for path in (DEFAULT_MODEL, half, last):
+        read_header(path)  # no fallback: the header reader itself reads it
+        assert describe(path) == describe_checkpoint(path), path
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "msfm-checkpoint", "payload": Evil()}, evil)
+    with pytest.raises(CheckpointError, match="needs pickle"):
+        describe(evil)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an MSFM checkpoint"):
+        describe(foreign)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(half.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        describe(cut)
+    assert "must never run" not in capsys.readouterr().out
