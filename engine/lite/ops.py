@@ -93,14 +93,14 @@ def window_rank_map(a_o: np.ndarray, m_object: np.ndarray, kind: str) -> np.ndar
 
 def _axis_taps(start: float, size: float, n_out: int, n_in: int, sampling_ratio: int) -> tuple[np.ndarray, np.ndarray]:
     """Output bin ``i`` along one axis as taps on input pixels: ``(index, weight)``, both
-    (n_out, 2 g), the roi_align kernel's samples (``g`` per bin: ``sampling_ratio``, or
+    (n_out, 2 g), weights float64, the roi_align kernel's samples (``g`` per bin: ``sampling_ratio``, or
     ``ceil(size / n_out)`` when <= 0, at ``start + (i + (k + 0.5) / g) * size / n_out``; a
     sample beyond [-1, n_in] adds zero, one in [-1, 0] reads pixel 0, one at or past the last
-    pixel reads the last). The same rules as ``engine.tvops._sample_weights``."""
+    pixel reads the last)."""
     bin_size = size / n_out
     g = sampling_ratio if sampling_ratio > 0 else math.ceil(bin_size)
     if g <= 0:  # an empty box: the kernel divides a zero sum by one
-        return np.zeros((n_out, 1), np.intp), np.zeros((n_out, 1), np.float32)
+        return np.zeros((n_out, 1), np.intp), np.zeros((n_out, 1))
     pos = start + np.arange(n_out, dtype=np.float64)[:, None] * bin_size + (np.arange(g)[None, :] + 0.5) * bin_size / g
     inside = (pos >= -1.0) & (pos <= n_in)
     pos = np.maximum(pos, 0.0)
@@ -110,8 +110,16 @@ def _axis_taps(start: float, size: float, n_out: int, n_in: int, sampling_ratio:
     frac = np.where(at_end, 0.0, pos - low)
     high = np.where(at_end, low, low + 1)
     index = np.concatenate([low, high], axis=1).astype(np.intp)
-    weight = (np.concatenate([1.0 - frac, frac], axis=1) * np.concatenate([inside, inside], axis=1) / g).astype(np.float32)
+    weight = np.concatenate([1.0 - frac, frac], axis=1) * np.concatenate([inside, inside], axis=1) / g
     return index, weight
+
+
+def sample_weights(start: float, size: float, n_out: int, n_in: int, sampling_ratio: int) -> np.ndarray:
+    """:func:`_axis_taps` as a dense (n_out, n_in) float64 matrix (``engine.tvops``' RoIAlign)."""
+    index, weight = _axis_taps(start, size, n_out, n_in, sampling_ratio)
+    dense = np.zeros((n_out, n_in))
+    np.add.at(dense, (np.repeat(np.arange(n_out), index.shape[1]), index.reshape(-1)), weight.reshape(-1))
+    return dense
 
 
 def crop_resize(image: np.ndarray, box: np.ndarray, out_h: int, out_w: int, sampling_ratio: int = 1) -> np.ndarray:
@@ -126,8 +134,9 @@ def crop_resize(image: np.ndarray, box: np.ndarray, out_h: int, out_w: int, samp
     """
     h, w = image.shape
     x0, y0, x1, y1 = (float(v) - 0.5 for v in box)  # aligned=True: pixel centres at +0.5
-    iy, wy = _axis_taps(y0, y1 - y0, out_h, h, sampling_ratio)
-    ix, wx = _axis_taps(x0, x1 - x0, out_w, w, sampling_ratio)
+    iy, wy64 = _axis_taps(y0, y1 - y0, out_h, h, sampling_ratio)
+    ix, wx64 = _axis_taps(x0, x1 - x0, out_w, w, sampling_ratio)
+    wy, wx = wy64.astype(np.float32), wx64.astype(np.float32)
     lo, hi = int(ix.min()), int(ix.max()) + 1
     rows = np.matmul(wy[:, None, :], image[iy, lo:hi])[:, 0]  # (out_h, hi - lo): each output row's taps, weighted
     cols = rows[:, ix - lo].transpose(1, 0, 2)  # (out_w, out_h, taps)

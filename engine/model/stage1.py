@@ -5,10 +5,10 @@ All functions are batched. Shapes: F (B, n, g, g), FC weight W (K, n).
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 from torch import Tensor
+
+from ..lite import ops
 
 
 def activation_maps(features: Tensor, fc_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -32,38 +32,16 @@ def mean_threshold(m: Tensor) -> Tensor:
 
 
 def largest_component(mask: Tensor) -> Tensor:
-    """Largest 8-connected component of each mask, in one OpenCV call for the batch.
-
-    The B masks are stacked into one image with a blank row between them, so that no
-    component can join two masks, and labelled by ``cv2.connectedComponentsWithStats``.
-    Ties in area go to the component met first in raster order. An empty mask stays empty.
+    """Largest 8-connected component of each mask (:func:`engine.lite.ops.largest_component`:
+    one OpenCV call for the batch; ties in area go to the component met first in raster
+    order; an empty mask stays empty).
 
     Args:
         mask: (B, h, w) bool.
     Returns:
         (B, h, w) bool, on ``mask``'s device.
     """
-    b, h, w = mask.shape
-    m = mask.detach().to("cpu", torch.uint8).numpy()
-    mosaic = np.zeros((b, h + 1, w), np.uint8)
-    mosaic[:, :h] = m
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mosaic.reshape(b * (h + 1), w), connectivity=8)
-    labels = labels.reshape(b, h + 1, w)[:, :h]
-    area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
-    owner = stats[:, cv2.CC_STAT_TOP] // (h + 1)  # which mask each component lies in
-    area[0] = -1  # label 0 is the background
-    best = np.zeros(b, np.int64)
-    best_area = np.full(b, -1, np.int64)
-    # Components are few (<= g*g/2 per mask); order by (owner, -area, label) and keep the first per owner.
-    order = np.lexsort((np.arange(n), -area, owner))
-    first = np.ones(n, bool)
-    first[1:] = owner[order][1:] != owner[order][:-1]
-    chosen = order[first]
-    best[owner[chosen]] = chosen
-    best_area[owner[chosen]] = area[chosen]
-    best[best_area <= 0] = -1  # no foreground component in that mask
-    out = labels == best[:, None, None]
-    return torch.from_numpy(out).to(mask.device)
+    return torch.from_numpy(ops.largest_component(mask.detach().to("cpu").numpy())).to(mask.device)
 
 
 def mask_bbox(mask: Tensor) -> tuple[Tensor, Tensor]:
