@@ -19,7 +19,6 @@ from engine.exports.csvout import write_csv
 from engine.exports.export import ExportOptions, iter_export
 from engine.exports.outbox import Outbox, iter_send_and_queue
 from engine.exports.pacs import PacsConfig
-from engine.exports.report import write_reports
 from engine.tasks import Progress, relay
 
 
@@ -38,6 +37,8 @@ def export_run(preds, folder: Path, options: ExportOptions, dicom: bool, csv: bo
     CSV and the report. Yields log lines and progress; returns the run's summary
     ``{"files": [...], "errors": n, "sent": [SendResult], "reports": [ReportResult], "queued": n,
     "cancelled": bool}``. A cancel stops before the next step or object."""
+    from engine.exports.report import write_reports  # here: it loads highdicom and ReportLab (the app's start need neither)
+
     folder, preds, outside = Path(folder), list(preds), list(outside)
     files: list[Path] = []
     sent: list = []

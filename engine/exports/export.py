@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom
 
@@ -24,9 +25,11 @@ from ..tasks import drive
 from ..types import Prediction
 from .burn import DEFAULT_LAYERS
 from .deidentify import deidentify
-from .dicom_objects import NewStudy, SeriesUIDs, image_from_pixels, presentation_state, pseudonymous_patient, secondary_capture, structured_report
 from .installation import device_observer_uid
 from .writer import WriteGroup
+
+if TYPE_CHECKING:  # highdicom (a quarter of a second) loads with the first export, not with the app
+    from .dicom_objects import NewStudy, SeriesUIDs
 
 
 @dataclass
@@ -127,6 +130,8 @@ class NewStudies:
         """The study of ``file``'s folder and the next instance number in it."""
         from pydicom.uid import generate_uid
 
+        from .dicom_objects import NewStudy, pseudonymous_patient
+
         folder = str(Path(file).resolve().parent)
         if folder not in self._studies:
             pid, name = pseudonymous_patient(folder, device_observer_uid())
@@ -138,6 +143,8 @@ class NewStudies:
 
 def build_objects(pred: Prediction, options: ExportOptions, series: dict[str, SeriesUIDs], new_studies: NewStudies) -> dict[str, pydicom.Dataset]:
     """The datasets of one prediction (not yet written)."""
+    from .dicom_objects import SeriesUIDs, image_from_pixels, presentation_state, secondary_capture, structured_report
+
     dicom = is_dicom(pred.file)
     # Pixels are needed to burn the SC and to wrap a PNG; SR and GSPS of a DICOM need only its header.
     pixels = load_image(pred.file, pred.frame or 0).pixels if options.sc or not dicom else None
