@@ -25,6 +25,7 @@ import torch
 
 from .accel import amp_context, prepare_for_device, to_device
 from .boxes import crop_to_parent, fuse_boxes, scale_to_original
+from .config import ModelConfig
 from .device import Device, resolve_device
 from .errors import CheckpointError
 from .evidence import evidence_maps
@@ -87,7 +88,7 @@ class Predictor(BasePredictor):
         self.calibration = None
 
     @property
-    def config(self):  # engine.config.ModelConfig
+    def config(self) -> ModelConfig:
         return self.model.config
 
     @classmethod

@@ -130,10 +130,7 @@ def _lite_predictor(checkpoint: Path, device: str):
     from engine.lite import LitePredictor
 
     if device == "cpu" or (device == "auto" and not cuda_possible()):
-        lite = LitePredictor.open(checkpoint)
-        if lite is not None:
-            lite.warm_up()
-            return lite
+        return LitePredictor.open(checkpoint)  # its graphs opened, or None
     return None
 
 

@@ -12,6 +12,7 @@ holds its findings equal to the PyTorch predictor's on real radiographs and DICO
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ModelConfig
 from ..evidence import EVIDENCE_STRIDE
 from ..model.described import file_sha256
 from ..model.preprocess import batch_array
@@ -26,6 +28,8 @@ from ..predicting import BasePredictor, assemble_predictions
 from ..types import LoadedImage, ModelInfo, Prediction
 from . import ops
 from .cache import LiteModel, read_manifest, strides_needed
+
+log = logging.getLogger(__name__)
 
 #: Images per encoder run, as the PyTorch predictor on the CPU (engine.infer.CPU_FORWARD_CHUNK).
 FORWARD_CHUNK = 2
@@ -61,9 +65,10 @@ class LitePredictor(BasePredictor):
 
     @classmethod
     def open(cls, checkpoint: str | Path, cache: Path | None = None, batch_size: int = 8, enforce_scope: bool = True) -> "LitePredictor | None":
-        """The torch-free predictor of ``checkpoint`` when its graphs and manifest are cached
-        (written the first time a PyTorch predictor of it ran on the CPU with ONNX Runtime)
-        and ONNX Runtime is installed; else None."""
+        """The torch-free predictor of ``checkpoint``, its graphs opened, when its graphs and
+        manifest are cached (written the first time a PyTorch predictor of it ran on the CPU
+        with ONNX Runtime) and ONNX Runtime is installed; else None (logged when the cache
+        was there but unusable)."""
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -76,10 +81,18 @@ class LitePredictor(BasePredictor):
         if not p.is_file():
             return None
         model = read_manifest(cache, file_sha256(p))
-        return None if model is None else cls(model, batch_size, enforce_scope)
+        if model is None:
+            return None
+        predictor = cls(model, batch_size, enforce_scope)
+        try:
+            predictor.warm_up()
+        except Exception as exc:  # noqa: BLE001  (a damaged graph: the PyTorch predictor exports it again)
+            log.warning("cached graphs of %s unusable (%s); the PyTorch predictor will make them again", p.name, exc)
+            return None
+        return predictor
 
     @property
-    def config(self):  # engine.config.ModelConfig
+    def config(self) -> ModelConfig:
         return self.model.config
 
     def warm_up(self) -> None:

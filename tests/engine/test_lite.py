@@ -173,7 +173,12 @@ def test_the_cache_is_refused_when_stale_damaged_or_incomplete(tmp_path, monkeyp
     manifest.write_text(good[: len(good) // 2])  # cut short
     assert LitePredictor.open(DEFAULT_MODEL) is None and "ignoring" in caplog.text
     manifest.write_text(good)
-    (cache / f"{sha}-os32.onnx").rename(cache / "moved.onnx")  # a graph missing
+    graph = cache / f"{sha}-os32.onnx"
+    graph.write_bytes(b"not a graph")  # damaged: refused here, made again by the PyTorch predictor
+    assert LitePredictor.open(DEFAULT_MODEL) is None and "unusable" in caplog.text
+    Predictor.from_checkpoint(DEFAULT_MODEL, "cpu").predict([XRAY / "images" / "IMG0000188.png"])
+    assert graph.stat().st_size > 1000 and LitePredictor.open(DEFAULT_MODEL) is not None
+    graph.rename(cache / "moved.onnx")  # a graph missing
     assert LitePredictor.open(DEFAULT_MODEL) is None
     # FMA applied at inference needs its attention network, which is not exported: no manifest.
     cfg = ck.config.with_(fma=ck.config.fma.__class__(**{**ck.config.fma.__dict__, "train_only": False}))
