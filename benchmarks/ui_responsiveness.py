@@ -62,7 +62,10 @@ def measure(study: str, checkpoint: str = "default", train_data: str = "", train
     rows = [
         run_phase("open study (scan + thumbnails)", lambda: win.open_path(study),
                   lambda: win.scanning() or win._scan is not None or win.loading() or win.thumbs.pending() > 0),
-        run_phase("analyse one image", win.analyse, lambda: win.prediction is None),
+        # Until the shown image has an answer of any kind: a finding, "outside the intended
+        # use" (the first file of ../shared/data/dicom is not a radiograph) or a failure.
+        run_phase("analyse one image", win.analyse,
+                  lambda: win.session.result(win.session.current) is None and win.analysis_error is None),
         run_phase("analyse the study (batched)", win.analyse_study, win.analysing_study),
     ]
     if train_steps > 0 and train_data and Path(train_data).exists():

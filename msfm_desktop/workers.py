@@ -149,8 +149,8 @@ _warm_lock = threading.Lock()
 
 
 def warm_up_engine() -> None:
-    """Pay the engine's one-time costs once per process: importing the model code and timm
-    (the backbones import it lazily), torch's first ``torch.load`` (it initialises its
+    """Pay the engine's one-time costs once per process: importing the model code, timm
+    (the backbones import it lazily), ONNX Runtime and the torch-free predictor, torch's first ``torch.load`` (it initialises its
     pytree registry), the ImageNet Lite0 weights every FMA network starts from (a legacy
     pickle), and a full garbage collection. Each holds the GIL: measured, each stalled the
     event loop by 140–220 ms when it happened in a worker while the user worked. So a
@@ -175,9 +175,11 @@ def _warm_up() -> None:
 
     from engine.model.backbones import load_lite0_imagenet_state
 
-    for module in ("timm", "engine.infer"):
+    for module in ("timm", "engine.infer", "engine.lite.predictor"):
         importlib.import_module(module)
     from engine.model import ort
+
+    ort.available()  # imports ONNX Runtime (0.2 s, GIL held): not in the first analysis' worker
 
     ort.EXPORT_IN_CHILD = True  # a model's first ONNX export (seconds, GIL held) happens in a child, not beside the UI
 
