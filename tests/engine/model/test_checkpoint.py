@@ -27,13 +27,20 @@ def test_round_trip_keeps_predictions_and_hash(tmp_path, resnet18_model, xray_sa
         np.testing.assert_allclose(x.fused_box, y.fused_box)
 
 
-def test_pickled_checkpoint_is_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
+class _Evil:
+    """Unpickling it would run code: a checkpoint holding it needs pickle to load."""
 
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "msfm-checkpoint", "payload": Evil()}, path)
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _pickle_needing_checkpoint(path):
+    torch.save({"format": "msfm-checkpoint", "payload": _Evil()}, path)
+    return path
+
+
+def test_pickled_checkpoint_is_refused(tmp_path):
+    path = _pickle_needing_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="needs pickle"):
         load_checkpoint(path)
 
@@ -123,14 +130,8 @@ def test_describe_reads_the_header_without_torch_and_refuses_what_torch_refuses(
         read_header(path)  # no fallback: the header reader itself reads it
         assert describe(path) == describe_checkpoint(path), path
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
-
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": "msfm-checkpoint", "payload": Evil()}, evil)
     with pytest.raises(CheckpointError, match="needs pickle"):
-        describe(evil)
+        describe(_pickle_needing_checkpoint(tmp_path / "evil.pt"))
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(CheckpointError, match="not an MSFM checkpoint"):
