@@ -48,7 +48,13 @@ def cuda_possible() -> bool:
         return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
     if sys.platform == "darwin":
         return False
-    return True  # Windows: let torch ask the driver
+    if sys.platform == "win32":
+        # The NVIDIA display driver installs the CUDA driver library in System32; CUDA torch
+        # loads it from there, so without it torch would find no GPU either.
+        import os
+
+        return (Path(os.environ.get("SystemRoot", r"C:\Windows")) / "System32" / "nvcuda.dll").is_file()
+    return True  # another system: let torch decide
 
 
 __all__ = ["DEVICES", "Device", "DeviceChoice", "cuda_possible", "resolve_device"]

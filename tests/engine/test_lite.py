@@ -218,3 +218,40 @@ def test_a_process_analyses_with_it_without_importing_torch(tmp_path, monkeypatc
     for want, g in zip(reference.predict(files), got["predictions"], strict=True):
         assert g["file"] == want.file and abs(g["p"] - want.probability) < 1e-4
         assert _box_diff(g["box"], want.fused_box) <= 1.0 and _box_diff(g["lesion"], want.lesion_box) <= 1.0
+
+
+def test_a_batch_runs_in_lanes_with_the_single_image_findings_in_order(tmp_path, monkeypatch):
+    """A batch is analysed side by side in lanes of their own sessions: the same findings,
+    in the images' order, as one image at a time; a failing image stops every lane and its
+    error reaches the caller."""
+    from engine.infer import Predictor
+    from engine.lite import LitePredictor
+    from engine.lite import predictor as lite_module
+    from engine.resources import DEFAULT_MODEL
+
+    monkeypatch.setenv("MSFM_CACHE_DIR", str(tmp_path / "cache"))
+    Predictor.from_checkpoint(DEFAULT_MODEL, "cpu")
+    lite = LitePredictor.open(DEFAULT_MODEL, enforce_scope=False)
+    lite.threads = 2
+    images = _val_images(2)
+    one_by_one = [p for im in images for p in lite.predict_batch([im])]
+    assert {k for k, _ in lite._sessions} == {32} and {lane for _, lane in lite._sessions} == {-1}
+    side_by_side = lite.predict_batch(images)
+    assert {lane for _, lane in lite._sessions} == {-1, 0, 1}  # the lanes opened sessions of their own
+    _assert_same_findings(one_by_one, side_by_side)
+
+    done: list[str] = []
+    real = lite._predict_chunk
+
+    def failing(chunk):
+        if chunk[0] is images[2]:
+            raise RuntimeError("decoder fault in image 3")
+        out = real(chunk)
+        done.append(out[0].file)
+        return out
+
+    monkeypatch.setattr(lite, "_predict_chunk", failing)
+    with pytest.raises(RuntimeError, match="image 3"):
+        lite.predict_batch(images)
+    assert len(done) < len(images) - 1  # the lanes stopped: not every other image was analysed
+    assert lite.lanes(1) == 1 and lite.lanes(len(images)) == lite_module.LANES
