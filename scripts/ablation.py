@@ -68,6 +68,13 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"exit {rc}: {' '.join(cmd)} (see {log})")
 
 
+def _epochs_done(run: Path) -> int:
+    hist = run / "history.json"
+    if not hist.is_file():
+        return 0
+    return max((int(h.get("epoch", 0)) for h in json.loads(hist.read_text())), default=0)
+
+
 def run_variant(name: str, data: str, out: Path, args: argparse.Namespace) -> None:
     """Train, tune τ and evaluate one variant into ``out/name``."""
     recipe, flags, _ = VARIANTS[name]
@@ -83,8 +90,8 @@ def run_variant(name: str, data: str, out: Path, args: argparse.Namespace) -> No
              "--device", args.device, "--out", str(d), "--quiet", *args.train_extra]
     if args.epochs != 6:  # the recipes' x0.1 step sits at 2/3 of the budget
         train += ["--lr-step", str(max(1, (2 * args.epochs + 2) // 3))]
-    if (d / "last.pt").is_file() and not (d / "history.json").is_file():
-        train.append("--resume")
+    if (d / "last.pt").is_file() and _epochs_done(d) < args.epochs:
+        train.append("--resume")  # a run stopped part-way (history.json is written after every epoch)
     if not (d / "best.pt").is_file() or "--resume" in train:
         _run(train, log)
     ev = [py, "-m", "engine.cli", "evaluate", data, "--device", args.device, "--json", str(d / "val_metrics.json"), "--quiet"]
