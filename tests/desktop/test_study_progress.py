@@ -14,6 +14,18 @@ from tests.desktop.test_app_safety import folder  # noqa: E402
 from tests.desktop.test_app_window import open_and_wait  # noqa: E402
 
 
+@pytest.fixture
+def study_window(qtbot, tmp_path, resnet18_model):
+    """The real window with a small model and a study of two radiographs open."""
+    from engine.model.checkpoint import save_checkpoint
+
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
+    win = window(qtbot, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), ck)
+    open_and_wait(qtbot, win, folder(tmp_path, "a", pngs(2)))
+    return win
+
+
 def _counting_draws(win, monkeypatch) -> list[bool]:
     draws: list[bool] = []
     real = win.summary.show_verdicts
@@ -26,15 +38,11 @@ def _counting_draws(win, monkeypatch) -> list[bool]:
     return draws
 
 
-def test_a_burst_of_steps_is_drawn_once_then_the_latest_count(qtbot, tmp_path, monkeypatch, resnet18_model):
-    from engine.model.checkpoint import save_checkpoint
+def test_a_burst_of_steps_is_drawn_once_then_the_latest_count(qtbot, tmp_path, monkeypatch, study_window):
     from msfm_desktop.analysis import STUDY_REDRAW_MS
     from msfm_desktop.session import StudyRun
 
-    ck = tmp_path / "m.pt"
-    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
-    win = window(qtbot, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), ck)
-    open_and_wait(qtbot, win, folder(tmp_path, "a", pngs(2)))
+    win = study_window
     draws = _counting_draws(win, monkeypatch)
     win.session.run = StudyRun(total=40)
     win._set_busy(True)
@@ -54,15 +62,11 @@ def test_a_burst_of_steps_is_drawn_once_then_the_latest_count(qtbot, tmp_path, m
     assert win.statusBar().currentMessage().startswith("Study analysis done")
 
 
-def test_a_count_of_a_replaced_study_is_not_drawn(qtbot, tmp_path, monkeypatch, resnet18_model):
-    from engine.model.checkpoint import save_checkpoint
+def test_a_count_of_a_replaced_study_is_not_drawn(qtbot, tmp_path, monkeypatch, study_window):
     from msfm_desktop.analysis import STUDY_REDRAW_MS
     from msfm_desktop.session import StudyRun
 
-    ck = tmp_path / "m.pt"
-    save_checkpoint(ck, resnet18_model, {"name": "MSFM-test"})
-    win = window(qtbot, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), ck)
-    open_and_wait(qtbot, win, folder(tmp_path, "a", pngs(2)))
+    win = study_window
     win.session.run = StudyRun(total=30)
     win._on_study_progress(1, 30)
     win._on_study_progress(17, 30)  # waits for the interval
