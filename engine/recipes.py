@@ -6,7 +6,10 @@
   bundled weights), FMA on, α-WFL, 320 px, AdamW, 6 epochs; best epoch by val κ; the stem
   and first two block stages frozen (2× training images/s) and the authors' mild FMA in
   training only (issue 18's ablation, ``scripts/ablation.py``: AUC 0.784 → 0.824, κ 0.488
-  → 0.562 on val).
+  → 0.562 on val). The shipped file then infers with the object and part stages at output
+  stride 16 (same weights; threshold re-tuned for κ and calibration redone on val; strict
+  pointing 0.074 → 0.198): ``scripts/train_default.sh`` does that after training,
+  ``docs/inference-options.md`` has the measurements.
 - ``msfm train DATA --recipe v1`` — the first shipped recipe (ADR 0003), kept so the
   ablation's rows ("v1 + one option") and the first model can be reproduced.
 - ``msfm train DATA --recipe default-plain`` — the plain classifier (backbone + GAP + FC)

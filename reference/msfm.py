@@ -11,7 +11,7 @@ It follows the inference options of SPEC §3b (issue 17.4), written from their d
 ``object_size`` (a C x C look-closer crop with its own C/32 grid, the configured windows
 scaled to it), ``output_stride`` 16 (the object and part stages run a separately built timm
 encoder with ``output_stride=16`` loaded with the same weights, so their grids are C/16 and
-part_size/16), ``lesion_windows`` (an extra scale of 1x1, 2x2, 1x2, 2x1 cells, left out of the
+part_size/16; ``part_output_stride``, when set, is the parts stage's alone), ``lesion_windows`` (an extra scale of 1x1, 2x2, 1x2, 2x1 cells, left out of the
 parts probability and the fused box), ``window_score`` and the FMA ``mode``.
 """
 
@@ -171,7 +171,7 @@ def reference_predict(model: MSFM, image: LoadedImage) -> dict:
             chosen_scores.append(scores_np[idx])
             chosen_scale.append(si + 1)
     parts = torch.cat([crop_grid_sample(crop, b, cfg.part_size, cfg.part_size) for b in chosen_boxes])
-    f_p, logits_p = fine(parts)
+    f_p, logits_p = (fine if (cfg.part_output_stride or cfg.output_stride) == cfg.output_stride else _fine_stage(bb, cfg.part_output_stride))(parts)
 
     def p_abn(lg):
         return float(torch.softmax(lg.double(), -1)[..., k_abn].mean())

@@ -37,6 +37,22 @@ def _fma_words(fma) -> str:
     return f"FMA on (θ {fma.theta}, r {fma.r})"
 
 
+def _settings_note(meta: dict) -> str:
+    """Where the stored threshold came from when inference settings were set after training."""
+    inf = meta.get("inference_settings") or {}
+    if not inf:
+        return ""
+    return f" again after `{' '.join('--set ' + o for o in inf.get('overrides', []))}`"
+
+
+def _inference_words(meta: dict) -> str:
+    """The inference settings changed after training, in words ("as trained" when none were)."""
+    inf = meta.get("inference_settings") or {}
+    if inf.get("overrides"):
+        return ", ".join(inf["overrides"]) + " (`scripts/sweep_inference.py`)"
+    return (meta.get("inference_tuned") or {}).get("variant", "as trained")
+
+
 def fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -251,7 +267,11 @@ def main() -> None:
         "## Model",
         f"- MSFM (Kumar et al., ICCV 2023 workshops), backbone `{ck.config.backbone}`, input {ck.config.input_size} px, "
         f"parts {ck.config.part_size} px, {_fma_words(ck.config.fma)}",
-        f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ), fusion γ {ck.config.gamma}",
+        *([f"- object and part stages at output stride {ck.config.output_stride} at inference (the same weights; "
+           f"{(ck.config.object_size or ck.config.input_size) // ck.config.output_stride}×{(ck.config.object_size or ck.config.input_size) // ck.config.output_stride} cells "
+           f"in the look-closer crop, {ck.config.part_size // ck.config.output_stride}×{ck.config.part_size // ck.config.output_stride} per part window)"]
+          if ck.config.output_stride != 32 else []),
+        f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ{_settings_note(ck.meta)}), fusion γ {ck.config.gamma}",
         f"- file SHA-256 `{ck.sha256}`; engine {ck.meta.get('engine_version')}; created {ck.meta.get('created')}",
         *([f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f}, tuned on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged)"]
           if ck.meta.get("lesion_tau_tuning") else [f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f} (default, not tuned)"]),
@@ -269,12 +289,14 @@ def main() -> None:
         "msfm train ../shared/data/xray/labels.csv --recipe default-plain --out runs/default/plain   # the baseline",
         "```",
         "",
-        "then tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged), "
-        "writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1) and scores the result (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
+        "then writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1), "
+        "sets its inference settings and re-tunes the decision threshold for κ on val (`scripts/sweep_inference.py --set output_stride=16 "
+        "--retune-threshold --write`; weights unchanged), tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`), "
+        "calibrates it on val (`scripts/calibrate_model.py`) and scores the result (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
         "",
         "- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in ("backbone", "pretrained", "input_size", "part_size", "fma", "fma_variant", "freeze_blocks", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")),
         f"- initialised from: {ck.meta.get('pretrained')}",
-        f"- best epoch by val κ: {ck.meta.get('epoch')}; inference settings: {(ck.meta.get('inference_tuned') or {}).get('variant', 'as trained')}; "
+        f"- best epoch by val κ: {ck.meta.get('epoch')}; inference settings: {_inference_words(ck.meta)}; "
         f"weights stored as {ck.meta.get('weights_dtype', 'float32')}",
         "",
         "## Validation metrics (FracAtlas val split)",

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/sweep_inference.py resources/models/default.pt \\
         --labels ../shared/data/xray/labels.csv --split val \\
         [--set object_size=640] [--set lesion_windows=true] [--set window_score=class] \\
-        [--set fma.mode=saturation] [--tune-tau] [--name TEXT] [--header]
+        [--set fma.mode=saturation] [--tune-tau] [--retune-threshold] [--name TEXT] [--header]
 
 The checkpoint's weights are loaded unchanged into an MSFM built from its config with the
 ``--set`` overrides (``key=value``, value parsed as JSON when it can be, e.g. ``true``, ``640``,
@@ -17,6 +17,10 @@ inference path over the whole split gives:
   and the region (eq. 11 fused box) IoU >= 0.1 / 0.3 hit rates — the same scoring as
   ``scripts/tune_lesion_tau.py`` (its functions are reused);
 - the wall time per image of the prediction (loading included).
+
+``--retune-threshold`` re-tunes the decision threshold for κ on the split, as training does
+(an override that moves probabilities leaves the stored one tuned for other probabilities);
+κ is then read at the new threshold, and ``--write`` stores it.
 
 It prints one markdown table row (``--header`` prints the header first). With ``--tune-tau``
 it also re-reads the lesion box for every τ of tune_lesion_tau's grid from the stored maps and
@@ -36,6 +40,7 @@ to the original's; otherwise it is dropped, and the copy must be recalibrated wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -52,6 +57,7 @@ from tune_lesion_tau import DEFAULT_GRID, RULE, best_iou, format_table, pick, sc
 from engine.config import ModelConfig
 from engine.data import load_samples
 from engine.evaluation.evaluate import predict_samples
+from engine.evaluation.metrics import best_kappa_threshold, classification_metrics
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.checkpoint import load_checkpoint, read_checkpoint, rewrite_checkpoint
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--write", type=Path, help="also write a copy of the checkpoint with the overridden config here (may name the checkpoint itself)")
+    ap.add_argument("--retune-threshold", action="store_true",
+                    help="re-tune the decision threshold for κ on the split (as training does) and store it in a --write copy")
     ap.add_argument("--check", type=int, default=8, help="validation images on which --write compares the copy with the original")
     args = ap.parse_args(argv)
     if args.split in REFUSED_SPLITS:
@@ -140,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array([s.label for s in kept])
     prob = np.array([p.probability for p in preds])
     auc = float(roc_auc_score(y, prob))
+    if args.retune_threshold:
+        # A probability-moving override leaves the stored threshold κ-optimal for other
+        # probabilities; training picks it on val with this same function.
+        stored = cfg.threshold
+        cfg = dataclasses.replace(cfg, threshold=best_kappa_threshold(y, prob))
+        print(f"threshold re-tuned for κ on {args.split}: {stored:.4f} -> {cfg.threshold:.4f} "
+              f"(κ {cohen_kappa_score(y, (prob >= stored).astype(int)):.3f} -> {cohen_kappa_score(y, (prob >= cfg.threshold).astype(int)):.3f})",
+              file=sys.stderr)
     kappa = float(cohen_kappa_score(y, (prob >= cfg.threshold).astype(int)))
     loc_pairs = [(p, np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)) for s, p in zip(kept, preds) if s.label == 1 and s.boxes]
     lp, gts = [p for p, _ in loc_pairs], [g for _, g in loc_pairs]
@@ -150,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         print(HEADER)
     print(f"| {name} (τ {cfg.lesion_tau:.2f}) | {auc:.3f} | {kappa:.3f} | {loc['pointing']:.3f} | {loc['pointing15']:.3f} | {loc['iou10']:.3f} | "
           f"{loc['iou30']:.3f} | {loc['iou50']:.3f} | {loc['region10']:.3f} | {loc['region30']:.3f} | {per_image:.2f} |")
+    metrics = {**classification_metrics(y, prob, cfg.threshold), "threshold": cfg.threshold, "gamma": cfg.gamma,
+               "source": f"{args.labels.name}, split={args.split}", "measured_by": "scripts/sweep_inference.py",
+               "localization": {"n_images": len(lp), "pointing": loc["pointing"], "pointing15": loc["pointing15"], "peak": "evidence",
+                                "lesion": {k: loc[k] for k in ("iou10", "iou30", "iou50", "mean_iou")},
+                                "region": {"iou10": loc["region10"], "iou30": loc["region30"]}}}
     record: dict[str, Any] = {"overrides": args.overrides, "config": cfg.to_dict(), "n": len(preds), "n_boxes": len(lp), "auc": auc,
                               "kappa": kappa, "threshold": cfg.threshold, "localisation": loc, "seconds_per_image": per_image,
-                              "probabilities": prob.tolist()}
+                              "metrics": metrics, "probabilities": prob.tolist()}
     if args.tune_tau:
         table = [score_tau(lp, gts, float(t)) for t in DEFAULT_GRID]
         chosen = pick(table)
@@ -170,11 +191,15 @@ def main(argv: list[str] | None = None) -> int:
 def write_copy(original: Path, out: Path, cfg: ModelConfig, overrides: list[str], record: dict, check_images: list, device: str) -> None:
     """Write ``original`` with config ``cfg`` to ``out`` (write, verify, then move into place)."""
     ck = load_checkpoint(original, device)
-    keys = {o.partition("=")[0] for o in overrides}
+    keys = {o.partition("=")[0] for o in overrides} | ({"threshold"} if cfg.threshold != ck.config.threshold else set())
     same_probs = keys <= set(LOCALISATION_ONLY) and not (cfg.lesion_windows and cfg.lesion_window_score is None and cfg.window_score != ck.config.window_score)
-    meta = {**ck.meta, "inference_settings": {"overrides": overrides, "measured": record, "set_from_sha256": ck.sha256, "script": "scripts/sweep_inference.py"}}
+    meta = {**ck.meta, "inference_settings": {"overrides": overrides, "measured": {k: v for k, v in record.items() if k != "metrics"}, "set_from_sha256": ck.sha256, "script": "scripts/sweep_inference.py"}}
     if not same_probs:
         meta.pop("calibration", None)  # measured on other probabilities: recalibrate the copy
+        # The validation figures the app shows beside the model (Manage models, About) are the
+        # file's own: training's stay, named as such.
+        meta["metrics_as_trained"] = ck.meta.get("metrics")
+        meta["metrics"] = record["metrics"]
     stored = read_checkpoint(original)["state_dict"]
     model = MSFM(cfg, pretrained="none")
     model.load_state_dict(ck.model.state_dict(), strict=True)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from engine.config import ModelConfig
 from engine.data import load_samples
 from engine.errors import ImageLoadError
 from engine.evidence import peak_and_box
@@ -173,8 +174,10 @@ def verify(original: Path, copy: Path, images: list, device: str, tau: float) ->
     metadata: same weights bit for bit, same other config, a calibration that still applies,
     identical probabilities on ``images`` and lesion boxes read at ``tau``."""
     a, b = read_checkpoint(original), read_checkpoint(copy)
-    ca, cb = json.loads(a["config"]), json.loads(b["config"])
-    if cb.pop("lesion_tau", None) != tau or {k: v for k, v in ca.items() if k != "lesion_tau"} != cb:
+    # Compared as configurations, not as stored dicts: a file written before an option existed
+    # lacks its key, which reads back as the option's default.
+    ca, cb = ModelConfig.from_dict(json.loads(a["config"])), ModelConfig.from_dict(json.loads(b["config"]))
+    if cb.lesion_tau != tau or ca.with_(lesion_tau=tau) != cb:
         raise SystemExit("the copy's configuration differs from the original's in more than lesion_tau; not written")
     sa, sb = a["state_dict"], b["state_dict"]
     if sa.keys() != sb.keys() or any(sa[k].dtype != sb[k].dtype or not torch.equal(sa[k], sb[k]) for k in sa):

@@ -41,8 +41,8 @@ def manifest_path(cache: Path, sha256: str) -> Path:
 
 def strides_needed(config: ModelConfig) -> tuple[int, ...]:
     """The encoder graphs a model's inference runs: the main stage's (32) and the object
-    and part stages' (``config.output_stride``)."""
-    return tuple(sorted({32, int(config.output_stride)}))
+    and part stages' (``config.output_stride``, ``config.parts_stride``)."""
+    return tuple(sorted({32, int(config.output_stride), config.parts_stride}))
 
 
 def unsupported(config: ModelConfig) -> str | None:

@@ -138,7 +138,12 @@ class LitePredictor(BasePredictor):
                 # steps then keep their core (measured with chunks of 2: 10-15 ms less per image).
                 # A single image runs alone: its workers spin, which saves the wake-up of each
                 # layer (measured in rotation, 6 rounds: 100 vs 123 ms, and 97 vs 103 ms).
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if lane is None else "0")
+                # Spinning pays only with one session: a model whose stages run two graphs (output
+                # stride 16) would have the idle session's spinning workers take the cores from the
+                # running one (measured: 235 ms per image spinning, 150 not; spinning only while
+                # a run lasts, `session.force_spinning_stop`, 215).
+                spin = lane is None and len(self.model.graphs) == 1
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
                 sess = self._sessions[key] = ort.InferenceSession(str(self.model.graphs[output_stride]), opts, providers=["CPUExecutionProvider"])
             return sess
 
@@ -232,7 +237,7 @@ class LitePredictor(BasePredictor):
         _, first, again = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         parts = np.stack([ops.crop_resize(crop[int(k) // p, 0], windows.reshape(b * p, 4)[k], cfg.part_size, cfg.part_size, sampling_ratio=1)
                           for k in first])[:, None]
-        feats_u, logits_u = self.encode(parts, cfg.output_stride)
+        feats_u, logits_u = self.encode(parts, cfg.parts_stride)
         again = again.reshape(-1)
         part_logits = logits_u[again]
         m_parts = ops.class_map(feats_u, self.contrast)[again]

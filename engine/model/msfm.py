@@ -181,7 +181,7 @@ class MSFM(nn.Module):
             p = windows.shape[1]
             parts = crop_resize(crop, windows.reshape(-1, 4), torch.arange(b, device=x.device).repeat_interleave(p), cfg.part_size)
 
-        feats_p, part_logits = self.backbone(parts, cfg.output_stride)
+        feats_p, part_logits = self.backbone(parts, cfg.parts_stride)
         with torch.no_grad():
             # Read from features the parts stage computed anyway: no extra forward pass,
             # and the losses (logits only) are unchanged.

@@ -39,9 +39,10 @@ def test_defaults_are_the_v1_behaviour():
     cfg = ModelConfig(**V1)
     assert cfg.object_size is None and cfg.crop_size == 320 and cfg.object_grid_size == cfg.grid_size == 10
     assert cfg.lesion_windows is False and cfg.window_score == "a_o" and cfg.lesion_window_score is None and cfg.fma.mode == "paper"
+    assert cfg.output_stride == cfg.parts_stride == 32 and ModelConfig(**V1, output_stride=16).parts_stride == 16
     assert cfg.object_window_scales == cfg.window_scales and cfg.num_windows == cfg.num_paper_windows == 7
     # A checkpoint config written before these options existed reads back as before.
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("object_size", "lesion_windows", "lesion_windows_kept", "window_score", "lesion_window_score", "output_stride")}
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("object_size", "lesion_windows", "lesion_windows_kept", "window_score", "lesion_window_score", "output_stride", "part_output_stride")}
     old["fma"] = {k: v for k, v in old["fma"].items() if k not in ("mode", "saturation_levels")}
     assert ModelConfig.from_dict(json.loads(json.dumps(old))) == cfg
 
@@ -53,6 +54,8 @@ def test_options_are_validated():
         ModelConfig(**V1, window_score="max")
     with pytest.raises(ConfigError):
         FMAConfig(mode="mild")  # a training recipe, not an inference mode
+    with pytest.raises(ConfigError):
+        ModelConfig(**V1, part_output_stride=8)
 
 
 def test_object_size_640_gives_a_20x20_object_grid_and_windows_inside_the_crop(x01):
@@ -192,10 +195,11 @@ def test_fma_off_leaves_the_input_as_it_is(x01):
 
 
 @pytest.mark.slow
-def test_all_options_match_the_per_image_reference(xray_sample):
+@pytest.mark.parametrize("strides", [{"output_stride": 16}, {"output_stride": 32, "part_output_stride": 16}], ids=["os16", "parts-os16"])
+def test_all_options_match_the_per_image_reference(xray_sample, strides):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**V1, "fma": FMAConfig(mode="saturation")}, object_size=640, lesion_windows=True, window_score="product",
-                      lesion_window_score="class", output_stride=16)
+                      lesion_window_score="class", **strides)
     model = MSFM(cfg, pretrained="none").eval()
     images = [load_image(p) for p in xray_sample[:2]]
     preds = Predictor(model, device="cpu", batch_size=2).predict(images)
