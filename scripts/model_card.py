@@ -212,7 +212,7 @@ def calibration_lines(cal: Calibration) -> list[str]:
         "## Operating points (calibrated on validation data only)",
         "",
         f"Measured on {cal.source}: {cal.n} images, {cal.n_abnormal} abnormal and {cal.n_normal} normal "
-        "(`scripts/calibrate_model.py`; a training run stores the same in its `best.pt`, `engine/calibration.py`). "
+        "(`scripts/calibrate_model.py`; a training run stores the same in its `best.pt`, `engine/model/calibration.py`). "
         "A point flags an image when its abnormal probability p ≥ the threshold.",
         "",
         "| operating point | threshold | val sensitivity | val specificity | how it was chosen |",
