@@ -10,8 +10,9 @@ radiographs, timed in rotation (``common.rotate``: medians after a warm-up). Var
 - ``parts 160``: 160 px part crops instead of 224 (``--part-size 160``; also at inference).
 - ``fma off``: the upper bound of what caching the frozen FMA network could save.
 - ``lesion``: the lesion recipe (``engine/recipes.py`` ``lesion``).
-- ``fine-tune shipped, stride 32 / 16``: what one-click fine-tuning of the shipped file runs
-  (nothing frozen, mild FMA), at output stride 32 and at the 16 the file infers with.
+- ``fine-tune shipped, stride 32 / 16``: a step of one-click fine-tuning of the shipped file
+  (nothing frozen, mild FMA) with the object and part stages at 32 (what the app runs:
+  ``train_output_stride=32``) and at the 16 the file infers with.
 
     .venv/bin/python benchmarks/bench_train_recipes.py [--repeats 3]
 """
@@ -81,7 +82,8 @@ def run(repeats: int = 3, only: list[str] | None = None) -> list[Row]:
         "lesion": _train_config(LESION_RECIPE),
         "default (freeze 2 + mild FMA)": _train_config(DEFAULT_RECIPE),
         # One-click fine-tuning of the shipped file (engine/library/finetune.py: nothing frozen,
-        # the file's own config): at the output stride it infers with, and at 32.
+        # the file's own config): its steps at 32 (train_output_stride, what the app runs) and
+        # at the 16 the file infers with.
         "fine-tune shipped, stride 32": _train_config(DEFAULT_RECIPE, freeze_blocks=0),
         "fine-tune shipped, stride 16": _train_config(DEFAULT_RECIPE, freeze_blocks=0, output_stride=16),
         # What a larger backbone costs (issue 18): the same recipe on Lite1 / Lite2.

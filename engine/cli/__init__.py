@@ -39,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, lr_step=args.lr_step,
         crop_from=args.crop_from, compile=args.compile, fma_variant=args.fma_variant, parts_loss=args.parts_loss,
         window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
+        train_output_stride=args.train_output_stride,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -234,6 +235,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--parts-loss", default="paper", choices=["paper", "bag"], help="bag: one loss on the bag of part windows (SPEC 3b)")
     t.add_argument("--window-score", default="a_o", choices=["a_o", "class", "product"], help="what ranks the windows")
     t.add_argument("--output-stride", type=int, default=32, choices=[32, 16], help="16: finer object and part maps (dilated last stage)")
+    t.add_argument("--train-output-stride", type=int, default=None, choices=[32, 16],
+                   help="object and part stages' stride in the training steps only (validation and the saved model keep the model's own)")
     t.add_argument("--freeze-blocks", type=int, default=0, metavar="N", help="no gradient into the stem and the first N block stages (faster)")
     t.add_argument("--out", default="runs/msfm", metavar="RUN_DIR")
     t.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")

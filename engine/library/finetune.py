@@ -83,6 +83,7 @@ class FineTuneConfig:
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="adamw", lr_step=max(1, self.epochs),
             val_fraction=self.val_fraction, seed=self.seed, device=self.device, resume=resume, checkpoint_every=10,
             limit_train=self.limit_train, limit_val=self.limit_val, max_steps_per_epoch=self.max_steps_per_epoch,
+            train_output_stride=32,  # steps at 32, validation and the new file at the base's own (ADR 0012)
         )
 
 

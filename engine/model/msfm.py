@@ -8,7 +8,9 @@ and runs without gradients, as in the paper.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +134,25 @@ class MSFM(nn.Module):
         self.backbone = Backbone(config.backbone, config.num_classes, pretrained)
         self.fma = FMA(config.fma) if config.fma.active else None
         self.geometry = WindowGeometry.build(config.object_grid_size, config.object_window_scales)
+
+    @contextlib.contextmanager
+    def strides(self, output_stride: int | None) -> Iterator[None]:
+        """Run the object and part stages at ``output_stride`` inside the block (None: as
+        configured); the configuration and window geometry are restored after it. Training
+        uses it to take its steps at stride 32 while validating, and saving, the model as
+        configured (the shipped default infers at 16 and was trained at 32: ADR 0012)."""
+        cfg = self.config
+        if output_stride is None or (cfg.output_stride == output_stride and cfg.parts_stride == output_stride):
+            yield
+            return
+        saved = self.config, self.geometry
+        step = cfg.with_(output_stride=output_stride, part_output_stride=None)
+        self.config = step
+        self.geometry = WindowGeometry.build(step.object_grid_size, step.object_window_scales)
+        try:
+            yield
+        finally:
+            self.config, self.geometry = saved
 
     def forward(self, x01: Tensor, sources: list[Tensor] | None = None, theta: Tensor | float | None = None, main_only: bool = False) -> MSFMOutput:
         """Run the three stages.

@@ -207,7 +207,7 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
                 y = batch["label"].to(device)
                 w = sample_weights(y, [train_s[i].body_part for i in batch["index"].tolist()], weight_table)
                 theta = model.fma.sample_theta(len(y)) if model.fma is not None else None
-                with amp_ctx:
+                with amp_ctx, model.strides(cfg.train_output_stride):
                     out = net(x, sources=batch["source"], theta=theta, main_only=main_only)
                     losses = msfm_loss(out.main_logits, out.object_logits, out.part_logits, y, loss_cfg, w,
                                        parts_loss, mcfg.abnormal_index, mcfg.num_paper_windows)

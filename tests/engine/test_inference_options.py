@@ -226,3 +226,19 @@ def test_shipped_default_config_round_trips():
             assert {k: again["fma"][k] for k in value} == value
         else:
             assert again[key] == value, key
+
+
+def test_strides_runs_the_stages_at_another_stride_and_restores_the_model(x01):
+    model = _model(output_stride=16)
+    grid = model.geometry.grid_size
+    with torch.no_grad():
+        fine = model(x01[:1])
+        with model.strides(32):
+            assert model.config.output_stride == model.config.parts_stride == 32 and model.geometry.grid_size == grid // 2
+            coarse = model(x01[:1])
+        assert model.config.output_stride == 16 and model.geometry.grid_size == grid
+        again = model(x01[:1])
+    assert coarse.m_object.shape[-1] * 2 == fine.m_object.shape[-1] and coarse.m_parts.shape[-1] * 2 == fine.m_parts.shape[-1]
+    assert torch.equal(again.m_parts, fine.m_parts)
+    with model.strides(None):
+        assert model.config.output_stride == 16

@@ -124,3 +124,32 @@ def test_bad_training_data_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("file,label\n")
     with pytest.raises(MSFMError):
         next(train(TrainConfig(data=str(tmp_path / "labels.csv"), out=str(tmp_path / "r"), **TINY_TRAIN)))
+
+
+def test_train_output_stride_takes_the_steps_at_32_and_keeps_the_models_own(tiny_csv, tmp_path, monkeypatch):
+    """Fine-tuning a stride-16 model with ``train_output_stride=32`` (what one-click
+    fine-tuning does): the training steps run the object and part stages at 32, validation
+    at 16, and the saved model is still a stride-16 model."""
+    from engine.model.backbones import Backbone
+
+    lite = dict(backbone="efficientnet_lite0")  # torchvision's BasicBlock cannot dilate (ResNet-18)
+    for _ in train(cfg_for(tiny_csv, tmp_path / "a", max_steps_per_epoch=1, output_stride=16, **lite)):
+        pass
+    assert load_checkpoint(tmp_path / "a" / "best.pt").config.output_stride == 16
+    seen: list[tuple[bool, int]] = []
+    real = Backbone.forward
+
+    def spy(self, x01, output_stride=32):
+        seen.append((self.training, output_stride))
+        return real(self, x01, output_stride)
+
+    monkeypatch.setattr(Backbone, "forward", spy)
+    events = list(train(cfg_for(tiny_csv, tmp_path / "b", init=str(tmp_path / "a" / "best.pt"), max_steps_per_epoch=2, train_output_stride=32, **lite)))
+    assert isinstance(events[-1], TrainFinished)
+    # Training: main, object and parts stages per step, all at 32; validation: main at 32, object and parts at 16.
+    assert {s for training, s in seen if training} == {32} and len([1 for t, _ in seen if t]) == 2 * 3
+    assert {s for training, s in seen if not training} == {32, 16}
+    tuned = load_checkpoint(tmp_path / "b" / "best.pt")
+    assert tuned.config.output_stride == 16 and tuned.meta["train_config"]["train_output_stride"] == 32
+    with pytest.raises(MSFMError):
+        TrainConfig(data="x", train_output_stride=8)
