@@ -185,7 +185,7 @@ def verify(original: Path, copy: Path, images: list, device: str, tau: float) ->
     ma, mb = json.loads(a["meta"]), json.loads(b["meta"])
     if ma.get("calibration") != mb.get("calibration"):
         raise SystemExit("the copy lost or changed the calibration; not written")
-    if "calibration" in mb and not Calibration.for_checkpoint(mb, cb["threshold"]).calibrated:
+    if "calibration" in mb and not Calibration.for_checkpoint(mb, cb.threshold).calibrated:
         raise SystemExit("the copy's calibration no longer matches its decision threshold; not written")
     pa = Predictor.from_checkpoint(original, device, enforce_scope=False).predict_batch(images)
     pb = Predictor.from_checkpoint(copy, device, enforce_scope=False).predict_batch(images)
