@@ -171,7 +171,7 @@ def reference_predict(model: MSFM, image: LoadedImage) -> dict:
             chosen_scores.append(scores_np[idx])
             chosen_scale.append(si + 1)
     parts = torch.cat([crop_grid_sample(crop, b, cfg.part_size, cfg.part_size) for b in chosen_boxes])
-    f_p, logits_p = (fine if (cfg.part_output_stride or cfg.output_stride) == cfg.output_stride else _fine_stage(bb, cfg.part_output_stride))(parts)
+    f_p, logits_p = (fine if cfg.parts_stride == cfg.output_stride else _fine_stage(bb, cfg.parts_stride))(parts)
 
     def p_abn(lg):
         return float(torch.softmax(lg.double(), -1)[..., k_abn].mean())

@@ -53,6 +53,11 @@ def _inference_words(meta: dict) -> str:
     return (meta.get("inference_tuned") or {}).get("variant", "as trained")
 
 
+def _strides_words(cfg) -> str:
+    """"16", or "16 / 32" when the parts stage runs at another stride than the object stage."""
+    return str(cfg.output_stride) if cfg.parts_stride == cfg.output_stride else f"{cfg.output_stride} / {cfg.parts_stride}"
+
+
 def fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -267,10 +272,10 @@ def main() -> None:
         "## Model",
         f"- MSFM (Kumar et al., ICCV 2023 workshops), backbone `{ck.config.backbone}`, input {ck.config.input_size} px, "
         f"parts {ck.config.part_size} px, {_fma_words(ck.config.fma)}",
-        *([f"- object and part stages at output stride {ck.config.output_stride} at inference (the same weights; "
-           f"{(ck.config.object_size or ck.config.input_size) // ck.config.output_stride}×{(ck.config.object_size or ck.config.input_size) // ck.config.output_stride} cells "
-           f"in the look-closer crop, {ck.config.part_size // ck.config.output_stride}×{ck.config.part_size // ck.config.output_stride} per part window)"]
-          if ck.config.output_stride != 32 else []),
+        *([f"- object and part stages at output stride {_strides_words(ck.config)} at inference (the same weights; "
+           f"{ck.config.object_grid_size}×{ck.config.object_grid_size} cells in the look-closer crop, "
+           f"{ck.config.part_size // ck.config.parts_stride}×{ck.config.part_size // ck.config.parts_stride} per part window)"]
+          if (ck.config.output_stride, ck.config.parts_stride) != (32, 32) else []),
         f"- decision threshold {ck.config.threshold:.3f} (tuned on val for κ{_settings_note(ck.meta)}), fusion γ {ck.config.gamma}",
         f"- file SHA-256 `{ck.sha256}`; engine {ck.meta.get('engine_version')}; created {ck.meta.get('created')}",
         *([f"- lesion box threshold τ (`lesion_tau`) {ck.config.lesion_tau:.2f}, tuned on the val boxes (`scripts/tune_lesion_tau.py`; weights unchanged)"]
