@@ -56,11 +56,11 @@ def main() -> None:
     for n in names:
         win.show_image(study / "images" / n)
         wait(app, lambda: win.viewer.image is not None and win.viewer.image.source.name == n and not win.loading())
-        if win.prediction is None:  # not analysed with the study (it says why in its row): try it alone
-            win.analyse()
-        wait(app, lambda: win.prediction is not None and win.prediction.file.endswith(n))
         win.grab().save(str(out / n))
         p = win.prediction
+        if p is None:  # the study run stored why (outside intended use, failed): its row and findings say so
+            print(f"{n}: no finding: {getattr(win.session.result(win.session.current), 'reason', 'not analysed')}")
+            continue
         body = next(r["body_part"] for r in rows if r["file"] == n)
         findings = win.findings.text.text()
         ref = findings[findings.find("Reference:"):].split("<br>")[0]
