@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from engine.evaluation.evaluate import PLAIN_BASELINE_SOURCE
+from engine.model.checkpoint import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,13 +138,29 @@ def _row(name: str, out: Path) -> dict | None:
     return row
 
 
+def _scored_this_plain(m: dict, m_path: Path, out: Path) -> bool:
+    """Whether the evaluation ``m`` (read from ``m_path``) scored the plain classifier now in
+    ``OUT/plain/best.pt``: a retrained one replaces that file, and an MSFM variant evaluated
+    before then holds the older classifier's figures. Matched by the checkpoint's SHA-256
+    (``msfm evaluate`` records it); an evaluation written before it did counts only if it is
+    newer than the checkpoint."""
+    b = m.get("baselines") or {}
+    plain = out / "plain" / "best.pt"
+    if b.get("source") != PLAIN_BASELINE_SOURCE or not plain.is_file():
+        return False
+    if b.get("sha256"):
+        return b["sha256"] == file_sha256(plain)
+    return m_path.stat().st_mtime >= plain.stat().st_mtime
+
+
 def _plain_figures(out: Path) -> dict:
     """The plain classifier's AUC and κ with intervals, as `msfm evaluate --baseline
-    OUT/plain/best.pt` scored it beside an MSFM variant (None when none was)."""
+    OUT/plain/best.pt` scored it beside an MSFM variant (None when none scored the
+    classifier now in that file)."""
     for p in sorted(out.glob("*/val_metrics.json")):
         m = json.loads(p.read_text())
         b = m.get("baselines") or {}
-        if b.get("source") != PLAIN_BASELINE_SOURCE:
+        if not _scored_this_plain(m, p, out):
             continue
         pc = b.get("plain_classifier") or {}
         nh = ((m.get("no_hardware") or {}).get("baselines") or {}).get("plain_classifier") or {}
@@ -162,7 +179,7 @@ def _cam_row(out: Path, names: list[str]) -> dict | None:
         m = json.loads(p.read_text())
         b = m.get("baselines") or {}
         cam = b.get("cam_box") or {}
-        if b.get("source") != PLAIN_BASELINE_SOURCE or not cam.get("n_images"):
+        if not _scored_this_plain(m, p, out) or not cam.get("n_images"):
             continue
         nh_cam = ((m.get("no_hardware") or {}).get("baselines") or {}).get("cam_box") or {}
         return {"name": "plain CAM box", "what": f"CAM box of the plain classifier (read beside `{name}`)", "auc": None, "auc_ci": None,

@@ -1,5 +1,6 @@
 """The msfm command line as a user runs it (SPEC §5), including kill -9 + --resume and DDP."""
 
+import hashlib
 import json
 import os
 import signal
@@ -85,7 +86,10 @@ def test_evaluate_with_a_plain_baseline_checkpoint(trained_run, tiny_csv, tmp_pa
     out = tmp_path / "m.json"
     res = msfm("evaluate", tiny_csv, "--checkpoint", trained_run / "best.pt", "--baseline", base / "best.pt", "--json", out, "--quiet")
     assert res.returncode == 0, res.stderr
-    assert json.loads(out.read_text())["baselines"]["source"] == "plain classifier checkpoint"
+    b = json.loads(out.read_text())["baselines"]
+    assert b["source"] == "plain classifier checkpoint"
+    # names the classifier it scored (scripts/ablation.py reads a retrained one's figures by it)
+    assert b["sha256"] == hashlib.sha256((base / "best.pt").read_bytes()).hexdigest()
 
 
 def test_evaluate_repeats_every_figure_without_hardware_images(trained_run, tiny_csv, tmp_path):

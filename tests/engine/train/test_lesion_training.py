@@ -132,13 +132,24 @@ def test_ablation_table_reads_the_evaluation_json_and_keeps_plain_rows_free_of_l
     m["no_hardware"] = figures(build_records(samples[1:], preds[1:], 0.5), resamples=50)
     # The plain classifier is scored by `--baseline` beside an MSFM variant; its own folder
     # holds only a marker (`msfm evaluate --checkpoint` refuses a plain checkpoint).
+    # "bag" was scored beside an earlier plain classifier that a retrained one has replaced
+    # at the same path (its SHA-256 differs): its baseline figures must not be read.
+    import hashlib
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "best.pt").write_bytes(b"the retrained plain classifier")
+    plain_sha = hashlib.sha256(b"the retrained plain classifier").hexdigest()
+    stale = {"auc": 0.9, "kappa": 0.8, "ci": {"auc": [0.85, 0.95], "kappa": [0.7, 0.9]}}
     plain_fig = {"auc": 0.7, "kappa": 0.3, "ci": {"auc": [0.6, 0.8], "kappa": [0.1, 0.5]}}
-    m["baselines"] = {"source": ablation.PLAIN_BASELINE_SOURCE, "plain_classifier": plain_fig, "cam_box": {}}
-    for name in ("v1", "plain"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "val_metrics.json").write_text(json.dumps(m if name == "v1" else {"kind": "plain"}))
+    m_bag = {**m, "baselines": {"source": ablation.PLAIN_BASELINE_SOURCE, "plain_classifier": stale, "cam_box": {}, "sha256": "0" * 64}}
+    m["baselines"] = {"source": ablation.PLAIN_BASELINE_SOURCE, "plain_classifier": plain_fig, "cam_box": {}, "sha256": plain_sha}
+    for name, metrics in (("bag", m_bag), ("v1", m), ("plain", {"kind": "plain"})):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "val_metrics.json").write_text(json.dumps(metrics))
         (tmp_path / name / "history.json").write_text(json.dumps([{"epoch": 1, "kappa": 0.1, "seconds_per_image": 0.5},
                                                                  {"epoch": 2, "kappa": 0.3, "seconds_per_image": 0.7}]))
+    assert ablation._plain_figures(tmp_path)["auc"] == 0.7  # "bag" sorts first, but scored another classifier
+    (tmp_path / "bag" / "val_metrics.json").unlink()
     ablation.write_summary(tmp_path, ["v1", "bag", "plain"], {})
     rows = {r["name"]: r for r in json.loads((tmp_path / "ablation.json").read_text())["rows"]}
     assert set(rows) == {"v1", "plain"}  # "bag" never ran
