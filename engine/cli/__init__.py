@@ -168,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           hardware=hardware, hardware_note=hardware_note)
     result["split"] = args.split
     result["data"] = str(args.data)
-    if baseline is not None and "baselines" in result:
+    if baseline is not None:  # evaluate() always writes the baselines block then
         # Which plain classifier these figures belong to: a retrained one replaces the file
         # at the same path, and its figures must not be read from an older evaluation.
         result["baselines"]["sha256"] = baseline.sha256
