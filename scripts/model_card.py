@@ -53,6 +53,22 @@ def _inference_words(meta: dict) -> str:
     return (meta.get("inference_tuned") or {}).get("variant", "as trained")
 
 
+def _recipe_lines(meta: dict, tc: dict) -> list[str]:
+    """The recipe lines: a file fine-tuned from another (``--init``) names the recipe of the
+    weights it started from and then its own run; a file trained from ImageNet, its recipe."""
+    keys = ("backbone", "pretrained", "input_size", "part_size", "fma", "fma_variant", "freeze_blocks", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")
+    if not tc.get("init"):
+        return ["- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in keys), f"- initialised from: {meta.get('pretrained')}"]
+    from engine.recipes import DEFAULT_RECIPE
+
+    first = {**DEFAULT_RECIPE, "pretrained": "auto"}
+    stride = tc.get("train_output_stride") or "the model's own"
+    return ["- recipe of the weights it continues: " + ", ".join(f"{k}={first.get(k)}" for k in keys) + " (`--recipe default`, from ImageNet)",
+            f"- then fine-tuned from {meta.get('pretrained')}: lr={tc.get('lr')}, training steps at output stride {stride}, "
+            f"freeze_blocks={tc.get('freeze_blocks')}, fma_variant={tc.get('fma_variant')}, batch_size={tc.get('batch_size')}, seed={tc.get('seed')}; "
+            f"epochs run: {len(meta.get('history') or [])}" + (f" ({meta['training_note']})" if meta.get("training_note") else "")]
+
+
 def _strides_words(cfg) -> str:
     """"16", or "16 / 32" when the parts stage runs at another stride than the object stage."""
     return str(cfg.output_stride) if cfg.parts_stride == cfg.output_stride else f"{cfg.output_stride} / {cfg.parts_stride}"
@@ -287,7 +303,7 @@ def main() -> None:
         f"{data.get('n_val')} validation images {data.get('val_counts')}. Trained with image labels only; boxes used only to score.",
         "",
         "## Training recipe",
-        "One command re-trains it and its baseline from the shared data: `scripts/train_default.sh` (about 2 h on 2 CPU cores). It runs",
+        "One command re-trains it and its baseline from the shared data: `scripts/train_default.sh` (about 3 h on 2 CPU cores). It runs",
         "",
         "```",
         "msfm train ../shared/data/xray/labels.csv --recipe default --out runs/default/msfm",
@@ -296,11 +312,17 @@ def main() -> None:
         "",
         "then writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1), "
         "sets its inference settings and re-tunes the decision threshold for κ on val (`scripts/sweep_inference.py --set output_stride=16 "
-        "--retune-threshold --write`; weights unchanged), tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`), "
-        "calibrates it on val (`scripts/calibrate_model.py`) and scores the result (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
+        "--retune-threshold --write`; weights unchanged), tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`) "
+        "and calibrates it on val (`scripts/calibrate_model.py`). Then the weights learn at the stride they are read at (ADR 0013):",
         "",
-        "- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in ("backbone", "pretrained", "input_size", "part_size", "fma", "fma_variant", "freeze_blocks", "loss", "optimizer", "lr", "epochs", "lr_step", "batch_size", "seed")),
-        f"- initialised from: {ck.meta.get('pretrained')}",
+        "```",
+        "msfm train ../shared/data/xray/labels.csv --recipe default --init runs/default/default.pt --train-output-stride 16 --epochs 1 --lr 3e-5 --out runs/default/msfm16",
+        "```",
+        "",
+        "one more epoch from that file with every training step at output stride 16 (the threshold tuned for κ on val by training), "
+        "then again the shippable copy, τ and calibration, and the score (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
+        "",
+        *_recipe_lines(ck.meta, tc),
         f"- best epoch by val κ: {ck.meta.get('epoch')}; inference settings: {_inference_words(ck.meta)}; "
         f"weights stored as {ck.meta.get('weights_dtype', 'float32')}",
         "",

@@ -303,12 +303,16 @@ def _init_model(cfg: TrainConfig) -> MSFM:
     if ck.meta.get("kind") != "plain" or cfg.model == "plain":
         s = cfg.init_input_size
         if not s or s == ck.config.input_size:
-            return ck.model
-        # The weights do not depend on the input size; the window geometry does, so it is
-        # derived afresh for the new grid.
-        part = max(32, round(ck.config.part_size * s / ck.config.input_size))
-        model = MSFM(ck.config.with_(input_size=s, part_size=part, window_scales=None), pretrained="none")
-        model.load_state_dict(ck.model.state_dict())
+            model = ck.model
+        else:
+            # The weights do not depend on the input size; the window geometry does, so it is
+            # derived afresh for the new grid.
+            part = max(32, round(ck.config.part_size * s / ck.config.input_size))
+            model = MSFM(ck.config.with_(input_size=s, part_size=part, window_scales=None), pretrained="none")
+            model.load_state_dict(ck.model.state_dict())
+        # The new file's provenance names the checkpoint it continues (a model loaded from a
+        # file reports its backbone as "random": its weights came from the file, not a hub).
+        model.backbone.pretrained_source = f"{ck.meta.get('kind', 'msfm')} checkpoint {Path(cfg.init).name} (sha256 {ck.sha256[:12]})"
         return model
     if ck.config.backbone != cfg.backbone:
         raise TrainingError(f"--init {cfg.init} is a {ck.config.backbone} classifier but --backbone is {cfg.backbone}")

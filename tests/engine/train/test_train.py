@@ -92,6 +92,8 @@ def test_fine_tune_from_checkpoint_and_plain_baseline(tiny_csv, tmp_path):
     assert isinstance(events[-1], TrainFinished)
     tuned = load_checkpoint(tmp_path / "b" / "last.pt")
     assert state_sha256(tuned.model) != state_sha256(start.model)
+    # Its provenance names the file it continues, not the "random" a loaded backbone reports.
+    assert tuned.meta["pretrained"] == f"msfm checkpoint best.pt (sha256 {start.sha256[:12]})"
     # The plain classifier trains the main stage only, without FMA.
     events = list(train(cfg_for(tiny_csv, tmp_path / "plain", model="plain", max_steps_per_epoch=2)))
     batches = [e for e in events if isinstance(e, BatchEnd)]
