@@ -61,9 +61,8 @@ def _recipe_lines(meta: dict, tc: dict) -> list[str]:
         return ["- recipe: " + ", ".join(f"{k}={tc.get(k)}" for k in keys), f"- initialised from: {meta.get('pretrained')}"]
     from engine.recipes import DEFAULT_RECIPE
 
-    first = {**DEFAULT_RECIPE, "pretrained": "auto"}
     stride = tc.get("train_output_stride") or "the model's own"
-    return ["- recipe of the weights it continues: " + ", ".join(f"{k}={first.get(k)}" for k in keys) + " (`--recipe default`, from ImageNet)",
+    return ["- recipe of the weights it continues: " + ", ".join(f"{k}={DEFAULT_RECIPE.get(k)}" for k in keys) + " (`--recipe default`, from ImageNet)",
             f"- then fine-tuned from {meta.get('pretrained')}: lr={tc.get('lr')}, training steps at output stride {stride}, "
             f"freeze_blocks={tc.get('freeze_blocks')}, fma_variant={tc.get('fma_variant')}, batch_size={tc.get('batch_size')}, seed={tc.get('seed')}; "
             f"epochs run: {len(meta.get('history') or [])}" + (f" ({meta['training_note']})" if meta.get("training_note") else "")]
@@ -312,15 +311,15 @@ def main() -> None:
         "",
         "then writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1), "
         "sets its inference settings and re-tunes the decision threshold for κ on val (`scripts/sweep_inference.py --set output_stride=16 "
-        "--retune-threshold --write`; weights unchanged), tunes the lesion-box threshold τ on the val boxes (`scripts/tune_lesion_tau.py`) "
-        "and calibrates it on val (`scripts/calibrate_model.py`). Then the weights learn at the stride they are read at (ADR 0013):",
+        "--retune-threshold --write`; weights unchanged). Then the weights learn at the stride they are read at (ADR 0013):",
         "",
         "```",
         "msfm train ../shared/data/xray/labels.csv --recipe default --init runs/default/default.pt --train-output-stride 16 --epochs 1 --lr 3e-5 --out runs/default/msfm16",
         "```",
         "",
         "one more epoch from that file with every training step at output stride 16 (the threshold tuned for κ on val by training), "
-        "then again the shippable copy, τ and calibration, and the score (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
+        "then its shippable copy, the lesion-box threshold τ tuned on the val boxes (`scripts/tune_lesion_tau.py`), calibration on val "
+        "(`scripts/calibrate_model.py`) and the score (`msfm evaluate ... --baseline runs/default/plain/best.pt`).",
         "",
         *_recipe_lines(ck.meta, tc),
         f"- best epoch by val κ: {ck.meta.get('epoch')}; inference settings: {_inference_words(ck.meta)}; "

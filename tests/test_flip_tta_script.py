@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.resources import DEFAULT_MODEL
+from engine.types import LoadedImage
 from tests.test_inference_settings_script import REPO, _small_val_set
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -22,8 +23,6 @@ from measure_flip_tta import mirrored  # noqa: E402
 def test_mirrored_flips_left_to_right_and_leaves_the_source_alone():
     pixels = np.arange(12, dtype=np.float32).reshape(3, 4) / 12
     before = pixels.copy()
-    from engine.types import LoadedImage
-
     m = mirrored(LoadedImage(pixels))
     assert np.array_equal(m.pixels, before[:, ::-1]) and m.pixels.flags.c_contiguous
     assert np.array_equal(pixels, before)
