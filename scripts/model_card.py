@@ -180,7 +180,7 @@ def localisation_lines(m: dict, heading: str = "## Localisation (SPEC §3b)") ->
         areas.append(f"largest ground-truth box {100 * loc['median_area_gt']:.2f} %")
     if areas:
         lines.append(f"Median area, as a share of the image: {', '.join(areas)} (a box k times larger than the fracture it holds has IoU 1/k). "
-                     f"v1 pointing readouts for comparison: peak cell of A_o {fmt(loc.get('pointing_ao'))}, main-stage CAM peak "
+                     f"Pointing of this file read the simpler ways v1 was first read (not the v1 model's figures): peak cell of A_o {fmt(loc.get('pointing_ao'))}, main-stage CAM peak "
                      f"{fmt(loc.get('pointing_cam'))}, centre of the rank-1 window {fmt(loc.get('pointing_window1'))}.")
     fun = loc.get("funnel")
     if fun:
