@@ -35,7 +35,7 @@ whether the look-closer crop was cut from the S x S input or from the source.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -101,6 +101,40 @@ def _read(maps: Tensor, boxes: Tensor, xs: Tensor, ys: Tensor) -> tuple[Tensor, 
     return values, cov_y[:, :, None] & cov_x[:, None, :]
 
 
+class ViewMaps(NamedTuple):
+    """Every view's class map read on the evidence grid of one image (logit units).
+
+    ``main`` (He, We) covers the whole image; ``obj`` (He, We) is read everywhere but valid
+    where ``obj_cov`` (He, We) bool; ``parts`` (P, He, We) where ``parts_cov`` (P, He, We)."""
+
+    main: Tensor
+    obj: Tensor
+    obj_cov: Tensor
+    parts: Tensor
+    parts_cov: Tensor
+
+
+def view_maps(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_box: Tensor, windows: Tensor, width: int, height: int) -> ViewMaps:
+    """Each view's map upsampled over the source pixels it covers, on E's grid (arguments as
+    :func:`evidence_map`). E composes these; ``scripts/measure_evidence_variants.py`` measures
+    other compositions of the same reads."""
+    import torch
+
+    he, we = evidence_shape(width, height)
+    dev = m_main.device
+    xs, ys = cell_centres(we, width, dev), cell_centres(he, height, dev)
+    whole = torch.tensor([0.0, 0.0, float(width), float(height)], device=dev)
+    if m_main.shape == m_object.shape:  # the usual case: one read for both
+        base, base_cov = _read(torch.stack([m_main, m_object]).float(), torch.stack([whole, object_box.float()]), xs, ys)
+        main, obj, obj_cov = base[0], base[1], base_cov[1]
+    else:  # a larger look-closer crop (config.object_size) has a finer object grid
+        main = _read(m_main[None].float(), whole[None], xs, ys)[0][0]
+        o, oc = _read(m_object[None].float(), object_box[None].float(), xs, ys)
+        obj, obj_cov = o[0], oc[0]
+    parts, parts_cov = _read(m_parts.float(), windows.float(), xs, ys)
+    return ViewMaps(main, obj, obj_cov, parts, parts_cov)
+
+
 def evidence_map(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_box: Tensor, windows: Tensor, width: int, height: int) -> Tensor:
     """The evidence map E of one image (see the module docstring).
 
@@ -117,21 +151,10 @@ def evidence_map(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_box: 
     """
     import torch
 
-    he, we = evidence_shape(width, height)
-    dev = m_main.device
-    xs, ys = cell_centres(we, width, dev), cell_centres(he, height, dev)
-    whole = torch.tensor([0.0, 0.0, float(width), float(height)], device=dev)
-    if m_main.shape == m_object.shape:  # the usual case: one read for both
-        base, base_cov = _read(torch.stack([m_main, m_object]).float(), torch.stack([whole, object_box.float()]), xs, ys)
-        main, obj, obj_cov = base[0], base[1], base_cov[1]
-    else:  # a larger look-closer crop (config.object_size) has a finer object grid
-        main = _read(m_main[None].float(), whole[None], xs, ys)[0][0]
-        o, oc = _read(m_object[None].float(), object_box[None].float(), xs, ys)
-        obj, obj_cov = o[0], oc[0]
-    parts, parts_cov = _read(m_parts.float(), windows.float(), xs, ys)
-    part_max = parts.masked_fill(~parts_cov, float("-inf")).amax(dim=0)
-    e = torch.where(obj_cov, obj, main)
-    return torch.where(parts_cov.any(dim=0), part_max, e)
+    v = view_maps(m_main, m_object, m_parts, object_box, windows, width, height)
+    part_max = v.parts.masked_fill(~v.parts_cov, float("-inf")).amax(dim=0)
+    e = torch.where(v.obj_cov, v.obj, v.main)
+    return torch.where(v.parts_cov.any(dim=0), part_max, e)
 
 
 def evidence_maps(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_boxes: Tensor, windows: Tensor, widths: list[int], heights: list[int]) -> list[Tensor]:

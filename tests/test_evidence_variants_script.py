@@ -1,0 +1,70 @@
+"""scripts/measure_evidence_variants.py: other compositions of E from the very view maps the
+predictor reads; the shipped composition reproduces the predictor's peaks; val only."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from engine.evidence import evidence_map, view_maps
+from engine.infer import Predictor
+from engine.io import load_image
+from engine.resources import DEFAULT_MODEL
+from tests.test_inference_settings_script import REPO, _small_val_set
+
+sys.path.insert(0, str(REPO / "scripts"))
+from measure_evidence_variants import VARIANTS  # noqa: E402
+from tune_lesion_tau import point_hits  # noqa: E402
+
+
+def _views():
+    g = torch.Generator().manual_seed(0)
+    m_main, m_obj, m_parts = torch.randn(10, 10, generator=g), torch.randn(10, 10, generator=g), torch.randn(3, 7, 7, generator=g)
+    obj = torch.tensor([40.0, 20.0, 200.0, 180.0])
+    win = torch.tensor([[40.0, 20.0, 120.0, 100.0], [100.0, 80.0, 200.0, 180.0], [60.0, 60.0, 140.0, 140.0]])
+    return (m_main, m_obj, m_parts, obj, win, 300, 240)
+
+
+def test_the_shipped_variant_is_the_engines_evidence_map_and_the_others_differ():
+    args = _views()
+    v = view_maps(*args)
+    shipped = VARIANTS["max over parts (shipped)"](v)
+    assert torch.equal(shipped, evidence_map(*args))
+    for name, compose in VARIANTS.items():
+        e = compose(v)
+        assert e.shape == shipped.shape and torch.isfinite(e).all(), name
+        if name != "max over parts (shipped)":
+            assert not torch.equal(e, shipped), name
+    outside = ~v.obj_cov
+    assert torch.equal(VARIANTS["main map alone"](v), v.main)
+    assert torch.allclose(VARIANTS["object + main"](v)[outside], 2 * v.main[outside])
+
+
+def test_rows_score_the_predictors_own_reads(tmp_path):
+    labels = _small_val_set(tmp_path / "data", n_each=2)
+    js = tmp_path / "ev.json"
+    done = subprocess.run([sys.executable, "scripts/measure_evidence_variants.py", str(DEFAULT_MODEL), "--labels", str(labels), "--json", str(js)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(js.read_text())
+    assert record["n"] == 2 and [r["variant"] for r in record["rows"]] == list(VARIANTS)
+    predictor = Predictor.from_checkpoint(DEFAULT_MODEL, "cpu", enforce_scope=False)
+    preds = predictor.predict_batch([load_image(f) for f in record["files"]])
+    boxes = {}
+    for r in csv.DictReader(open(labels.parent / "boxes.csv")):
+        boxes.setdefault(r["file"], []).append([float(r[k]) for k in ("x0", "y0", "x1", "y1")])
+    hits = [point_hits(p.peak, np.array(boxes[f.split("/")[-1]])) for p, f in zip(preds, record["files"])]
+    assert record["rows"][0]["pointing"] == np.mean(hits)
+    assert "| max over parts (shipped) |" in done.stdout
+
+
+def test_train_and_test_splits_are_refused():
+    for split in ("train", "test"):
+        done = subprocess.run([sys.executable, "scripts/measure_evidence_variants.py", str(DEFAULT_MODEL), "--labels", "x.csv", "--split", split],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "validation data only" in done.stderr
