@@ -149,12 +149,16 @@ def evidence_map(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_box: 
     Returns:
         (He, We) float32 on the maps' device, logit units (:func:`evidence_shape`).
     """
+    return compose_evidence(view_maps(m_main, m_object, m_parts, object_box, windows, width, height))
+
+
+def compose_evidence(v: ViewMaps) -> Tensor:
+    """E from the view maps: the maximum over the part maps covering a cell, else the object
+    map inside its box, else the main map. (He, We)."""
     import torch
 
-    v = view_maps(m_main, m_object, m_parts, object_box, windows, width, height)
     part_max = v.parts.masked_fill(~v.parts_cov, float("-inf")).amax(dim=0)
-    e = torch.where(v.obj_cov, v.obj, v.main)
-    return torch.where(v.parts_cov.any(dim=0), part_max, e)
+    return torch.where(v.parts_cov.any(dim=0), part_max, torch.where(v.obj_cov, v.obj, v.main))
 
 
 def evidence_maps(m_main: Tensor, m_object: Tensor, m_parts: Tensor, object_boxes: Tensor, windows: Tensor, widths: list[int], heights: list[int]) -> list[Tensor]:

@@ -28,16 +28,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_lesion_tau import DEFAULT_GRID, POINTING_TOLERANCE, best_iou, pick, point_hits  # noqa: E402
+from tune_lesion_tau import DEFAULT_GRID, REFUSED_SPLITS, pick, score_maps  # noqa: E402
 
 import engine.evidence as evidence  # noqa: E402
 from engine.data import load_samples  # noqa: E402
 from engine.errors import ImageLoadError  # noqa: E402
-from engine.evidence import ViewMaps, peak_and_box, view_maps  # noqa: E402
+from engine.evidence import ViewMaps, compose_evidence, peak_and_box, view_maps  # noqa: E402
 from engine.infer import Predictor  # noqa: E402
 from engine.io import load_image  # noqa: E402
-
-REFUSED_SPLITS = ("train", "test")
 
 
 def _fallback(v: ViewMaps, inside: torch.Tensor) -> torch.Tensor:
@@ -56,7 +54,7 @@ def _part_mean(v: ViewMaps) -> torch.Tensor:
 #: name -> E from the view maps, (He, We). Sums add the same number of maps everywhere so
 #: no region wins by having more terms.
 VARIANTS: dict[str, Callable[[ViewMaps], torch.Tensor]] = {
-    "max over parts (shipped)": lambda v: torch.where(v.parts_cov.any(0), _part_max(v), _fallback(v, v.obj)),
+    "max over parts (shipped)": compose_evidence,
     "mean over parts": lambda v: torch.where(v.parts_cov.any(0), _part_mean(v), _fallback(v, v.obj)),
     "max over parts + object": lambda v: torch.where(v.parts_cov.any(0), _part_max(v) + v.obj, 2 * _fallback(v, v.obj)),
     "mean over parts + object": lambda v: torch.where(v.parts_cov.any(0), _part_mean(v) + v.obj, 2 * _fallback(v, v.obj)),
@@ -66,20 +64,6 @@ VARIANTS: dict[str, Callable[[ViewMaps], torch.Tensor]] = {
     "object + main": lambda v: torch.where(v.obj_cov, v.obj + v.main, 2 * v.main),
     "main map alone": lambda v: v.main,
 }
-
-
-def score(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray], tau: float) -> dict[str, float]:
-    """Pointing and lesion-box IoU hit rates of maps (He, We) over images of ``sizes`` (W, H)."""
-    strict, near, ious = [], [], []
-    for e, (w, h), g in zip(maps, sizes, gts):
-        peak, box, _ = peak_and_box(e, w, h, tau)
-        strict.append(point_hits(peak, g))
-        near.append(point_hits(peak, g, POINTING_TOLERANCE))
-        ious.append(best_iou(box, g))
-    iou = np.array(ious)
-    return {"tau": tau, "pointing": float(np.mean(strict)), "pointing15": float(np.mean(near)),
-            "iou10": float((iou >= 0.1).mean()), "iou30": float((iou >= 0.3).mean()), "iou50": float((iou >= 0.5).mean()),
-            "mean_iou": float(iou.mean())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(not np.allclose(a, b) for a, b in zip(again, peaks)):
                 print("error: the shipped composition does not reproduce the predictor's peaks", file=sys.stderr)
                 return 1
-        at_tau = score(maps, sizes, gts, tau)
-        table = [score(maps, sizes, gts, float(t)) for t in DEFAULT_GRID]
+        at_tau = score_maps(maps, sizes, gts, tau)
+        table = [score_maps(maps, sizes, gts, float(t)) for t in DEFAULT_GRID]
         best = pick(table)
         rows.append({"variant": name, **at_tau, "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]})
 

@@ -65,11 +65,12 @@ def best_iou(box: tuple[float, float, float, float], boxes: np.ndarray) -> float
     return float(box_iou(torch.tensor([box], dtype=torch.float64), torch.as_tensor(boxes, dtype=torch.float64)).max())
 
 
-def score_tau(preds: list[Prediction], gts: list[np.ndarray], tau: float) -> dict[str, float]:
-    """Lesion-box IoU hit rates and pointing for one τ over (prediction, GT boxes) pairs."""
+def score_maps(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray], tau: float) -> dict[str, float]:
+    """Lesion-box IoU hit rates and pointing for one τ over evidence maps (He, We) of images
+    of ``sizes`` (W, H) and their GT boxes (N, 4) xyxy source pixels."""
     ious, strict, near = [], [], []
-    for p, g in zip(preds, gts):
-        peak, box, _ = peak_and_box(p.maps.evidence, p.width, p.height, tau)
+    for e, (w, h), g in zip(maps, sizes, gts):
+        peak, box, _ = peak_and_box(e, w, h, tau)
         ious.append(best_iou(box, g))
         strict.append(point_hits(peak, g))
         near.append(point_hits(peak, g, POINTING_TOLERANCE))
@@ -79,6 +80,11 @@ def score_tau(preds: list[Prediction], gts: list[np.ndarray], tau: float) -> dic
         "iou10": float((iou >= 0.1).mean()), "iou30": float((iou >= 0.3).mean()), "iou50": float((iou >= 0.5).mean()),
         "mean_iou": float(iou.mean()),
     }
+
+
+def score_tau(preds: list[Prediction], gts: list[np.ndarray], tau: float) -> dict[str, float]:
+    """:func:`score_maps` of the predictions' own evidence maps."""
+    return score_maps([p.maps.evidence for p in preds], [(p.width, p.height) for p in preds], gts, tau)
 
 
 def pick(table: list[dict[str, float]]) -> dict[str, float]:
