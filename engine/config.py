@@ -172,6 +172,17 @@ class ModelConfig:
     #: carry the image, as a 0.4 % fracture lies in one or two. Models trained with the bag
     #: loss use ``"lse"``.
     parts_pool: Literal["mean", "lse"] = "mean"
+    #: How the object and parts stages pool their cells into logits (a v2 option beside
+    #: SPEC §3b's, measured in ``docs/model-experiments.md`` "Cell pooling"): ``"mean"``, GAP
+    #: then the shared FC (paper), or ``"lse"``, a smooth maximum of the abnormal-class map:
+    #: abnormal-vs-normal logit ``b_d + (1/r) log mean exp(r d)`` over the cells'
+    #: ``d = (W_abn - W_norm) . F`` (:func:`engine.model.msfm.cell_lse_logits`; Pinheiro &
+    #: Collobert, CVPR 2015). A few cells can then carry the label, so training pushes the
+    #: map up where the lesion is rather than over the whole view. The main stage keeps GAP:
+    #: its map only places the crop.
+    cell_pool: Literal["mean", "lse"] = "mean"
+    #: Sharpness r of ``"lse"`` cell pooling (r -> 0: the mean, r -> inf: the maximum).
+    cell_pool_r: float = 1.0
 
     def __post_init__(self) -> None:
         if self.backbone not in REGISTRY:
@@ -192,6 +203,12 @@ class ModelConfig:
             raise ConfigError(f"parts_pool must be mean or lse, got {self.parts_pool!r}")
         if self.parts_pool == "lse" and len(self.class_names) != 2:
             raise ConfigError("parts_pool 'lse' needs exactly two classes (it pools abnormal-vs-normal logits)")
+        if self.cell_pool not in ("mean", "lse"):
+            raise ConfigError(f"cell_pool must be mean or lse, got {self.cell_pool!r}")
+        if self.cell_pool == "lse" and len(self.class_names) != 2:
+            raise ConfigError("cell_pool 'lse' needs exactly two classes (it pools the abnormal-vs-normal map)")
+        if not 0.0 < self.cell_pool_r <= 100.0:
+            raise ConfigError(f"cell_pool_r must be in (0, 100], got {self.cell_pool_r}")
         if self.output_stride not in (32, 16):
             raise ConfigError(f"output_stride must be 32 or 16, got {self.output_stride!r}")
         if self.part_output_stride not in (None, 32, 16):

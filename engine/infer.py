@@ -209,8 +209,10 @@ def _cache_for_lite(runner, ck) -> None:  # engine.model.ort.OrtEncoder, engine.
         return
     for stride in lite_cache.strides_needed(ck.config):
         runner.session(stride)
-    fc = ck.model.backbone.fc.weight.detach().to("cpu", torch.float32).numpy()
-    lite_cache.write_manifest(runner.cache, ck.sha256, ck.config, ck.meta, ck.meta.get("created"), fc)
+    head = ck.model.backbone.fc
+    fc = head.weight.detach().to("cpu", torch.float32).numpy()
+    bias = None if head.bias is None else head.bias.detach().to("cpu", torch.float32).numpy()
+    lite_cache.write_manifest(runner.cache, ck.sha256, ck.config, ck.meta, ck.meta.get("created"), fc, bias)
 
 
 def predict(

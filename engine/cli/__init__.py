@@ -40,6 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop_from=args.crop_from, compile=args.compile, fma_variant=args.fma_variant, parts_loss=args.parts_loss,
         window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
         train_output_stride=args.train_output_stride,
+        cell_pool=args.cell_pool, cell_pool_r=args.cell_pool_r,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -232,12 +233,18 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--part-size", type=int, default=224)
     t.add_argument("--no-fma", action="store_true", help="switch feature-map augmentation off")
     t.add_argument("--fma-theta-range", nargs=2, type=float, metavar=("LO", "HI"))
-    t.add_argument("--crop-from", default="input", choices=["input", "source"])
+    t.add_argument("--crop-from", default=None, choices=["input", "source"],
+                   help="where the look-closer crop is cut: the network input (default for a new model) or the full-resolution "
+                        "source; with --init, default the model's own")
     t.add_argument("--warmup-epochs", type=int, default=0, help="epochs that train the main stage alone")
     t.add_argument("--fma-variant", default="paper", choices=["paper", "mild", "saturation", "off"],
                    help="mild: keep 90%%, theta ~ U(0.1, 0.4), training only (the authors' code); saturation: darken only saturated pixels")
     t.add_argument("--parts-loss", default="paper", choices=["paper", "bag"], help="bag: one loss on the bag of part windows (SPEC 3b)")
     t.add_argument("--window-score", default="a_o", choices=["a_o", "class", "product"], help="what ranks the windows")
+    t.add_argument("--cell-pool", default=None, choices=["mean", "lse"],
+                   help="lse: the object and part stages pool their cells by a smooth maximum of the abnormal-class map; "
+                        "default: mean for a new model, an --init MSFM's own")
+    t.add_argument("--cell-pool-r", type=float, default=1.0, help="sharpness of --cell-pool lse (default 1)")
     t.add_argument("--output-stride", type=int, default=32, choices=[32, 16], help="16: finer object and part maps (dilated last stage)")
     t.add_argument("--train-output-stride", type=int, default=None, choices=[32, 16],
                    help="object and part stages' stride in the training steps only (validation and the saved model keep the model's own)")

@@ -62,15 +62,19 @@ class LiteModel:
         fc_weight: (K, n) float32, the shared FC's class weights.
         info: the checkpoint's description (name, SHA-256 of the file, calibration).
         graphs: output stride -> the encoder graph's file.
+        fc_bias: (K,) float32, the FC's bias: ``cell_pool="lse"`` pools the class map itself
+            and adds the bias difference (the graphs' logits are GAP + FC).
     """
 
     config: ModelConfig
     fc_weight: np.ndarray
     info: CheckpointInfo
     graphs: dict[int, Path]
+    fc_bias: np.ndarray | None = None
 
 
-def write_manifest(cache: Path, sha256: str, config: ModelConfig, meta: dict[str, Any], created: str | None, fc_weight: np.ndarray) -> Path | None:
+def write_manifest(cache: Path, sha256: str, config: ModelConfig, meta: dict[str, Any], created: str | None, fc_weight: np.ndarray,
+                   fc_bias: np.ndarray | None = None) -> Path | None:
     """Write the manifest of a model whose graphs are in ``cache``; None (logged) when the
     model cannot run torch-free or the folder cannot be written (the PyTorch path still works)."""
     why = unsupported(config)
@@ -82,6 +86,7 @@ def write_manifest(cache: Path, sha256: str, config: ModelConfig, meta: dict[str
         "format": FORMAT, "format_version": FORMAT_VERSION, "sha256": sha256,
         "config": config.to_dict(), "meta": meta, "created": created,
         "fc_weight": np.asarray(fc_weight, np.float32).tolist(),
+        "fc_bias": None if fc_bias is None else np.asarray(fc_bias, np.float32).tolist(),
         "graphs": {str(s): graph_name(sha256, s) for s in strides_needed(config)},
     }
     try:
@@ -108,13 +113,18 @@ def read_manifest(cache: Path, sha256: str) -> LiteModel | None:
         fc = np.asarray(doc["fc_weight"], np.float32)
         if fc.shape != (config.num_classes, fc.shape[1]):
             raise ValueError(f"FC weights of shape {fc.shape}")
+        bias = None if doc.get("fc_bias") is None else np.asarray(doc["fc_bias"], np.float32)
+        if bias is not None and bias.shape != (config.num_classes,):
+            raise ValueError(f"FC bias of shape {bias.shape}")
+        if bias is None and config.cell_pool != "mean":
+            raise ValueError("no FC bias, which cell pooling needs (a manifest of an older version)")
         graphs = {int(s): Path(cache) / str(name) for s, name in doc["graphs"].items()}
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         log.warning("ignoring %s (%s)", path, exc)
         return None
     if unsupported(config) is not None or any(s not in graphs or not graphs[s].is_file() for s in strides_needed(config)):
         return None
-    return LiteModel(config, fc, checkpoint_info(config, meta, sha256, doc.get("created")), graphs)
+    return LiteModel(config, fc, checkpoint_info(config, meta, sha256, doc.get("created")), graphs, bias)
 
 
 __all__ = ["LiteModel", "graph_name", "manifest_path", "read_manifest", "strides_needed", "unsupported", "write_manifest"]

@@ -154,6 +154,13 @@ class LitePredictor(BasePredictor):
         return feats, logits
 
     # -- inference -------------------------------------------------------------------
+    def _cell_lse(self, feats: np.ndarray) -> np.ndarray:
+        """Logits of a stage whose cells are pooled by ``cell_pool="lse"``: (N, n, h, w) -> (N, 2)."""
+        cfg, k = self.config, self.config.abnormal_index
+        bias = self.model.fc_bias
+        assert bias is not None  # read_manifest refuses an lse model without it
+        return ops.cell_lse_logits(feats, self.contrast, float(bias[k] - bias[1 - k]), k, cfg.cell_pool_r)
+
     def predict_batch(self, images: Sequence[LoadedImage]) -> list[Prediction]:
         """Predictions for ``images`` (in their order), ``FORWARD_CHUNK`` at a time, in
         :meth:`lanes` lanes. No scope check here (callers check first, as with
@@ -220,6 +227,8 @@ class LitePredictor(BasePredictor):
         crop = np.stack(crops)[:, None]
 
         feats_o, object_logits = self.encode(crop, cfg.output_stride)
+        if cfg.cell_pool == "lse":
+            object_logits = self._cell_lse(feats_o)
         a_o = feats_o.sum(axis=1, dtype=np.float32)
         m_object = ops.class_map(feats_o, self.contrast)
         base = ops.window_rank_map(a_o, m_object, cfg.window_score)
@@ -238,6 +247,8 @@ class LitePredictor(BasePredictor):
         parts = np.stack([ops.crop_resize(crop[int(k) // p, 0], windows.reshape(b * p, 4)[k], cfg.part_size, cfg.part_size, sampling_ratio=1)
                           for k in first])[:, None]
         feats_u, logits_u = self.encode(parts, cfg.parts_stride)
+        if cfg.cell_pool == "lse":
+            logits_u = self._cell_lse(feats_u)
         again = again.reshape(-1)
         part_logits = logits_u[again]
         m_parts = ops.class_map(feats_u, self.contrast)[again]

@@ -55,6 +55,30 @@ def bag_logits(part_logits: Tensor, abnormal_index: int) -> Tensor:
     return out
 
 
+def cell_lse_logits(feats: Tensor, fc: nn.Linear, abnormal_index: int, r: float) -> Tensor:
+    """Two-class logits of a stage whose cells are pooled by a smooth maximum (``cell_pool="lse"``,
+    a v2 option beside SPEC §3b's).
+
+    Args:
+        feats: (N, n, h, w) the stage's last feature map F (with its gradient).
+        fc: the shared two-class FC (its weight and bias receive gradients too).
+        r: sharpness; r -> 0 gives GAP + FC, r -> inf the maximum cell.
+    Returns:
+        (N, 2) float32: 0 for the normal class and ``b_d + (1/r) log mean_cells exp(r d)``
+        for the abnormal one, with ``d = (W_abn - W_norm) . F`` per cell (the map E is read
+        from) and ``b_d = b_abn - b_norm``. Its softmax is what GAP's would be if every cell
+        said ``d``, and a few high cells can carry it.
+    """
+    k = abnormal_index
+    w = fc.weight[k] - fc.weight[1 - k]
+    b = fc.bias[k] - fc.bias[1 - k] if fc.bias is not None else feats.new_zeros(())
+    d = torch.einsum("nchw,c->nhw", feats.float(), w.float()).flatten(1)
+    pooled = (torch.logsumexp(r * d, dim=1) - math.log(d.shape[1])) / r + b.float()
+    cols = [torch.zeros_like(pooled), torch.zeros_like(pooled)]
+    cols[k] = pooled
+    return torch.stack(cols, dim=1)
+
+
 def class_map(feats: Tensor, contrast: Tensor) -> Tensor:
     """``contrast . F`` per cell: feats (N, n, h, w) -> (N, h, w) float32 (logit units)."""
     # float32 even inside the predictor's bf16 autocast: E's peak is an argmax over these.
@@ -188,6 +212,8 @@ class MSFM(nn.Module):
                 crop = crop_resize(x, object_box, torch.arange(b, device=x.device), cs)
 
         feats_o, object_logits = self.backbone(crop, cfg.output_stride)
+        if cfg.cell_pool == "lse":
+            object_logits = cell_lse_logits(feats_o, self.backbone.fc, cfg.abnormal_index, cfg.cell_pool_r)
         with torch.no_grad():
             a_o = feats_o.detach().float().sum(dim=1)
             m_object = class_map(feats_o, contrast)
@@ -203,6 +229,8 @@ class MSFM(nn.Module):
             parts = crop_resize(crop, windows.reshape(-1, 4), torch.arange(b, device=x.device).repeat_interleave(p), cfg.part_size)
 
         feats_p, part_logits = self.backbone(parts, cfg.parts_stride)
+        if cfg.cell_pool == "lse":
+            part_logits = cell_lse_logits(feats_p, self.backbone.fc, cfg.abnormal_index, cfg.cell_pool_r)
         with torch.no_grad():
             # Read from features the parts stage computed anyway: no extra forward pass,
             # and the losses (logits only) are unchanged.

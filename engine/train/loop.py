@@ -310,6 +310,12 @@ def _init_model(cfg: TrainConfig) -> MSFM:
             part = max(32, round(ck.config.part_size * s / ck.config.input_size))
             model = MSFM(ck.config.with_(input_size=s, part_size=part, window_scales=None), pretrained="none")
             model.load_state_dict(ck.model.state_dict())
+        # Options given explicitly that change what the stages see or how they pool, not the
+        # weights' shapes: the same weights continue under them.
+        if cfg.cell_pool is not None and (cfg.cell_pool, cfg.cell_pool_r) != (model.config.cell_pool, model.config.cell_pool_r):
+            model.config = model.config.with_(cell_pool=cfg.cell_pool, cell_pool_r=cfg.cell_pool_r)
+        if cfg.crop_from is not None and cfg.crop_from != model.config.crop_from:
+            model.config = model.config.with_(crop_from=cfg.crop_from)
         # The new file's provenance names the checkpoint it continues (a model loaded from a
         # file reports its backbone as "random": its weights came from the file, not a hub).
         model.backbone.pretrained_source = f"{ck.meta.get('kind', 'msfm')} checkpoint {Path(cfg.init).name} (sha256 {ck.sha256[:12]})"

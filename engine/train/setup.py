@@ -32,7 +32,7 @@ class TrainConfig:
     part_size: int = 224
     fma: bool = True
     fma_theta_range: tuple[float, float] | None = None
-    crop_from: str = "input"
+    crop_from: str | None = None  # input | source; None: input for a new model, an --init MSFM's own
     epochs: int = 10
     batch_size: int = 5
     lr: float | None = None  # None: 1e-3 from random init, 1e-4 from pretrained weights
@@ -54,6 +54,10 @@ class TrainConfig:
     # Validation, the threshold and the saved file keep the model's own (fine-tuning the
     # stride-16 default takes its steps at 32: 2.4x faster, as its weights were trained).
     train_output_stride: int | None = None
+    # Cell pooling of the object and parts stages (SPEC §3b): mean | lse; None: a fresh model
+    # gets mean, an --init MSFM keeps its own. cell_pool_r: lse's sharpness.
+    cell_pool: str | None = None
+    cell_pool_r: float = 1.0
     freeze_blocks: int = 0  # stem + this many of the backbone's first block stages get no gradient (speed)
     augment: bool = True
     val_fraction: float = 0.15
@@ -84,6 +88,10 @@ class TrainConfig:
             raise ConfigError(f"fma_variant must be one of {', '.join(FMA_VARIANTS)}, got {self.fma_variant!r}")
         if self.parts_loss not in ("paper", "bag"):
             raise ConfigError(f"parts_loss must be paper or bag, got {self.parts_loss!r}")
+        if self.crop_from not in (None, "input", "source"):
+            raise ConfigError(f"crop_from must be input or source, got {self.crop_from!r}")
+        if self.cell_pool not in (None, "mean", "lse"):
+            raise ConfigError(f"cell_pool must be mean or lse, got {self.cell_pool!r}")
         if self.freeze_blocks < 0:
             raise ConfigError("freeze_blocks must be >= 0")
         if self.train_output_stride not in (None, 32, 16):
@@ -110,9 +118,10 @@ class TrainConfig:
         else:
             mode = "saturation" if self.fma_variant == "saturation" else "paper"
             fma = FMAConfig(enabled=on, theta_range=self.fma_theta_range, mode=mode)  # type: ignore[arg-type]
-        return ModelConfig(backbone=self.backbone, input_size=self.input_size, part_size=self.part_size, fma=fma, crop_from=self.crop_from,  # type: ignore[arg-type]
+        return ModelConfig(backbone=self.backbone, input_size=self.input_size, part_size=self.part_size, fma=fma, crop_from=self.crop_from or "input",  # type: ignore[arg-type]
                            window_score=self.window_score, output_stride=self.output_stride,  # type: ignore[arg-type]
-                           parts_pool="lse" if self.parts_loss == "bag" else "mean")
+                           parts_pool="lse" if self.parts_loss == "bag" else "mean",
+                           cell_pool=self.cell_pool or "mean", cell_pool_r=self.cell_pool_r)  # type: ignore[arg-type]
 
 
 def _balanced_subset(samples: list[Sample], n: int | None) -> list[Sample]:

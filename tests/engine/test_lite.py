@@ -56,6 +56,8 @@ VARIANTS = {
     "lesion-class-os16": {"lesion_windows": True, "lesion_window_score": "class", "output_stride": 16},
     # The object stage at stride 16, the parts stage at 32 (separate strides).
     "object-os16-parts-os32": {"output_stride": 16, "part_output_stride": 32},
+    # Object and part cells pooled by the smooth maximum of the class map (the bias from the manifest).
+    "cell-lse": {"cell_pool": "lse", "cell_pool_r": 1.0},
 }
 
 
@@ -185,6 +187,15 @@ def test_the_cache_is_refused_when_stale_damaged_or_incomplete(tmp_path, monkeyp
     # FMA applied at inference needs its attention network, which is not exported: no manifest.
     cfg = ck.config.with_(fma=ck.config.fma.__class__(**{**ck.config.fma.__dict__, "train_only": False}))
     assert write_manifest(cache, "f" * 64, cfg, {}, None, np.zeros((2, 1280), np.float32)) is None
+    # A cell-pooled model's manifest without the FC bias (as an older version wrote it) is stale.
+    lse = ck.config.with_(cell_pool="lse")
+    (cache / "moved.onnx").rename(graph)
+    written = write_manifest(cache, sha, lse, ck.meta, None, np.zeros((2, 1280), np.float32), np.zeros(2, np.float32))
+    assert written is not None and read_manifest(cache, sha) is not None
+    doc = json.loads(written.read_text())
+    doc.pop("fc_bias")
+    written.write_text(json.dumps(doc))
+    assert read_manifest(cache, sha) is None and "no FC bias" in caplog.text
 
 
 _NO_TORCH = """

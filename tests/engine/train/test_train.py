@@ -155,3 +155,27 @@ def test_train_output_stride_takes_the_steps_at_32_and_keeps_the_models_own(tiny
     assert tuned.config.output_stride == 16 and tuned.meta["train_config"]["train_output_stride"] == 32
     with pytest.raises(MSFMError):
         TrainConfig(data="x", train_output_stride=8)
+
+
+def test_init_continues_under_an_explicit_crop_from_and_keeps_its_own_otherwise(tiny_csv, tmp_path, monkeypatch):
+    from engine.model.msfm import MSFM
+
+    list(train(cfg_for(tiny_csv, tmp_path / "a", max_steps_per_epoch=1)))
+    assert load_checkpoint(tmp_path / "a" / "best.pt").config.crop_from == "input"
+    calls: list[bool] = []
+    real = MSFM._crop_sources
+
+    def spy(self, *args, **kwargs):
+        calls.append(self.training)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MSFM, "_crop_sources", spy)
+    list(train(cfg_for(tiny_csv, tmp_path / "b", init=str(tmp_path / "a" / "best.pt"), max_steps_per_epoch=1, crop_from="source")))
+    tuned = load_checkpoint(tmp_path / "b" / "best.pt")
+    assert tuned.config.crop_from == "source" and tuned.meta["train_config"]["crop_from"] == "source"
+    assert True in calls  # the training step cut its crops from the full-resolution sources
+    list(train(cfg_for(tiny_csv, tmp_path / "c", init=str(tmp_path / "b" / "best.pt"), max_steps_per_epoch=1)))
+    assert load_checkpoint(tmp_path / "c" / "best.pt").config.crop_from == "source"
+    assert TrainConfig(data="x").model_config().crop_from == "input"
+    with pytest.raises(MSFMError):
+        TrainConfig(data="x", crop_from="disk")
