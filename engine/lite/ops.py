@@ -27,12 +27,17 @@ def class_map(feats: np.ndarray, contrast: np.ndarray) -> np.ndarray:
     return np.tensordot(np.asarray(contrast, np.float32), feats, axes=([0], [1])).astype(np.float32, copy=False)
 
 
+def log_mean_exp(x: np.ndarray, axis: int) -> np.ndarray:
+    """``log mean exp`` along ``axis`` without overflow (:func:`engine.model.msfm._log_mean_exp`)."""
+    top = x.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.exp(x - top).mean(axis=axis))
+
+
 def cell_lse_logits(feats: np.ndarray, contrast: np.ndarray, bias_diff: float, abnormal_index: int, r: float) -> np.ndarray:
     """(N, n, h, w) -> (N, 2) float32: 0 for normal, ``bias_diff + (1/r) log mean exp(r d)``
     over the cells' ``d = contrast . F`` for abnormal (:func:`engine.model.msfm.cell_lse_logits`)."""
     d = class_map(feats, contrast).reshape(feats.shape[0], -1).astype(np.float64)
-    top = d.max(axis=1, keepdims=True)  # log-sum-exp without overflow
-    pooled = (r * top[:, 0] + np.log(np.exp(r * (d - top)).mean(axis=1))) / r + bias_diff
+    pooled = log_mean_exp(r * d, axis=1) / r + bias_diff
     out = np.zeros((feats.shape[0], 2), np.float32)
     out[:, abnormal_index] = pooled
     return out

@@ -278,8 +278,7 @@ class LitePredictor(BasePredictor):
         n_paper = cfg.num_paper_windows
         if cfg.parts_pool == "lse":
             d = part_logits[:, :n_paper, k] - part_logits[:, :n_paper, 1 - k]
-            top = d.max(axis=1)
-            pooled = top + np.log(np.exp(d - top[:, None]).sum(axis=1)) - np.log(n_paper)
+            pooled = ops.log_mean_exp(d, axis=1)
             p_parts = (1.0 / (1.0 + np.exp(-pooled))).astype(np.float32)  # the softmax of (0, pooled) at k
         else:
             p_parts = p_parts_each[:, :n_paper].mean(axis=1)

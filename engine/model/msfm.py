@@ -37,6 +37,18 @@ def abnormal_contrast(fc_weight: Tensor, abnormal_index: int) -> Tensor:
     return w[abnormal_index] - others.mean(dim=0)
 
 
+def _log_mean_exp(x: Tensor, dim: int) -> Tensor:
+    """``log mean exp`` along ``dim``: a smooth maximum equal to ``x`` where all entries are."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def _two_class(pooled: Tensor, abnormal_index: int) -> Tensor:
+    """(N,) abnormal-vs-normal logit -> (N, 2) logits, 0 for the normal class."""
+    out = torch.zeros(pooled.shape[0], 2, dtype=pooled.dtype, device=pooled.device)
+    out[:, abnormal_index] = pooled
+    return out
+
+
 def bag_logits(part_logits: Tensor, abnormal_index: int) -> Tensor:
     """Two-class logits of the bag of part windows (SPEC §3b, ``parts_pool="lse"``).
 
@@ -49,10 +61,7 @@ def bag_logits(part_logits: Tensor, abnormal_index: int) -> Tensor:
         abnormal window can make the bag abnormal, and a normal bag needs every window normal.
     """
     d = part_logits[..., abnormal_index] - part_logits[..., 1 - abnormal_index]
-    pooled = torch.logsumexp(d.float(), dim=1) - math.log(d.shape[1])
-    out = torch.zeros(d.shape[0], 2, dtype=pooled.dtype, device=d.device)
-    out[:, abnormal_index] = pooled
-    return out
+    return _two_class(_log_mean_exp(d.float(), dim=1), abnormal_index)
 
 
 def cell_lse_logits(feats: Tensor, fc: nn.Linear, abnormal_index: int, r: float) -> Tensor:
@@ -72,11 +81,10 @@ def cell_lse_logits(feats: Tensor, fc: nn.Linear, abnormal_index: int, r: float)
     k = abnormal_index
     w = fc.weight[k] - fc.weight[1 - k]
     b = fc.bias[k] - fc.bias[1 - k] if fc.bias is not None else feats.new_zeros(())
-    d = torch.einsum("nchw,c->nhw", feats.float(), w.float()).flatten(1)
-    pooled = (torch.logsumexp(r * d, dim=1) - math.log(d.shape[1])) / r + b.float()
-    cols = [torch.zeros_like(pooled), torch.zeros_like(pooled)]
-    cols[k] = pooled
-    return torch.stack(cols, dim=1)
+    # float32 as in class_map (CUDA training runs under autocast): the pooled cells are E's.
+    with torch.autocast(feats.device.type, enabled=False):
+        d = torch.einsum("nchw,c->nhw", feats.float(), w.float()).flatten(1)
+        return _two_class(_log_mean_exp(r * d, dim=1) / r + b.float(), k)
 
 
 def class_map(feats: Tensor, contrast: Tensor) -> Tensor:
