@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop_from=args.crop_from, compile=args.compile, fma_variant=args.fma_variant, parts_loss=args.parts_loss,
         window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
         train_output_stride=args.train_output_stride,
-        cell_pool=args.cell_pool, cell_pool_r=args.cell_pool_r,
+        cell_pool=args.cell_pool, cell_pool_r=args.cell_pool_r, init_input_size=args.init_input_size,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -231,6 +231,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--loss", default="awfl", choices=["ce", "wce", "mfl", "afl", "awfl"])
     t.add_argument("--input-size", type=int, default=448)
     t.add_argument("--part-size", type=int, default=224)
+    t.add_argument("--init-input-size", type=int, default=None, metavar="S",
+                   help="continue an --init MSFM at input size S (its part size scaled alike, windows derived for the new grid); "
+                        "default: the model's own")
     t.add_argument("--no-fma", action="store_true", help="switch feature-map augmentation off")
     t.add_argument("--fma-theta-range", nargs=2, type=float, metavar=("LO", "HI"))
     t.add_argument("--crop-from", default=None, choices=["input", "source"],

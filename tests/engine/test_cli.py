@@ -78,6 +78,21 @@ def test_train_writes_checkpoints_that_evaluate_and_predict_load(trained_run, ti
     assert len(list((tmp_path / "ov").glob("*.png"))) == 20
 
 
+def test_init_input_size_continues_an_msfm_at_another_size_and_its_absence_keeps_the_own(trained_run, tiny_csv, tmp_path):
+    """``--init-input-size S`` rebuilds the --init MSFM at S (parts scaled alike, windows of the new grid)."""
+    parent = load_checkpoint(trained_run / "best.pt")
+    assert (parent.config.input_size, parent.config.part_size) == (224, 224)
+    common = ["train", tiny_csv, "--init", trained_run / "best.pt", "--epochs", "1", "--max-steps", "1", "--batch-size", "2", "--quiet"]
+    res = msfm(*common, "--init-input-size", "288", "--out", tmp_path / "big")
+    assert res.returncode == 0, res.stderr
+    big = load_checkpoint(tmp_path / "big" / "best.pt")
+    assert (big.config.input_size, big.config.part_size, big.config.grid_size) == (288, 288, 9)
+    assert big.config.window_scales != parent.config.window_scales  # derived for the 9 x 9 grid, not the 7 x 7 one
+    res = msfm(*common, "--out", tmp_path / "own")
+    assert res.returncode == 0, res.stderr
+    assert load_checkpoint(tmp_path / "own" / "best.pt").config.input_size == 224  # the CLI's default 448 does not apply to --init
+
+
 def test_evaluate_with_a_plain_baseline_checkpoint(trained_run, tiny_csv, tmp_path):
     base = tmp_path / "plain"
     res = msfm("train", tiny_csv, "--model", "plain", "--backbone", "efficientnet_lite0", "--input-size", "224",
