@@ -44,17 +44,10 @@ from engine.evaluation.metrics import best_kappa_threshold, classification_metri
 from engine.evidence import peak_and_box
 from engine.infer import Predictor
 from engine.io import load_image
+from engine.model.described import file_sha256
 
 HEADER = ("| reading | AUC | κ (threshold) | τ | pointing | pointing15 | lesion IoU≥0.1 | ≥0.3 |\n"
           "|---|---|---|---|---|---|---|---|")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def predict_file(checkpoint: Path, samples: list, boxed: set[int], device: str, batch_size: int) -> dict:
@@ -81,7 +74,7 @@ def predict_file(checkpoint: Path, samples: list, boxed: set[int], device: str, 
 def load_or_predict(checkpoint: Path, cache: Path | None, samples: list, boxed: set[int], device: str, batch_size: int) -> dict:
     if cache is None:
         return predict_file(checkpoint, samples, boxed, device, batch_size)
-    key = hashlib.sha256((sha256(checkpoint) + "".join(str(s.path) for s in samples)).encode()).hexdigest()[:20]
+    key = hashlib.sha256((file_sha256(checkpoint) + "".join(str(s.path) for s in samples)).encode()).hexdigest()[:20]
     f = cache / f"{key}.npz"
     if f.is_file():
         z = np.load(f)
