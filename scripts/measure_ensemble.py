@@ -18,8 +18,8 @@ Columns: AUC, κ at the row's threshold, strict pointing, pointing within 15 px,
 IoU >= 0.1 / 0.3 hit rates; for the mean, stratified bootstrap intervals (engine.bootstrap's
 1,000 resamples, seed 0) of AUC and pointing and of its paired difference from the first
 checkpoint. ``--cache DIR`` keeps each file's probabilities and maps (keyed by its sha256)
-so that a rerun with another set of files predicts only the new ones. Validation data only:
-train and test are refused.
+so that a rerun with another set of files predicts only the new ones. An unreadable image is
+named and left out for every file. Validation data only: train and test are refused.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def predict_file(checkpoint: Path, samples: list, boxed: set[int], device: str, 
                 images.append(load_image(samples[j].path))
                 idx.append(j)
             except ImageLoadError as exc:
-                raise SystemExit(f"{samples[j].path}: {exc.reason} (every file must read the same images)") from exc
+                raise SystemExit(f"{samples[j].path}: {exc.reason} (it was readable a moment ago; every file must read the same images)") from exc
         for j, p in zip(idx, predictor.predict_batch(images)):
             probs.append(p.probability)
             if j in boxed:
@@ -127,14 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.checkpoints) < 2:
         ap.error("an ensemble needs at least two checkpoints")
 
-    samples = load_samples(args.labels).split(args.split)
+    samples, sizes_of = [], {}
+    for s in load_samples(args.labels).split(args.split):
+        try:
+            im = load_image(s.path)
+        except ImageLoadError as exc:
+            print(f"skipped {s.path}: {exc.reason}", file=sys.stderr)
+            continue
+        sizes_of[len(samples)] = (im.width, im.height)
+        samples.append(s)
     y = np.array([s.label for s in samples])
+    if len(set(y.tolist())) < 2:
+        raise SystemExit(f"{args.labels}: split {args.split!r} needs readable normal and fractured images (AUC, κ)")
     boxed = [i for i, s in enumerate(samples) if s.label == 1 and s.boxes]
+    if not boxed:
+        raise SystemExit(f"{args.labels}: no fractured image of split {args.split!r} has a box in boxes.csv")
     gts = [np.asarray(samples[i].boxes, dtype=np.float64).reshape(-1, 4) for i in boxed]
-    sizes = []
-    for i in boxed:
-        im = load_image(samples[i].path)
-        sizes.append((im.width, im.height))
+    sizes = [sizes_of[i] for i in boxed]
     runs = [load_or_predict(c, args.cache, samples, set(boxed), args.device, args.batch_size) for c in args.checkpoints]
 
     rows = []

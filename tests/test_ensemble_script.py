@@ -55,3 +55,16 @@ def test_one_file_and_train_or_test_splits_are_refused(tmp_path):
     for split in ("train", "test"):
         done = run(str(DEFAULT_MODEL), str(DEFAULT_MODEL), "--labels", "x.csv", "--split", split)
         assert done.returncode == 2 and "validation data only" in done.stderr
+
+
+def test_an_unreadable_image_is_named_and_left_out_for_every_file(tmp_path):
+    labels = _small_val_set(tmp_path / "data", n_each=2)
+    (tmp_path / "data" / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    with open(labels, "a") as f:
+        f.write("broken.png,0,hand,val\n")
+    js = tmp_path / "ens.json"
+    done = run(str(DEFAULT_MODEL), str(DEFAULT_MODEL), "--labels", str(labels), "--json", str(js))
+    assert done.returncode == 0, done.stderr
+    assert "skipped" in done.stderr and "broken.png" in done.stderr
+    record = json.loads(js.read_text())
+    assert record["n"] == 4 and record["n_boxed"] == 2
