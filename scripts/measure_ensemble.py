@@ -35,13 +35,12 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_lesion_tau import DEFAULT_GRID, REFUSED_SPLITS, pick, point_hits, score_maps
+from tune_lesion_tau import DEFAULT_GRID, REFUSED_SPLITS, image_scores, pick, score_maps
 
 from engine.bootstrap import stratified_indices
 from engine.data import load_samples
 from engine.errors import ImageLoadError
 from engine.evaluation.metrics import best_kappa_threshold, classification_metrics
-from engine.evidence import peak_and_box
 from engine.infer import Predictor
 from engine.io import load_image
 from engine.model.described import file_sha256
@@ -103,11 +102,6 @@ def fmt(r: dict) -> str:
             f"{r['pointing15']:.3f} | {r['iou10']:.3f} | {r['iou30']:.3f} |")
 
 
-def peaks_hit(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray]) -> np.ndarray:
-    """Whether each map's peak (engine.evidence.peak_and_box) lies in a true box (strict pointing), (N,) bool."""
-    return np.array([point_hits(peak_and_box(e, w, h, 0.5)[0], g) for e, (w, h), g in zip(maps, sizes, gts)])
-
-
 def interval(v: np.ndarray) -> list[float]:
     return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
 
@@ -154,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(row(f"mean of all {len(runs)}", y, prob, best_kappa_threshold(y, prob), localisation(maps, sizes, gts, None)))
 
     # Paired bootstrap of the mean against the first file: the same resampled images score both.
-    first, yb = runs[0]["prob"], y
-    hit_mean, hit_first = peaks_hit(maps, sizes, gts), peaks_hit([runs[0]["maps"][i] for i in boxed], sizes, gts)
+    # Strict pointing does not depend on τ: the peak is E's highest cell whatever the box.
+    first = runs[0]["prob"]
+    hit_mean = image_scores(maps, sizes, gts, runs[0]["tau"])[1]
+    hit_first = image_scores([runs[0]["maps"][i] for i in boxed], sizes, gts, runs[0]["tau"])[1]
     pos_in_boxed = {i: k for k, i in enumerate(boxed)}
     auc_m, auc_d, pt_m, pt_d = [], [], [], []
-    for idx in stratified_indices(yb):
-        auc_m.append(roc_auc_score(yb[idx], prob[idx]))
-        auc_d.append(auc_m[-1] - roc_auc_score(yb[idx], first[idx]))
+    for idx in stratified_indices(y):
+        auc_m.append(roc_auc_score(y[idx], prob[idx]))
+        auc_d.append(auc_m[-1] - roc_auc_score(y[idx], first[idx]))
         k = [pos_in_boxed[i] for i in idx if i in pos_in_boxed]
         pt_m.append(hit_mean[k].mean())
         pt_d.append(hit_mean[k].mean() - hit_first[k].mean())

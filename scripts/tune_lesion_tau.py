@@ -65,16 +65,22 @@ def best_iou(box: tuple[float, float, float, float], boxes: np.ndarray) -> float
     return float(box_iou(torch.tensor([box], dtype=torch.float64), torch.as_tensor(boxes, dtype=torch.float64)).max())
 
 
-def score_maps(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray], tau: float) -> dict[str, float]:
-    """Lesion-box IoU hit rates and pointing for one τ over evidence maps (He, We) of images
-    of ``sizes`` (W, H) and their GT boxes (N, 4) xyxy source pixels."""
+def image_scores(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray], tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image, for one τ: the lesion box's best IoU, whether the peak is in a GT box, and
+    whether it is within :data:`POINTING_TOLERANCE` px of one ((N,) float, bool, bool), over
+    evidence maps (He, We) of images of ``sizes`` (W, H) and their GT boxes (N, 4) xyxy source pixels."""
     ious, strict, near = [], [], []
     for e, (w, h), g in zip(maps, sizes, gts):
         peak, box, _ = peak_and_box(e, w, h, tau)
         ious.append(best_iou(box, g))
         strict.append(point_hits(peak, g))
         near.append(point_hits(peak, g, POINTING_TOLERANCE))
-    iou = np.array(ious)
+    return np.array(ious), np.array(strict, dtype=bool), np.array(near, dtype=bool)
+
+
+def score_maps(maps: list[np.ndarray], sizes: list[tuple[int, int]], gts: list[np.ndarray], tau: float) -> dict[str, float]:
+    """Lesion-box IoU hit rates and pointing for one τ (:func:`image_scores`, averaged)."""
+    iou, strict, near = image_scores(maps, sizes, gts, tau)
     return {
         "tau": tau, "pointing": float(np.mean(strict)), "pointing15": float(np.mean(near)),
         "iou10": float((iou >= 0.1).mean()), "iou30": float((iou >= 0.3).mean()), "iou50": float((iou >= 0.5).mean()),
