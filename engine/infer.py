@@ -145,27 +145,16 @@ class Predictor(BasePredictor):
     # -- post-processing -------------------------------------------------------------
     def _to_predictions(self, images: Sequence[LoadedImage], out: MSFMOutput) -> list[Prediction]:
         # An inference forward fills every stage's output; bind them once, checked.
-        object_box, object_logits, part_logits = _need(out.object_box, "object_box"), _need(out.object_logits, "object_logits"), _need(out.part_logits, "part_logits")
+        object_box = _need(out.object_box, "object_box")
         window_boxes, window_scores, window_scale = _need(out.windows, "windows"), _need(out.window_scores, "window_scores"), _need(out.window_scale, "window_scale")
         object_default, a_main, a_object = _need(out.object_default, "object_default"), _need(out.a, "a"), _need(out.a_object, "a_object")
         cfm, fw = _need(out.cfm, "cfm"), _need(out.fw, "fw")
         cfg = self.model.config
-        k = cfg.abnormal_index
         s = cfg.input_size
         widths = torch.tensor([im.width for im in images], device=object_box.device)
         heights = torch.tensor([im.height for im in images], device=object_box.device)
-        p_main = out.main_logits.float().softmax(-1)[:, k]
-        p_obj = object_logits.float().softmax(-1)[:, k]
-        p_parts_each = part_logits.float().softmax(-1)[..., k]  # (B, P)
-        # The parts probability and eq. 11 read the configured (paper) windows only, the first
-        # num_paper_windows slots; lesion-sized windows (config.lesion_windows) feed E only.
+        p_main, p_obj, p_parts, p_parts_each, ensemble = stage_probabilities(out, cfg)
         n_paper = cfg.num_paper_windows
-        if cfg.parts_pool == "lse":
-            p_parts = bag_logits(part_logits[:, :n_paper].float(), k).softmax(-1)[:, k]
-        else:
-            p_parts = p_parts_each[:, :n_paper].mean(dim=1)
-        w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
-        ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
 
         win_input = crop_to_parent(window_boxes.float(), object_box.float(), cfg.crop_size)  # S x S input pixels
         win_orig = scale_to_original(win_input, s, widths, heights)
@@ -197,6 +186,29 @@ class Predictor(BasePredictor):
             parts = np.split(h["e"], np.cumsum([a * b for a, b in e_shapes])[:-1])
             e_host = [p.reshape(shape).astype(np.float32) for p, shape in zip(parts, e_shapes)]
         return assemble_predictions(images, h, e_host, window_scale.to("cpu").numpy(), cfg, self.info)
+
+
+def stage_probabilities(out: MSFMOutput, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Abnormal-class probabilities of a full forward's stages, before calibration.
+
+    Returns (main, object, parts, parts_each, ensemble): (B,) each but ``parts_each`` (B, P),
+    one per window slot; ``ensemble`` is the weighted mean of the three stages
+    (``cfg.ensemble_weights``), the score the threshold is set on."""
+    k = cfg.abnormal_index
+    object_logits, part_logits = _need(out.object_logits, "object_logits"), _need(out.part_logits, "part_logits")
+    p_main = out.main_logits.float().softmax(-1)[:, k]
+    p_obj = object_logits.float().softmax(-1)[:, k]
+    p_parts_each = part_logits.float().softmax(-1)[..., k]  # (B, P)
+    # The parts probability and eq. 11 read the configured (paper) windows only, the first
+    # num_paper_windows slots; lesion-sized windows (config.lesion_windows) feed E only.
+    n_paper = cfg.num_paper_windows
+    if cfg.parts_pool == "lse":
+        p_parts = bag_logits(part_logits[:, :n_paper].float(), k).softmax(-1)[:, k]
+    else:
+        p_parts = p_parts_each[:, :n_paper].mean(dim=1)
+    w = torch.tensor(cfg.ensemble_weights, dtype=torch.float32, device=p_main.device)
+    ensemble = (torch.stack([p_main, p_obj, p_parts], dim=1) * (w / w.sum())).sum(dim=1)
+    return p_main, p_obj, p_parts, p_parts_each, ensemble
 
 
 def _cache_for_lite(runner, ck) -> None:  # engine.model.ort.OrtEncoder, engine.model.checkpoint.LoadedCheckpoint

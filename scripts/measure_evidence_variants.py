@@ -13,6 +13,14 @@ strict pointing, pointing within 15 source pixels, and lesion-box IoU ≥ 0.1 / 
 checkpoint's τ and at the τ of ``scripts/tune_lesion_tau.py``'s grid and rule. The first
 row is E as shipped; it must equal the predictor's own peaks (checked, else exit 1).
 
+``--bright Q [Q ...]`` adds, per Q, the shipped E read only where the radiograph is bright:
+cells whose brightness (the source pixels area-averaged onto E's grid, then a Gaussian blur
+of σ 1 % of the grid's longer side plus half a cell) ranks at or above the share Q of the
+image's cells. Bone is the bright part of a radiograph and a fracture lies in bone; the
+other cells get E's minimum, so neither the peak nor the lesion box can land on background
+or soft tissue darker than that. Also printed: how bright the true boxes and E's peaks are
+(the rank, so computed, of the brightest cell of each true box and of the peak cell).
+
 Only a validation split may be used: train and test are refused.
 """
 
@@ -24,6 +32,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -66,12 +75,34 @@ VARIANTS: dict[str, Callable[[ViewMaps], torch.Tensor]] = {
 }
 
 
+def brightness_rank(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(He, We) rank in [0, 1) of each evidence cell's smoothed brightness among the image's
+    cells (0 darkest), from ``pixels`` (H, W) in [0, 1]; see the module doc."""
+    he, we = shape
+    small = cv2.resize(pixels.astype(np.float32), (we, he), interpolation=cv2.INTER_AREA)
+    smooth = cv2.GaussianBlur(small, (0, 0), 0.01 * max(he, we) + 0.5)
+    order = np.argsort(smooth.ravel(), kind="stable")
+    rank = np.empty(order.size, np.float64)
+    rank[order] = np.arange(order.size) / order.size
+    return rank.reshape(he, we)
+
+
+def box_cells(box: np.ndarray, width: int, height: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Rows and columns of the (He, We) grid whose cells a box (xyxy source pixels) touches."""
+    he, we = shape
+    x0, y0, x1, y1 = box
+    r0, c0 = min(int(y0 * he / height), he - 1), min(int(x0 * we / width), we - 1)
+    return slice(r0, max(r0 + 1, int(np.ceil(y1 * he / height)))), slice(c0, max(c0 + 1, int(np.ceil(x1 * we / width))))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--labels", type=Path, required=True, help="labels.csv with a split column and boxes.csv beside it")
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--bright", type=float, nargs="*", default=[], metavar="Q",
+                    help="also read E only on cells at or above this brightness rank (0-1), one row per Q")
     args = ap.parse_args(argv)
     if args.split in REFUSED_SPLITS:
         ap.error(f"--split {args.split}: validation data only (never {' or '.join(REFUSED_SPLITS)})")
@@ -88,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = Predictor.from_checkpoint(args.checkpoint, "cpu", enforce_scope=False)
     tau = predictor.model.config.lesion_tau
-    sizes, gts, peaks, files = [], [], [], []
+    sizes, gts, peaks, files, ranks = [], [], [], [], []
     evidence.evidence_map = capture
     try:
         for s in samples:
@@ -105,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             sizes.append((p.width, p.height))
             gts.append(np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4))
             peaks.append(p.peak)
+            if args.bright:
+                ranks.append(brightness_rank(im.pixels, p.maps.evidence.shape))
             files.append(str(s.path))
     finally:
         evidence.evidence_map = shipped
@@ -122,7 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         best = pick(table)
         rows.append({"variant": name, **at_tau, "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]})
 
+    shipped_maps = [compose_evidence(v).detach().cpu().numpy().astype(np.float32) for v in captured]
+    for q in args.bright:
+        maps = [np.where(r >= q, m, m.min()).astype(np.float32) for m, r in zip(shipped_maps, ranks)]
+        best = pick([score_maps(maps, sizes, gts, float(t)) for t in DEFAULT_GRID])
+        rows.append({"variant": f"shipped E on cells of brightness rank >= {q:g}", **score_maps(maps, sizes, gts, tau),
+                     "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]})
+
     print(f"{len(files)} fractured {args.split} images with boxes ({args.labels}); {args.checkpoint}, τ {tau}")
+    if args.bright:
+        box_rank = [max(float(r[box_cells(b, w, h, r.shape)].max()) for b in g) for r, (w, h), g in zip(ranks, sizes, gts)]
+        peak_rank = [float(r[min(int(py * r.shape[0] / h), r.shape[0] - 1), min(int(px * r.shape[1] / w), r.shape[1] - 1)])
+                     for r, (w, h), (px, py) in zip(ranks, sizes, peaks)]
+        q = [0, 5, 10, 25, 50]
+        print(f"brightness rank of the brightest cell of the true boxes, percentiles {q}: {np.percentile(box_rank, q).round(3).tolist()}; "
+              f"of E's peak cell: {np.percentile(peak_rank, q).round(3).tolist()}")
     print(f"| E composed as | pointing | pointing15 | lesion IoU≥0.1 / ≥0.3 at τ {tau} | τ re-tuned: IoU≥0.1 / ≥0.3 |")
     print("|---|---|---|---|---|")
     for r in rows:

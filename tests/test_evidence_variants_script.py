@@ -18,7 +18,7 @@ from engine.resources import DEFAULT_MODEL
 from tests.test_inference_settings_script import REPO, _small_val_set
 
 sys.path.insert(0, str(REPO / "scripts"))
-from measure_evidence_variants import VARIANTS  # noqa: E402
+from measure_evidence_variants import VARIANTS, box_cells, brightness_rank  # noqa: E402
 from tune_lesion_tau import point_hits  # noqa: E402
 
 
@@ -45,14 +45,32 @@ def test_the_shipped_variant_is_the_engines_evidence_map_and_the_others_differ()
     assert torch.allclose(VARIANTS["object + main"](v)[outside], 2 * v.main[outside])
 
 
+def test_brightness_ranks_follow_the_radiograph_and_boxes_find_their_cells():
+    pixels = np.zeros((400, 800), np.float32)
+    pixels[:, 400:] = 0.9  # the right half is "bone"
+    pixels[180:220, 600:640] = 1.0  # the brightest spot
+    r = brightness_rank(pixels, (100, 200))
+    assert r.shape == (100, 200) and r.min() == 0.0 and r.max() < 1.0
+    assert r[:, :90].max() < 0.5 <= r[:, 110:].min()  # every dark cell ranks below every bright one
+    assert np.unravel_index(np.argmax(r), r.shape) in {(i, j) for i in range(45, 55) for j in range(150, 160)}
+    rows, cols = box_cells(np.array([600.0, 180.0, 640.0, 220.0]), 800, 400, (100, 200))
+    assert (rows, cols) == (slice(45, 55), slice(150, 160))
+    rows, cols = box_cells(np.array([799.0, 399.0, 800.0, 400.0]), 800, 400, (100, 200))  # the last pixel: the last cell
+    assert (rows, cols) == (slice(99, 100), slice(199, 200))
+
+
 def test_rows_score_the_predictors_own_reads(tmp_path):
     labels = _small_val_set(tmp_path / "data", n_each=2)
     js = tmp_path / "ev.json"
-    done = subprocess.run([sys.executable, "scripts/measure_evidence_variants.py", str(DEFAULT_MODEL), "--labels", str(labels), "--json", str(js)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "scripts/measure_evidence_variants.py", str(DEFAULT_MODEL), "--labels", str(labels), "--json", str(js),
+                           "--bright", "0", "0.999"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     record = json.loads(js.read_text())
-    assert record["n"] == 2 and [r["variant"] for r in record["rows"]] == list(VARIANTS)
+    bright = ["shipped E on cells of brightness rank >= 0", "shipped E on cells of brightness rank >= 0.999"]
+    assert record["n"] == 2 and [r["variant"] for r in record["rows"]] == [*VARIANTS, *bright]
+    shipped, every_cell = record["rows"][0], record["rows"][-2]
+    assert {k: v for k, v in every_cell.items() if k != "variant"} == {k: v for k, v in shipped.items() if k != "variant"}
+    assert "brightness rank of the brightest cell of the true boxes" in done.stdout
     predictor = Predictor.from_checkpoint(DEFAULT_MODEL, "cpu", enforce_scope=False)
     preds = predictor.predict_batch([load_image(f) for f in record["files"]])
     boxes = {}
