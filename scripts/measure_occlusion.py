@@ -314,7 +314,8 @@ def report(record: dict, hardware: dict[str, bool] | None) -> str:
                 out.append(f"| {name} | {sub} ({b['n']}) | {b['found']} | {b['median_true_drop']:.3f} | {b['median_control_drop']:.3f} | "
                            f"{b['median_difference']:.3f} [{lo:.3f}, {hi:.3f}] | {b['true_beats_control']:.3f} | {b['wilcoxon_p']:.3g} | "
                            f"{b['lost_true']:.3f} | {b['lost_control']:.3f} | {b['mask_share']:.4f} |")
-    out += ["", f"localisation on the same images (sensitivity maps: patch {a['patch']}, stride {a['stride']} input px; τ by the rule):",
+    maps_words = f"sensitivity maps: patch {a['patch']}, stride {a['stride']} input px; τ by the rule" if int(a["patch"]) else "no sensitivity maps (--patch 0)"
+    out += ["", f"localisation on the same images ({maps_words}):",
             "| reading | τ | pointing | ≤ 15 px | lesion IoU ≥ 0.1 | ≥ 0.3 | no hardware: pointing / ≤ 15 px |", "|---|---|---|---|---|---|---|"]
     for r in summ["readings"]:
         key = "e" if r["reading"].startswith("E (") else None
