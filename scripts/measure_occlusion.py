@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = Predictor.from_checkpoint(args.checkpoint, "cpu", args.batch_size, enforce_scope=False)  # the split was chosen by hand
     cfg = predictor.config
+    if cfg.crop_from != "input":  # occluding the input would leave the crops cut from the source untouched
+        ap.error(f"{args.checkpoint}: its look-closer crop is cut from the {cfg.crop_from}, not the network input this script occludes")
     models = {"msfm": (Scorer(predictor.model, args.batch_size), cfg.threshold)}
     if args.plain:
         plain = load_checkpoint(args.plain, "cpu")

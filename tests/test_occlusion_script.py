@@ -4,6 +4,7 @@ changes nothing drops nothing, and only a validation split is accepted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -106,6 +107,16 @@ def test_the_script_scores_the_engines_own_probability(tmp_path, resnet18_model)
     other = json.loads(js2.read_text())["images"]
     assert [r["msfm"]["base"] for r in other] == [r["msfm"]["base"] for r in record["images"]]
     assert [r["msfm"]["true_drop"] for r in other] != [r["msfm"]["true_drop"] for r in record["images"]]  # another fill
+
+
+def test_a_file_that_crops_from_the_source_is_refused(tmp_path):
+    from engine.model.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(DEFAULT_MODEL)
+    other = tmp_path / "source.pt"
+    save_checkpoint(other, ck.model, {"name": "crops from the source"}, config=dataclasses.replace(ck.config, crop_from="source"))
+    done = run(str(other), "--labels", str(_labels_csv()), "--limit", "1")
+    assert done.returncode == 2 and "cut from the source, not the network input" in done.stderr
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
