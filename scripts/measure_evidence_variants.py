@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         evidence.evidence_map = shipped
 
+    def row(name: str, maps: list[np.ndarray]) -> dict:
+        best = pick([score_maps(maps, sizes, gts, float(t)) for t in DEFAULT_GRID])
+        return {"variant": name, **score_maps(maps, sizes, gts, tau), "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]}
+
     rows = []
     for name, compose in VARIANTS.items():
         maps = [compose(v).detach().cpu().numpy().astype(np.float32) for v in captured]
@@ -150,17 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             if any(not np.allclose(a, b) for a, b in zip(again, peaks)):
                 print("error: the shipped composition does not reproduce the predictor's peaks", file=sys.stderr)
                 return 1
-        at_tau = score_maps(maps, sizes, gts, tau)
-        table = [score_maps(maps, sizes, gts, float(t)) for t in DEFAULT_GRID]
-        best = pick(table)
-        rows.append({"variant": name, **at_tau, "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]})
-
-    shipped_maps = [compose_evidence(v).detach().cpu().numpy().astype(np.float32) for v in captured]
+            shipped_maps = maps
+        rows.append(row(name, maps))
     for q in args.bright:
-        maps = [np.where(r >= q, m, m.min()).astype(np.float32) for m, r in zip(shipped_maps, ranks)]
-        best = pick([score_maps(maps, sizes, gts, float(t)) for t in DEFAULT_GRID])
-        rows.append({"variant": f"shipped E on cells of brightness rank >= {q:g}", **score_maps(maps, sizes, gts, tau),
-                     "best_tau": best["tau"], "best_iou10": best["iou10"], "best_iou30": best["iou30"]})
+        rows.append(row(f"shipped E on cells of brightness rank >= {q:g}",
+                        [np.where(r >= q, m, m.min()).astype(np.float32) for m, r in zip(shipped_maps, ranks)]))
 
     print(f"{len(files)} fractured {args.split} images with boxes ({args.labels}); {args.checkpoint}, τ {tau}")
     if args.bright:

@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -72,7 +71,7 @@ from tune_lesion_tau import DEFAULT_GRID, POINTING_TOLERANCE, REFUSED_SPLITS, im
 from engine.boxes import crop_resize
 from engine.data import load_samples
 from engine.errors import ImageLoadError
-from engine.evaluation.evaluate import read_hardware_flags
+from engine.evaluation.evaluate import _path_key, read_hardware_flags
 from engine.evidence import evidence_shape
 from engine.infer import Predictor, stage_probabilities
 from engine.io import load_image
@@ -111,14 +110,14 @@ def control_masks(x: np.ndarray, boxes: np.ndarray, forbidden: np.ndarray, n: in
     (bone and limb like the fracture's surroundings, not the background)."""
     size = x.shape[0]
     lo, hi = boxes[:, :2].min(0), boxes[:, 2:].max(0)
-    median = 0.8 * float(x[forbidden].mean())
+    floor = 0.8 * float(x[forbidden].mean())
     out: list[np.ndarray] = []
     for _ in range(tries):
         if len(out) == n:
             break
         d = rng.uniform(-lo, size - hi)  # keeps every box inside [0, S]
         m = box_mask(boxes + np.concatenate([d, d]), size)
-        if m.any() and not (m & forbidden).any() and float(x[m].mean()) >= median:
+        if m.any() and not (m & forbidden).any() and float(x[m].mean()) >= floor:
             out.append(m)
     return out
 
@@ -291,12 +290,12 @@ def report(record: dict, hardware: dict[str, bool] | None) -> str:
     """The markdown tables of a run (see the module doc): box occlusion and candidate peaks on
     all images and without metal-hardware images, and the sensitivity maps' localisation."""
     rows, summ = record["images"], record["summary"]
-    summ.setdefault("models", [n for n in ("msfm", "plain") if n in rows[0]])
+    models = [n for n in ("msfm", "plain") if n in rows[0]]
     a = summ["args"]
     fill_words = f"Gaussian blur σ {float(a['sigma']):g} px" if a.get("fill", "blur") == "blur" else "inpainting (Telea)"
     subsets = {"all": rows}
     if hardware is not None:
-        subsets["no hardware"] = [r for r in rows if hardware.get(_key(r["path"])) is False]
+        subsets["no hardware"] = [r for r in rows if hardware.get(_path_key(r["path"])) is False]
     out = [f"{len(rows)} fractured {a['split']} images with boxes ({a['labels']}); {a['checkpoint']}; fill: {fill_words} of the network input; "
            f"true boxes grown {a['margin']} a side; {summ['s_per_image']:.1f} s per image"
            + ("" if hardware is not None else "; no hardware flags beside the labels")]
@@ -306,7 +305,7 @@ def report(record: dict, hardware: dict[str, bool] | None) -> str:
     rng = np.random.default_rng(int(a.get("seed", 0)))
     summ["box_occlusion"] = {}
     for sub, rs in subsets.items():
-        for name in summ["models"]:
+        for name in models:
             b = box_row(rs, name, rng)
             summ["box_occlusion"][f"{name}, {sub}"] = b
             if b["n"]:
@@ -339,11 +338,6 @@ def report(record: dict, hardware: dict[str, bool] | None) -> str:
     return "\n".join(out)
 
 
-def _key(path: str) -> str:
-    """The key :func:`engine.evaluation.evaluate.read_hardware_flags` files an image under."""
-    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="an MSFM checkpoint (its E is read beside the occlusion maps)")
@@ -371,13 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         print(report(json.loads(args.from_json.read_text()), hardware))
         return 0
-    torch.manual_seed(args.seed)
-
     predictor = Predictor.from_checkpoint(args.checkpoint, "cpu", args.batch_size, enforce_scope=False)  # the split was chosen by hand
     cfg = predictor.config
     if cfg.crop_from != "input":  # occluding the input would leave the crops cut from the source untouched
         ap.error(f"{args.checkpoint}: its look-closer crop is cut from the {cfg.crop_from}, not the network input this script occludes")
-    models = {"msfm": (Scorer(predictor.model, args.batch_size), cfg.threshold)}
+    msfm_score = Scorer(predictor.model, args.batch_size)
+    models = {"msfm": (msfm_score, cfg.threshold)}
     if args.plain:
         plain = load_checkpoint(args.plain, "cpu")
         if plain.config.input_size != cfg.input_size:
@@ -425,7 +418,6 @@ def main(argv: list[str] | None = None) -> int:
         e_maps.append(e)
         cands = np.array(candidate_peaks(e, w, h, args.candidates), np.float64).reshape(-1, 2)
         c_in = cands * np.array([size / w, size / h])
-        msfm_score = models["msfm"][0]
         row["candidates"] = {"points": cands.tolist(), "hit": [point_hits(tuple(c), g_src) for c in cands],
                              "hit15": [point_hits(tuple(c), g_src, POINTING_TOLERANCE) for c in cands],
                              "occlusion": {str(pt): occlusion_drops(msfm_score, fill, size, row["msfm"]["base"], c_in, pt).tolist() for pt in args.rerank_patches},
@@ -448,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         _, strict, near = image_scores(occ[name], sizes, gts, readings[-2]["tau"])  # per image, for subsets and by-eye work
         for r, a, b in zip(rows, strict, near):
             r[name]["occlusion_hit"], r[name]["occlusion_hit15"] = bool(a), bool(b)
-    record = {"summary": {"n": len(rows), "s_per_image": per_image, "models": list(models), "readings": readings,
+    record = {"summary": {"n": len(rows), "s_per_image": per_image, "readings": readings,
                           "args": {k: str(v) for k, v in vars(args).items()}}, "images": rows}
     print(report(record, hardware))
     if args.json:
