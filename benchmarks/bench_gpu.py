@@ -2,6 +2,7 @@
 mixed precision vs float32 timed in rotation in one run, with the GPU's name.
 
     .venv/bin/python benchmarks/bench_gpu.py [--backbone efficientnet_lite0] [--size 448] [--batch 16] [--json FILE]
+        [--images DIR]   (default: the FracAtlas images; the GPU job passes its packed copy, .gpujob/data/images)
 
 Without CUDA it says so and exits 0: nothing here can be measured on a CPU.
 """
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 from common import RESULTS, XRAY, Row, print_rows, rotate
@@ -25,7 +27,7 @@ from engine.model.preprocess import make_batch
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 
 
-def run(backbone: str = "efficientnet_lite0", size: int = 448, batch: int = 16, repeats: int = 5) -> list[Row]:
+def run(backbone: str = "efficientnet_lite0", size: int = 448, batch: int = 16, repeats: int = 5, images_dir: Path = XRAY) -> list[Row]:
     if not torch.cuda.is_available():
         print("no CUDA device: GPU benchmarks skipped")
         return []
@@ -34,7 +36,10 @@ def run(backbone: str = "efficientnet_lite0", size: int = 448, batch: int = 16, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = MSFM(ModelConfig(backbone=backbone, input_size=size), pretrained="auto")
-    images = [load_image(p) for p in sorted(XRAY.glob("*.png"))[:batch]]
+    files = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".png", ".jpg"))[:batch]
+    if len(files) < batch:
+        sys.exit(f"{images_dir} holds {len(files)} PNG/JPEG images; the benchmark needs {batch}")
+    images = [load_image(p) for p in files]
     rows = []
     preds = {amp: Predictor(model, device=dev, batch_size=batch, amp=amp) for amp in (True, False)}
 
@@ -81,8 +86,9 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=448)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--json", default=str(RESULTS / "gpu.json"))
+    ap.add_argument("--images", type=Path, default=XRAY, help="folder of radiographs (PNG or JPEG)")
     a = ap.parse_args()
-    rows = run(a.backbone, a.size, a.batch)
+    rows = run(a.backbone, a.size, a.batch, images_dir=a.images)
     if rows:
         RESULTS.mkdir(parents=True, exist_ok=True)
         open(a.json, "w").write(json.dumps([r.to_json() for r in rows], indent=1))

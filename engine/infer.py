@@ -93,11 +93,12 @@ class Predictor(BasePredictor):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", batch_size: int = 8, enforce_scope: bool = True,
-                        runtime: Literal["auto", "torch", "onnx"] = "auto") -> "Predictor":
+                        runtime: Literal["auto", "torch", "onnx"] = "auto", amp: bool = True) -> "Predictor":
         """The predictor of a checkpoint file. ``runtime``: on the CPU, "auto" runs the
         encoder through ONNX Runtime when it is installed (same results within float
         rounding, about twice as fast; the graphs are cached in the user cache folder by the
-        checkpoint's SHA-256), "torch" never does, "onnx" insists. On a GPU: PyTorch."""
+        checkpoint's SHA-256), "torch" never does, "onnx" insists. On a GPU: PyTorch, in
+        mixed precision unless ``amp`` is False (what measures a model: evaluation)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, dev)
         if ck.meta.get("kind") == "plain":
@@ -106,7 +107,7 @@ class Predictor(BasePredictor):
             raise CheckpointError(f"{path}: a plain-classifier checkpoint (a baseline, no object or part stages): analyse with an "
                                   "MSFM checkpoint; compare against this one with `msfm evaluate --baseline`")
         info = ModelInfo(sha256=ck.sha256, backbone=ck.config.backbone, input_size=ck.config.input_size, name=str(ck.meta.get("name", "MSFM")))
-        predictor = cls(ck.model, info, dev, batch_size, enforce_scope=enforce_scope)
+        predictor = cls(ck.model, info, dev, batch_size, amp=amp, enforce_scope=enforce_scope)
         predictor.calibration = ck.calibration  # operating points and map scale, for verdicts and overlays
         if dev.type == "cpu" and runtime != "torch":
             from .model import ort

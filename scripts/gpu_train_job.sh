@@ -6,6 +6,8 @@
 # Run there:     run(command="bash scripts/gpu_train_job.sh", carry=[".gpujob"], timeout_s=600)
 # Test here:     PY=.venv/bin/python DEVICE=cpu EPOCHS=1 EXTRA="--max-steps 2 --limit-train 10 --limit-val 10" \
 #                    OUT=/tmp/gpujob bash scripts/gpu_train_job.sh
+# Candidates:    bash scripts/gpu_train_job.sh candidates   (four runs side by side fitted into BUDGET s, default 360,
+#                by --time-budget-s, evaluated beside the shipped file, then bench_gpu.py; ~8 min; pack with --no-lite1)
 # The ablation:  bash scripts/gpu_train_job.sh ablation   (scripts/ablation.py: v1, plain, the lesion recipe, then each
 #                option alone, 6 epochs each, as many as fit DEADLINE seconds, default 540; results in $OUT/ablation)
 #
@@ -30,6 +32,47 @@ print(f"torch {torch.__version__}, timm {timm.__version__}, cuda {torch.cuda.is_
       + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
 PY
 START=$(date +%s)
+if [ "${1:-}" = candidates ]; then
+    # Four runs side by side on the one GPU (each is bound by Python and the data loader,
+    # not by the chip), each fitted into BUDGET seconds by --time-budget-s, then evaluated on
+    # the packed val split (D, the plain classifier, as the shipped file's baseline), then benchmarks/bench_gpu.py. What comes
+    # back: the four best.pt as A.pt..D.pt and everything else in results.tgz.
+    BUDGET=${BUDGET:-360}
+    RUNS=$(mktemp -d)
+    mkdir -p "$RUNS/out"
+    one() {  # NAME TRAIN-FLAGS...: train, then evaluate the best epoch on the packed val split
+        local name=$1; shift
+        local rc=0 check=(--checkpoint "$RUNS/$name/best.pt")
+        # A plain classifier is scored as the baseline of the shipped file (both on one split).
+        [ "$name" = D ] && check=(--checkpoint resources/models/default.pt --baseline "$RUNS/$name/best.pt")
+        # shellcheck disable=SC2086
+        if OMP_NUM_THREADS=3 "$PY" -m engine.cli train "$JOB/data/labels.csv" --device "$DEVICE" --num-workers "${WORKERS:-3}" \
+            --checkpoint-every 0 --quiet --time-budget-s "$BUDGET" --out "$RUNS/$name" "$@" ${EXTRA:-} > "$RUNS/out/$name.log" 2>&1 \
+        && OMP_NUM_THREADS=3 timeout 120 "$PY" -m engine.cli evaluate "$JOB/data/labels.csv" "${check[@]}" \
+            --device "$DEVICE" --json "$RUNS/out/$name.val.json" --quiet >> "$RUNS/out/$name.log" 2>&1; then rc=0; else rc=$?; fi
+        echo "$name rc=$rc after $(( $(date +%s) - START )) s" | tee -a "$RUNS/out/$name.log"
+    }
+    # A: the default recipe, object and part stages at stride 16 in training and reading.
+    one A --recipe default --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
+    # B: the shipped file continued at its own stride, the rate of its last epoch, no decay.
+    one B --recipe default --init resources/models/default.pt --train-output-stride 16 --lr 3e-5 --lr-step 1000 \
+        --epochs "${EPOCHS_MAX:-30}" &
+    # C: the prepared lesion recipe (bag loss, class-ranked windows, warm-up), at stride 16.
+    one C --recipe lesion --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
+    # D: the plain classifier, the same wall-time budget and epoch cap (scored beside the shipped file).
+    one D --recipe default-plain --epochs "${EPOCHS_MAX:-30}" &
+    wait
+    timeout 120 "$PY" benchmarks/bench_gpu.py --images "$JOB/data/images" --json "$RUNS/out/gpu.json" 2>&1 | tee "$RUNS/out/bench_gpu.log" || true
+    for n in A B C D; do
+        [ -f "$RUNS/$n/best.pt" ] && cp "$RUNS/$n/best.pt" "$OUT/$n.pt"
+        [ -f "$RUNS/$n/history.json" ] && cp "$RUNS/$n/history.json" "$RUNS/out/$n.history.json"
+        tail -3 "$RUNS/out/$n.log"
+    done
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$RUNS/out/nvidia-smi.csv" 2>&1 || true
+    tar -C "$RUNS/out" -czf "$OUT/results.tgz" .
+    echo "candidates took $(( $(date +%s) - START )) s"
+    exit 0
+fi
 if [ "${1:-}" = ablation ]; then
     # shellcheck disable=SC2086
     "$PY" scripts/ablation.py "$JOB/data/labels.csv" --out "$OUT/ablation" --device "$DEVICE" --epochs "${ABLATION_EPOCHS:-6}" \

@@ -41,6 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
         train_output_stride=args.train_output_stride,
         cell_pool=args.cell_pool, cell_pool_r=args.cell_pool_r, init_input_size=args.init_input_size,
+        time_budget_s=args.time_budget_s,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -153,8 +154,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not samples:
         return _fail(f"{args.data}: no images in split {args.split!r}")
     try:
+        # float32 on every device: a figure must not depend on where it was measured.
         predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device, args.batch_size,
-                                              enforce_scope=not args.research_outside_intended_use)
+                                              enforce_scope=not args.research_outside_intended_use, amp=False)
         baseline = load_checkpoint(args.baseline, predictor.device) if args.baseline else None
     except (MSFMError, RuntimeError) as exc:
         return _fail(str(exc))
@@ -262,6 +264,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")
     t.add_argument("--limit-val", type=int)
     t.add_argument("--max-steps", type=int, help="at most N steps per epoch")
+    t.add_argument("--time-budget-s", type=float, metavar="S",
+                   help="fit the run into S seconds: after epoch 1, train as many epochs as fit (at most --epochs) "
+                        "and move the x0.1 step to 2/3 of them unless --lr-step is given")
     t.add_argument("--recipe", choices=list(RECIPES), help="settings of a shipped model (flags given explicitly win; see engine/recipes.py)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -19,10 +19,13 @@ def activation_maps(features: Tensor, fc_weight: Tensor) -> tuple[Tensor, Tensor
         ``CFM`` (B, K, g, g): ``W_k . F`` for each class k (the CAM of class k, no bias);
         ``Fw`` (B, g, g): L2 norm of CFM over classes (eq. 3).
     """
-    f = features.float()
-    a = f.sum(dim=1)
-    cfm = torch.einsum("kn,bnhw->bkhw", fc_weight.float(), f)
-    fw = torch.linalg.vector_norm(cfm, dim=1)
+    # Autocast would run the einsum in bf16/fp16 on a GPU; Fw's mean threshold decides the
+    # look-closer box, which must not depend on where it was computed.
+    with torch.autocast(features.device.type, enabled=False):
+        f = features.float()
+        a = f.sum(dim=1)
+        cfm = torch.einsum("kn,bnhw->bkhw", fc_weight.float(), f)
+        fw = torch.linalg.vector_norm(cfm, dim=1)
     return a, cfm, fw
 
 

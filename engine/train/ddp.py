@@ -58,6 +58,17 @@ def sync_buffers(info: DistInfo, module: torch.nn.Module) -> None:
             dist.broadcast(buf.data, src=0)
 
 
+def broadcast_int(info: DistInfo, value: int, device: torch.device | None = None) -> int:
+    """Rank 0's ``value`` on every rank (a decision from wall time must not differ per rank)."""
+    if not (info.enabled and dist.is_initialized()):
+        return value
+    # NCCL carries CUDA tensors only; gloo, CPU ones.
+    dev = device if device is not None and dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.int64, device=dev)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()

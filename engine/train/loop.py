@@ -37,7 +37,7 @@ from ..model.checkpoint import load_checkpoint, save_checkpoint, state_sha256
 from ..model.msfm import MSFM
 from ..types import ModelInfo
 from . import ddp
-from .events import BatchEnd, CheckpointSaved, EpochEnd, TrainEvent, TrainFinished, TrainStarted
+from .events import BatchEnd, CheckpointSaved, EpochEnd, TrainEvent, TrainFinished, TrainMessage, TrainStarted
 from .losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 from .setup import TrainConfig, resolve_splits
 
@@ -84,7 +84,8 @@ def _validate(model: MSFM, val, device, cfg: TrainConfig, info: ModelInfo) -> tu
     """Validation metrics at 0.5 and at the κ-best threshold; returns (metrics, threshold,
     gamma, calibration inputs). The maps come free with the predictions (the same
     ``Prediction.maps`` the app draws), so the calibration gets a fixed map scale."""
-    predictor = Predictor(model, info, device, cfg.val_batch_size)
+    # float32: the threshold, γ and calibration saved with the file are the ones it shows on a CPU.
+    predictor = Predictor(model, info, device, cfg.val_batch_size, amp=False)
     kept, preds, _ = predict_samples(predictor, val)
     model.train()
     y = [s.label for s in kept]
@@ -186,8 +187,11 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
     if dist.is_main and start_epoch == 0 and start_step == 0 and not last_path.exists():
         save_last(0, 0)  # a resumable starting point before the first step
     epoch, step, finished = start_epoch, start_step, False
+    t_run, planned, step_planned = time.perf_counter(), cfg.epochs, state is not None or cfg.lr_step is not None
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if epoch >= planned:
+                break
             t_epoch, n_images, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
             step = start_step if epoch == start_epoch else 0
             ds.set_epoch(epoch)
@@ -255,6 +259,15 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
                 (run / "history.json").write_text(json.dumps(history, indent=1))
             ddp.barrier(dist)
             yield EpochEnd(epoch, loss_sum / max(1, n_batches), val, is_best, time.perf_counter() - t_epoch, train_seconds / max(1, n_images))
+            if cfg.time_budget_s is not None:
+                now = time.perf_counter()
+                planned = ddp.broadcast_int(dist, cfg.plan_epochs(epoch + 1, now - t_run, now - t_epoch), device)
+                if not step_planned and epoch + 1 > cfg.warmup_epochs:
+                    # Once, after the first epoch that trains every stage (a fresh run only: a
+                    # resumed one keeps the step its scheduler state holds).
+                    sched.step_size, step_planned = max(epoch + 1, math.ceil(planned * 2 / 3)), True
+                yield TrainMessage("info", f"time budget {cfg.time_budget_s:.0f} s: {planned} of {cfg.epochs} epochs fit "
+                                           f"({now - t_run:.0f} s so far); x{cfg.lr_gamma:g} lr step every {sched.step_size} epochs")
         finished = True
     finally:
         if not finished and dist.is_main and step > 0:

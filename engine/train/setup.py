@@ -45,6 +45,10 @@ class TrainConfig:
     alpha: float = 0.8
     beta: float = 2.0
     warmup_epochs: int = 0  # epochs of main-stage loss only
+    # Wall-clock budget of this invocation (a GPU lease, a lunch hour): after its first epoch
+    # the run trains as many epochs as fit (at most ``epochs``) and, unless ``lr_step`` is
+    # given, moves the x0.1 step to 2/3 of them. None: train ``epochs``.
+    time_budget_s: float | None = None
     # Lesion-localisation training options (SPEC §3b, issue 18); defaults are the v1 recipe.
     fma_variant: str = "paper"  # paper | mild (keep 0.9, theta ~ U(0.1, 0.4), training only) | saturation | off
     parts_loss: str = "paper"  # paper (a loss per window) | bag (one loss on the windows' bag; parts_pool lse)
@@ -92,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"crop_from must be input or source, got {self.crop_from!r}")
         if self.cell_pool not in (None, "mean", "lse"):
             raise ConfigError(f"cell_pool must be mean or lse, got {self.cell_pool!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"time_budget_s must be > 0 seconds, got {self.time_budget_s!r}")
         if self.freeze_blocks < 0:
             raise ConfigError("freeze_blocks must be >= 0")
         if self.train_output_stride not in (None, 32, 16):
@@ -109,6 +115,19 @@ class TrainConfig:
 
     def step_size(self) -> int:
         return self.lr_step or max(1, math.ceil(self.epochs * 2 / 3))
+
+    def plan_epochs(self, epochs_done: int, elapsed_s: float, last_epoch_s: float) -> int:
+        """Epochs (counted from 0, resumed ones included) that fit ``time_budget_s``.
+
+        ``elapsed_s``: wall time of this invocation so far; ``last_epoch_s``: the latest
+        epoch's time, validation included (the most representative: the first epochs pay for
+        worker start-up, a warm-up epoch trains the main stage only). At least
+        ``epochs_done``, at most ``epochs``.
+        """
+        if self.time_budget_s is None:
+            return self.epochs
+        more = int(max(0.0, self.time_budget_s - elapsed_s) // max(last_epoch_s, 1e-9))
+        return max(epochs_done, min(self.epochs, epochs_done + more))
 
     def model_config(self) -> ModelConfig:
         on = self.fma and self.model == "msfm" and self.fma_variant != "off"

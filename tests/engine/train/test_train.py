@@ -8,7 +8,7 @@ import torch
 
 from engine.errors import MSFMError
 from engine.model.checkpoint import load_checkpoint, state_sha256
-from engine.train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainStarted
+from engine.train.events import BatchEnd, CheckpointSaved, EpochEnd, TrainFinished, TrainMessage, TrainStarted
 from engine.train.loop import TrainingError, train
 from engine.train.setup import TrainConfig
 from tests.conftest import TINY_TRAIN
@@ -179,3 +179,26 @@ def test_init_continues_under_an_explicit_crop_from_and_keeps_its_own_otherwise(
     assert TrainConfig(data="x").model_config().crop_from == "input"
     with pytest.raises(MSFMError):
         TrainConfig(data="x", crop_from="disk")
+
+
+def test_time_budget_plans_the_epochs_that_fit():
+    cfg = TrainConfig(data="x", epochs=10, time_budget_s=100.0)
+    assert cfg.plan_epochs(1, elapsed_s=20.0, last_epoch_s=20.0) == 5
+    assert cfg.plan_epochs(1, elapsed_s=20.0, last_epoch_s=5.0) == 10  # at most --epochs
+    assert cfg.plan_epochs(3, elapsed_s=150.0, last_epoch_s=50.0) == 3  # over budget: stop where it is
+    assert TrainConfig(data="x", epochs=7).plan_epochs(1, 1e6, 1e6) == 7  # no budget: --epochs
+    with pytest.raises(MSFMError, match="time_budget_s"):
+        TrainConfig(data="x", time_budget_s=0.0)
+
+
+def test_time_budget_stops_after_the_epochs_that_fit_and_moves_the_lr_step(tiny_csv, tmp_path, monkeypatch):
+    # A budget far below one epoch: the run still trains one, then stops with a message.
+    events = list(train(cfg_for(tiny_csv, tmp_path / "short", epochs=3, max_steps_per_epoch=1, time_budget_s=1e-3)))
+    assert [e.epoch for e in events if isinstance(e, EpochEnd)] == [0]
+    assert any(isinstance(e, TrainMessage) and "1 of 3 epochs fit" in e.text for e in events)
+    assert (tmp_path / "short" / "best.pt").is_file() and isinstance(events[-1], TrainFinished)
+    # 3 of 6 epochs fit: the x0.1 step moves from epoch 4 (2/3 of 6) to epoch 2 (2/3 of 3).
+    monkeypatch.setattr(TrainConfig, "plan_epochs", lambda self, done, elapsed, last: 3)
+    events = list(train(cfg_for(tiny_csv, tmp_path / "fit", epochs=6, max_steps_per_epoch=1, lr=1e-3, time_budget_s=1e6)))
+    lrs = [e.lr for e in events if isinstance(e, BatchEnd)]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4])
