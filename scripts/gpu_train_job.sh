@@ -8,13 +8,15 @@
 #                    OUT=/tmp/gpujob bash scripts/gpu_train_job.sh
 # Candidates:    bash scripts/gpu_train_job.sh candidates   (four runs side by side fitted into BUDGET s, default 360,
 #                by --time-budget-s, evaluated beside the shipped file, then bench_gpu.py; ~8 min; pack with --no-lite1)
+# Continue:      bash scripts/gpu_train_job.sh continue FILE   (two continuations of FILE, BUDGET s, default 170)
 # The ablation:  bash scripts/gpu_train_job.sh ablation   (scripts/ablation.py: v1, plain, the lesion recipe, then each
 #                option alone, 6 epochs each, as many as fit DEADLINE seconds, default 540; results in $OUT/ablation)
 #
 # The machine's python3 has torch, timm, OpenCV, scikit-learn and pandas; the packages the
-# engine also imports travel as wheels. The epoch budget (EPOCHS, default 16, x0.1 step after
-# 2/3 of them) fits 10 minutes with a margin; every epoch leaves a resumable last.pt and a
-# best.pt (best val κ), so a run cut short still returns a usable model.
+# engine also imports travel as wheels. Each run is fitted into BUDGET seconds by
+# --time-budget-s (the epochs that fit after epoch 1, at most EPOCHS, default 16; the x0.1 step
+# at 2/3 of them): measured 2026-12-04, an MSFM epoch took ~45 s with four runs sharing the chip
+# (benchmarks/RESULTS.md). Every epoch leaves a resumable last.pt and a best.pt (best val κ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -24,7 +26,10 @@ EPOCHS=${EPOCHS:-16}
 JOB=${JOB:-.gpujob}
 mkdir -p "$OUT"
 SITE=$(mktemp -d)
-"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$JOB"/wheels/*.whl
+# No wheels (the test here, pack_gpu_job.py --no-wheels): this Python already has them.
+if compgen -G "$JOB/wheels/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$JOB"/wheels/*.whl
+fi
 export PYTHONPATH="$PWD:$SITE" PYTHONUNBUFFERED=1
 "$PY" - <<'PY'
 import torch, timm
@@ -32,26 +37,49 @@ print(f"torch {torch.__version__}, timm {timm.__version__}, cuda {torch.cuda.is_
       + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
 PY
 START=$(date +%s)
+one() {  # NAME TRAIN-FLAGS...: train into $RUNS/NAME, then (EVAL=1) score its best epoch on the packed val split
+    local name=$1; shift
+    local rc=0 check=(--checkpoint "$RUNS/$name/best.pt")
+    # A plain classifier is scored as the baseline of the shipped file (both on one split).
+    [ "$name" = D ] && check=(--checkpoint resources/models/default.pt --baseline "$RUNS/$name/best.pt")
+    # shellcheck disable=SC2086
+    if OMP_NUM_THREADS=3 "$PY" -m engine.cli train "$JOB/data/labels.csv" --device "$DEVICE" --num-workers "${WORKERS:-3}" \
+        --checkpoint-every 0 --quiet --no-amp --time-budget-s "$BUDGET" --out "$RUNS/$name" "$@" ${EXTRA:-} > "$RUNS/out/$name.log" 2>&1 \
+    && { [ "${EVAL:-1}" = 0 ] || OMP_NUM_THREADS=3 timeout 120 "$PY" -m engine.cli evaluate "$JOB/data/labels.csv" "${check[@]}" \
+        --device "$DEVICE" --json "$RUNS/out/$name.val.json" --quiet >> "$RUNS/out/$name.log" 2>&1; }; then rc=0; else rc=$?; fi
+    echo "$name rc=$rc after $(( $(date +%s) - START )) s" | tee -a "$RUNS/out/$name.log"
+}
+collect() {  # NAMES...: each best.pt to $OUT/NAME.pt, histories and logs into $OUT/results.tgz
+    for n in "$@"; do
+        [ -f "$RUNS/$n/best.pt" ] && cp "$RUNS/$n/best.pt" "$OUT/$n.pt"
+        [ -f "$RUNS/$n/history.json" ] && cp "$RUNS/$n/history.json" "$RUNS/out/$n.history.json"
+        tail -3 "$RUNS/out/$n.log"
+    done
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$RUNS/out/nvidia-smi.csv" 2>&1 || true
+    tar -C "$RUNS/out" -czf "$OUT/results.tgz" .
+}
+RUNS=$(mktemp -d)
+mkdir -p "$RUNS/out"
+if [ "${1:-}" = continue ]; then
+    # Two continuations of one checkpoint (the argument) side by side, fitted into BUDGET
+    # seconds (default 170): E at a constant 3e-5, F at 1e-4 with the x0.1 step at 2/3 of the
+    # epochs that fit. EVAL=0 leaves scoring to the CPU (on the full-resolution val images).
+    INIT=${2:?usage: gpu_train_job.sh continue CHECKPOINT}
+    BUDGET=${BUDGET:-170}
+    one E --recipe default --init "$INIT" --lr 3e-5 --lr-step 1000 --epochs "${EPOCHS_MAX:-30}" &
+    one F --recipe default --init "$INIT" --lr 1e-4 --epochs "${EPOCHS_MAX:-30}" &
+    wait
+    collect E F
+    echo "continue took $(( $(date +%s) - START )) s"
+    exit 0
+fi
 if [ "${1:-}" = candidates ]; then
     # Four runs side by side on the one GPU (each is bound by Python and the data loader,
     # not by the chip), each fitted into BUDGET seconds by --time-budget-s, then evaluated on
-    # the packed val split (D, the plain classifier, as the shipped file's baseline), then benchmarks/bench_gpu.py. What comes
-    # back: the four best.pt as A.pt..D.pt and everything else in results.tgz.
+    # the packed val split (D, the plain classifier, as the shipped file's baseline), then
+    # benchmarks/bench_gpu.py. What comes back: the four best.pt as A.pt..D.pt and everything
+    # else in results.tgz.
     BUDGET=${BUDGET:-360}
-    RUNS=$(mktemp -d)
-    mkdir -p "$RUNS/out"
-    one() {  # NAME TRAIN-FLAGS...: train, then evaluate the best epoch on the packed val split
-        local name=$1; shift
-        local rc=0 check=(--checkpoint "$RUNS/$name/best.pt")
-        # A plain classifier is scored as the baseline of the shipped file (both on one split).
-        [ "$name" = D ] && check=(--checkpoint resources/models/default.pt --baseline "$RUNS/$name/best.pt")
-        # shellcheck disable=SC2086
-        if OMP_NUM_THREADS=3 "$PY" -m engine.cli train "$JOB/data/labels.csv" --device "$DEVICE" --num-workers "${WORKERS:-3}" \
-            --checkpoint-every 0 --quiet --time-budget-s "$BUDGET" --out "$RUNS/$name" "$@" ${EXTRA:-} > "$RUNS/out/$name.log" 2>&1 \
-        && OMP_NUM_THREADS=3 timeout 120 "$PY" -m engine.cli evaluate "$JOB/data/labels.csv" "${check[@]}" \
-            --device "$DEVICE" --json "$RUNS/out/$name.val.json" --quiet >> "$RUNS/out/$name.log" 2>&1; then rc=0; else rc=$?; fi
-        echo "$name rc=$rc after $(( $(date +%s) - START )) s" | tee -a "$RUNS/out/$name.log"
-    }
     # A: the default recipe, object and part stages at stride 16 in training and reading.
     one A --recipe default --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
     # B: the shipped file continued at its own stride, the rate of its last epoch, no decay.
@@ -63,13 +91,7 @@ if [ "${1:-}" = candidates ]; then
     one D --recipe default-plain --epochs "${EPOCHS_MAX:-30}" &
     wait
     timeout 120 "$PY" benchmarks/bench_gpu.py --images "$JOB/data/images" --json "$RUNS/out/gpu.json" 2>&1 | tee "$RUNS/out/bench_gpu.log" || true
-    for n in A B C D; do
-        [ -f "$RUNS/$n/best.pt" ] && cp "$RUNS/$n/best.pt" "$OUT/$n.pt"
-        [ -f "$RUNS/$n/history.json" ] && cp "$RUNS/$n/history.json" "$RUNS/out/$n.history.json"
-        tail -3 "$RUNS/out/$n.log"
-    done
-    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$RUNS/out/nvidia-smi.csv" 2>&1 || true
-    tar -C "$RUNS/out" -czf "$OUT/results.tgz" .
+    collect A B C D
     echo "candidates took $(( $(date +%s) - START )) s"
     exit 0
 fi
@@ -85,7 +107,7 @@ if [ "${1:-}" = ablation ]; then
 fi
 # shellcheck disable=SC2086
 "$PY" -m engine.cli train "$JOB/data/labels.csv" --recipe lesion --device "$DEVICE" --epochs "$EPOCHS" \
-    --lr-step $(( (EPOCHS * 2 + 2) / 3 )) --num-workers "${WORKERS:-6}" --checkpoint-every 0 --quiet \
+    --time-budget-s "${BUDGET:-480}" --num-workers "${WORKERS:-6}" --checkpoint-every 0 --quiet --no-amp \
     --out "$OUT/run" ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
 echo "training took $(( $(date +%s) - START )) s"
 "$PY" -m engine.cli evaluate "$JOB/data/labels.csv" --checkpoint "$OUT/run/best.pt" --device "$DEVICE" \

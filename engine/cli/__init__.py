@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         window_score=args.window_score, output_stride=args.output_stride, freeze_blocks=args.freeze_blocks,
         train_output_stride=args.train_output_stride,
         cell_pool=args.cell_pool, cell_pool_r=args.cell_pool_r, init_input_size=args.init_input_size,
-        time_budget_s=args.time_budget_s,
+        time_budget_s=args.time_budget_s, amp=not args.no_amp,
     )
     quiet = args.quiet or int(__import__("os").environ.get("RANK", "0")) != 0
     bar = None
@@ -259,6 +259,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=DEVICES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-workers", type=int, default=0)
+    t.add_argument("--no-amp", action="store_true",
+                   help="float32 steps on a GPU (default: bf16/fp16 autocast; Lite0 MSFM trained 0.88x as fast with it on an H200)")
     t.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on long GPU runs)")
     t.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch last.pt saves")
     t.add_argument("--limit-train", type=int, help="use a class-balanced subset of N training images")

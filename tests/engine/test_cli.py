@@ -26,13 +26,15 @@ def msfm(*args, timeout=900, **kw):
 def trained_run(tiny_csv, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
     res = msfm("train", tiny_csv, "--backbone", "efficientnet_lite0", "--input-size", "224", "--epochs", "1",
-               "--batch-size", "4", "--out", run, "--quiet")
+               "--batch-size", "4", "--out", run, "--quiet", "--time-budget-s", "3600", "--no-amp")
     assert res.returncode == 0, res.stderr
     return run
 
 
 def test_train_writes_checkpoints_that_evaluate_and_predict_load(trained_run, tiny_csv, tmp_path):
     assert (trained_run / "best.pt").is_file() and (trained_run / "last.pt").is_file()
+    tc = load_checkpoint(trained_run / "best.pt").meta["train_config"]
+    assert tc["time_budget_s"] == 3600.0 and tc["amp"] is False  # the flags reach the run and its record
     out = tmp_path / "m.json"
     res = msfm("evaluate", tiny_csv, "--checkpoint", trained_run / "best.pt", "--json", out, "--quiet")
     assert res.returncode == 0, res.stderr
