@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,11 +123,9 @@ def main() -> int:
     out = Path(a.out)
     counts = pack_data(out / "data", a.side)
     wheels = [] if a.no_wheels else fetch_wheels(out / "wheels")
+    if a.no_lite1:
+        shutil.rmtree(out / "weights", ignore_errors=True)  # an earlier pack's copy would still travel
     lite1 = None if a.no_lite1 else pack_lite1(out / "weights")
-    if a.no_lite1 and (out / "weights").exists():
-        for p in (out / "weights").iterdir():
-            p.unlink()
-        (out / "weights").rmdir()
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"packed {counts['images']} images ({counts['boxes']} boxes) and {len(wheels)} wheels into {out}: {size / 2**20:.1f} MiB")
     for w in wheels:
