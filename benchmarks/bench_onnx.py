@@ -21,6 +21,7 @@ and ``torch``, against the issue's targets (<= 0.10 s per image, <= 3 s per 20-i
 study). Writes results/onnx.json.
 
     .venv/bin/python benchmarks/bench_onnx.py [--batch 2] [--repeats 3] [--rounds 3]
+    .venv/bin/python benchmarks/bench_onnx.py --compare OLD.pt resources/models/default.pt   # two files, in turn
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ def child(variant: str, batch: int, repeats: int, study: bool) -> dict:
     from engine.io import load_image
     from engine.resources import DEFAULT_MODEL
 
+    model = Path(os.environ.get("MSFM_BENCH_MODEL") or DEFAULT_MODEL)
     files = sorted(XRAY.glob("*.png"))[:20]
     images = [load_image(p) for p in files[:batch]]
     if variant == "lite":
         from engine.lite import LitePredictor
 
-        predictor = LitePredictor.open(DEFAULT_MODEL)
+        predictor = LitePredictor.open(model)
         assert predictor is not None, "no cached graphs: the parent builds them first"
         run = lambda: predictor.predict_batch(images)  # noqa: E731
     else:
@@ -60,7 +62,7 @@ def child(variant: str, batch: int, repeats: int, study: bool) -> dict:
 
         from engine.infer import Predictor
 
-        predictor = Predictor.from_checkpoint(DEFAULT_MODEL, "cpu", runtime="onnx" if variant == "onnx" else "torch")
+        predictor = Predictor.from_checkpoint(model, "cpu", runtime="onnx" if variant == "onnx" else "torch")
 
         def run():
             if variant == "bf16":
@@ -128,6 +130,39 @@ def run(batch: int = 2, repeats: int = 3, rounds: int = 3) -> list[Row]:
     ]
 
 
+def compare(models: list[Path], batch: int, repeats: int, rounds: int) -> list[Row]:
+    """The torch-free predictor (what the app runs) on two or more checkpoint files, taking
+    turns round by round in fresh processes: per image of a batch, one image alone and the
+    20-image study, each file's medians and their ratios to the first file's."""
+    env = dict(os.environ)
+    env.setdefault("MSFM_CACHE_DIR", tempfile.mkdtemp(prefix="msfm-bench-cache-"))
+    me = [sys.executable, str(Path(__file__).resolve())]
+    got: dict[Path, dict[str, list[float]]] = {m: {"per": [], "single": [], "study": []} for m in models}
+    for m in models:  # the app's first use of each file: its graphs exported and cached
+        subprocess.run([*me, "--child", "onnx", "--batch", str(batch), "--repeats", "1"], env={**env, "MSFM_BENCH_MODEL": str(m)},
+                       check=True, capture_output=True)
+    for _ in range(rounds):
+        for m in models:
+            done = subprocess.run([*me, "--child", "lite", "--batch", str(batch), "--repeats", str(repeats), "--study"],
+                                  env={**env, "MSFM_BENCH_MODEL": str(m)}, check=True, capture_output=True, text=True)
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            got[m]["per"] += out["per_image_s"]
+            got[m]["single"] += out["single_s"]
+            got[m]["study"].append(out["study_s"])
+    med = {m: {k: statistics.median(v) for k, v in g.items()} for m, g in got.items()}
+    base = models[0]
+    detail = f"torch-free, each in its own process, {os.cpu_count()} cores, batch {batch}, {rounds} rounds in turn"
+    rows = []
+    for m in models:
+        rows += [Row("onnx", f"{m.name}: per image of a batch", med[m]["per"] * 1000, None, unit="ms",
+                     detail=f"{med[m]['per'] / med[base]['per']:.2f}x {base.name}; {detail}"),
+                 Row("onnx", f"{m.name}: one image alone", med[m]["single"] * 1000, None, unit="ms",
+                     detail=f"{med[m]['single'] / med[base]['single']:.2f}x {base.name}"),
+                 Row("onnx", f"{m.name}: 20-image study (decode included)", med[m]["study"], 3.0, sense="<=", unit="s",
+                     detail=f"{med[m]['study'] / med[base]['study']:.2f}x {base.name}")]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=2)
@@ -135,7 +170,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--study", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--compare", nargs="+", type=Path, metavar="CHECKPOINT",
+                    help="time the torch-free predictor on these files in turn instead (ratios to the first); writes results/onnx_compare.json")
     args = ap.parse_args()
+    if args.compare:
+        rows = compare(args.compare, args.batch, args.repeats, args.rounds)
+        print_rows(rows)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        Path(RESULTS / "onnx_compare.json").write_text(json.dumps([r.to_json() for r in rows], indent=1))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.repeats, args.study)))
         return

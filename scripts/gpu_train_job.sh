@@ -9,13 +9,15 @@
 # Candidates:    bash scripts/gpu_train_job.sh candidates   (four runs side by side fitted into BUDGET s, default 360,
 #                by --time-budget-s, evaluated beside the shipped file, then bench_gpu.py; ~8 min; pack with --no-lite1)
 # Continue:      bash scripts/gpu_train_job.sh continue FILE   (two continuations of FILE, BUDGET s, default 170)
+# Pipeline:      bash scripts/gpu_train_job.sh pipeline 1, then at once (the machine still warm) pipeline 2: the
+#                default recipe's two training steps for four candidates (longer, seed 1, 448 px, no frozen layers)
 # The ablation:  bash scripts/gpu_train_job.sh ablation   (scripts/ablation.py: v1, plain, the lesion recipe, then each
 #                option alone, 6 epochs each, as many as fit DEADLINE seconds, default 540; results in $OUT/ablation)
 #
 # The machine's python3 has torch, timm, OpenCV, scikit-learn and pandas; the packages the
 # engine also imports travel as wheels. Each run is fitted into BUDGET seconds by
-# --time-budget-s (the epochs that fit after epoch 1, at most EPOCHS, default 16; the x0.1 step
-# at 2/3 of them): measured 2026-12-04, an MSFM epoch took ~45 s with four runs sharing the chip
+# --time-budget-s (the epochs that fit after epoch 1, at most EPOCHS, default 16; a recipe's own
+# lr_step, 4 for all of them, holds: the x0.1 step every 4 epochs): measured 2026-12-04, an MSFM epoch took ~45 s with four runs sharing the chip
 # (benchmarks/RESULTS.md). Every epoch leaves a resumable last.pt and a best.pt (best val κ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,8 +64,8 @@ RUNS=$(mktemp -d)
 mkdir -p "$RUNS/out"
 if [ "${1:-}" = continue ]; then
     # Two continuations of one checkpoint (the argument) side by side, fitted into BUDGET
-    # seconds (default 170): E at a constant 3e-5, F at 1e-4 with the x0.1 step at 2/3 of the
-    # epochs that fit. EVAL=0 leaves scoring to the CPU (on the full-resolution val images).
+    # seconds (default 170): E at a constant 3e-5, F at 1e-4 with the recipe's x0.1 step every
+    # 4 epochs. EVAL=0 leaves scoring to the CPU (on the full-resolution val images).
     INIT=${2:?usage: gpu_train_job.sh continue CHECKPOINT}
     BUDGET=${BUDGET:-170}
     one E --recipe default --init "$INIT" --lr 3e-5 --lr-step 1000 --epochs "${EPOCHS_MAX:-30}" &
@@ -71,6 +73,53 @@ if [ "${1:-}" = continue ]; then
     wait
     collect E F
     echo "continue took $(( $(date +%s) - START )) s"
+    exit 0
+fi
+if [ "${1:-}" = pipeline ]; then
+    # The default recipe's pipeline (scripts/train_default.sh) for four candidates side by side,
+    # across two calls on one warm machine: step 1 trains each from ImageNet at stride 32, fitted
+    # into BUDGET s (default 480), keeps the runs in $PIPE (an ignored folder the warm machine
+    # keeps between calls) and sends each best.pt back as NAME.pt; step 2 continues each one epoch
+    # with every step at stride 16, lr 3e-5 (the shipped file's step), back as NAME16.pt. The
+    # rest (ship_model, stride-16 reading and its threshold, tau, calibration, evaluation on the
+    # full-resolution val images) runs on the CPU. If step 2 cannot run, step 1's files are here.
+    # NAMES picks the candidates (default G J H I; P: the plain classifier at 448 px for 12 epochs,
+    # the default's size and length, step 1 only). Pack with --side 512 (H and P read 448 px).
+    PIPE=${PIPE:-runs/gpupipe}
+    RUNS=$PIPE
+    mkdir -p "$RUNS/out"
+    NAMES=${NAMES:-G J H I}
+    if [ "${2:-}" = 1 ]; then
+        BUDGET=${BUDGET:-480}
+        flags() {
+            case $1 in
+                G) echo "--seed 0" ;;                                  # the default recipe, longer
+                J) echo "--seed 1" ;;                                  # the same, another seed
+                H) echo "--input-size 448 --part-size 314" ;;         # the paper's input size
+                I) echo "--freeze-blocks 0" ;;                         # every layer trained
+                P) echo "--recipe default-plain --input-size 448 --epochs 12" ;;  # the plain classifier at the default's size and length
+            esac
+        }
+        for n in $NAMES; do
+            # shellcheck disable=SC2046
+            EVAL=0 one "$n" --recipe default --epochs "${EPOCHS_MAX:-16}" $(flags "$n") &
+        done
+        wait
+        collect $NAMES
+    elif [ "${2:-}" = 2 ]; then
+        BUDGET=${BUDGET:-200}
+        for n in $NAMES; do
+            [ "$n" = P ] && continue  # a plain classifier has no stride-16 stages to continue
+            EVAL=0 one "${n}16" --recipe default --init "$RUNS/$n/best.pt" --train-output-stride 16 --epochs 1 --lr 3e-5 &
+        done
+        wait
+        # shellcheck disable=SC2046
+        collect $(for n in $NAMES; do [ "$n" = P ] || echo "${n}16"; done)
+    else
+        echo "usage: gpu_train_job.sh pipeline 1|2" >&2
+        exit 2
+    fi
+    echo "pipeline step $2 took $(( $(date +%s) - START )) s"
     exit 0
 fi
 if [ "${1:-}" = candidates ]; then

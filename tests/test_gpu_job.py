@@ -72,3 +72,33 @@ def test_continue_mode_fine_tunes_one_file_two_ways(tiny_job, tmp_path):
         meta = load_checkpoint(out / f"{name}.pt").meta
         assert meta["train_config"]["lr"] == lr and meta["train_config"]["init"] == "resources/models/default.pt"
         assert meta["train_config"]["time_budget_s"] == 600.0
+
+
+def test_pipeline_mode_trains_then_continues_four_candidates_across_two_calls(tiny_job, tmp_path):
+    pipe, out1, out2 = tmp_path / "pipe", tmp_path / "out1", tmp_path / "out2"
+    r = _job(tiny_job, out1, "pipeline", "1", PIPE=str(pipe), EXTRA="--max-steps 1 --limit-val 2")
+    names = ("G", "J", "H", "I")
+    assert all(f"{n} rc=0" in r.stdout for n in names), r.stdout[-3000:]
+    assert sorted(p.name for p in out1.iterdir()) == sorted([f"{n}.pt" for n in names] + ["results.tgz"])
+    cfg = {n: load_checkpoint(out1 / f"{n}.pt").meta["train_config"] for n in names}
+    assert [cfg[n]["seed"] for n in "GJ"] == [0, 1]
+    assert load_checkpoint(out1 / "H.pt").config.input_size == 448 and cfg["H"]["part_size"] == 314
+    assert cfg["I"]["freeze_blocks"] == 0 and cfg["G"]["freeze_blocks"] == 2
+    # Step 2, a second call: it finds step 1's runs in PIPE and continues each at stride 16.
+    r = _job(tiny_job, out2, "pipeline", "2", PIPE=str(pipe))
+    assert all(f"{n}16 rc=0" in r.stdout for n in names), r.stdout[-3000:]
+    assert sorted(p.name for p in out2.iterdir()) == sorted([f"{n}16.pt" for n in names] + ["results.tgz"])
+    for n in names:
+        ck = load_checkpoint(out2 / f"{n}16.pt")
+        tc = ck.meta["train_config"]
+        assert tc["init"] == str(pipe / n / "best.pt") and tc["train_output_stride"] == 16 and tc["lr"] == 3e-5
+    assert load_checkpoint(out2 / "H16.pt").config.input_size == 448
+    # P, the plain classifier at the default's 448 px and 12 epochs: step 1 only.
+    r = _job(tiny_job, tmp_path / "out3", "pipeline", "1", PIPE=str(pipe), NAMES="P", EXTRA="--max-steps 1 --limit-val 2")
+    ck = load_checkpoint(tmp_path / "out3" / "P.pt")
+    assert ck.meta["kind"] == "plain" and ck.config.input_size == 448 and ck.meta["train_config"]["epochs"] == 12
+    r = _job(tiny_job, tmp_path / "out4", "pipeline", "2", PIPE=str(pipe), NAMES="P")
+    assert "P16" not in r.stdout and sorted(p.name for p in (tmp_path / "out4").iterdir()) == ["results.tgz"]
+    bad = subprocess.run(["bash", "scripts/gpu_train_job.sh", "pipeline", "3"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PY": sys.executable, "OUT": str(tmp_path / "o3"), "JOB": str(tiny_job)})
+    assert bad.returncode == 2 and "usage" in bad.stderr

@@ -237,6 +237,9 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
                     yield CheckpointSaved(str(last_path), "last", save_last(epoch, step))
             train_seconds = time.perf_counter() - t_epoch
             ddp.sync_buffers(dist, model)
+            # Recorded per epoch: a run fitted into --time-budget-s moves its step, and the
+            # schedule it actually ran is what reproduces it without the budget.
+            lr_epoch = opt.param_groups[0]["lr"]
             sched.step()
             val, is_best = None, False
             if dist.is_main:
@@ -246,7 +249,8 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
                 else:
                     val, thr, gamma, cal_inputs = _validate(model, val_s, device, cfg, info)
                 kappa = val["kappa"] if val.get("kappa") is not None else -1.0
-                history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_batches), "seconds_per_image": train_seconds / max(1, n_images), **_compact(val)})
+                history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_batches), "seconds_per_image": train_seconds / max(1, n_images), "lr": lr_epoch,
+                                **_compact(val)})
                 if kappa > best_kappa:
                     best_kappa, is_best, best_entry = kappa, True, history[-1]
                     # Operating points, borderline band and map scale of this model, measured on

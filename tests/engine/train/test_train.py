@@ -1,5 +1,6 @@
 """The training generator: events, checkpoints, cancel/resume, NaN stop, plain baseline."""
 
+import json
 import math
 import warnings
 
@@ -202,3 +203,6 @@ def test_time_budget_stops_after_the_epochs_that_fit_and_moves_the_lr_step(tiny_
     events = list(train(cfg_for(tiny_csv, tmp_path / "fit", epochs=6, max_steps_per_epoch=1, lr=1e-3, time_budget_s=1e6)))
     lrs = [e.lr for e in events if isinstance(e, BatchEnd)]
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4])
+    # The schedule it ran is in the history (what reproduces the run without the budget).
+    history = json.loads((tmp_path / "fit" / "history.json").read_text())
+    assert [h["lr"] for h in history] == pytest.approx([1e-3, 1e-3, 1e-4])
