@@ -10,7 +10,7 @@
 #                by --time-budget-s, evaluated beside the shipped file, then bench_gpu.py; ~8 min; pack with --no-lite1)
 # Continue:      bash scripts/gpu_train_job.sh continue FILE   (two continuations of FILE, BUDGET s, default 170)
 # Pipeline:      bash scripts/gpu_train_job.sh pipeline 1, then at once (the machine still warm) pipeline 2: the
-#                default recipe's two training steps for four candidates (longer, seed 1, 448 px, no frozen layers)
+#                320 px recipe's two training steps for four candidates (longer, seed 1, 448 px, no frozen layers)
 # The ablation:  bash scripts/gpu_train_job.sh ablation   (scripts/ablation.py: v1, plain, the lesion recipe, then each
 #                option alone, 6 epochs each, as many as fit DEADLINE seconds, default 540; results in $OUT/ablation)
 #
@@ -83,8 +83,9 @@ if [ "${1:-}" = pipeline ]; then
     # with every step at stride 16, lr 3e-5 (the shipped file's step), back as NAME16.pt. The
     # rest (ship_model, stride-16 reading and its threshold, tau, calibration, evaluation on the
     # full-resolution val images) runs on the CPU. If step 2 cannot run, step 1's files are here.
-    # NAMES picks the candidates (default G J H I; P: the plain classifier at 448 px for 12 epochs,
-    # the default's size and length, step 1 only). Pack with --side 512 (H and P read 448 px).
+    # NAMES picks the candidates (default G J H I; K: the 448 px default, seed 1; P: the plain
+    # classifier at 448 px for 12 epochs, the default's size and length, step 1 only). Pack with
+    # --side 512 (H, K and P read 448 px).
     PIPE=${PIPE:-runs/gpupipe}
     RUNS=$PIPE
     mkdir -p "$RUNS/out"
@@ -93,11 +94,15 @@ if [ "${1:-}" = pipeline ]; then
         BUDGET=${BUDGET:-480}
         flags() {
             case $1 in
-                G) echo "--seed 0" ;;                                  # the default recipe, longer
-                J) echo "--seed 1" ;;                                  # the same, another seed
-                H) echo "--input-size 448 --part-size 314" ;;         # the paper's input size
-                I) echo "--freeze-blocks 0" ;;                         # every layer trained
-                P) echo "--recipe default-plain --input-size 448 --epochs 12" ;;  # the plain classifier at the default's size and length
+                # As run on 2026-12-04 (docs/model-experiments.md); H became the default recipe.
+                G) echo "--recipe default-320 --seed 0" ;;             # the 320 px recipe, longer
+                J) echo "--recipe default-320 --seed 1" ;;             # the same, another seed
+                H) echo "--input-size 448 --part-size 314" ;;         # the paper's input size (= --recipe default)
+                I) echo "--recipe default-320 --freeze-blocks 0" ;;    # every layer trained
+                # For the next lease: H's recipe with another seed, and the plain classifier at the
+                # default's size and length (NAMES="K P").
+                K) echo "--seed 1" ;;
+                P) echo "--recipe default-plain --input-size 448 --epochs 12" ;;
             esac
         }
         for n in $NAMES; do
@@ -129,8 +134,9 @@ if [ "${1:-}" = candidates ]; then
     # benchmarks/bench_gpu.py. What comes back: the four best.pt as A.pt..D.pt and everything
     # else in results.tgz.
     BUDGET=${BUDGET:-360}
-    # A: the default recipe, object and part stages at stride 16 in training and reading.
-    one A --recipe default --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
+    # A: the 320 px default recipe of the first lease, object and part stages at stride 16 in
+    # training and reading.
+    one A --recipe default-320 --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
     # B: the shipped file continued at its own stride, the rate of its last epoch, no decay.
     one B --recipe default --init resources/models/default.pt --train-output-stride 16 --lr 3e-5 --lr-step 1000 \
         --epochs "${EPOCHS_MAX:-30}" &

@@ -82,7 +82,8 @@ def test_pipeline_mode_trains_then_continues_four_candidates_across_two_calls(ti
     assert sorted(p.name for p in out1.iterdir()) == sorted([f"{n}.pt" for n in names] + ["results.tgz"])
     cfg = {n: load_checkpoint(out1 / f"{n}.pt").meta["train_config"] for n in names}
     assert [cfg[n]["seed"] for n in "GJ"] == [0, 1]
-    assert load_checkpoint(out1 / "H.pt").config.input_size == 448 and cfg["H"]["part_size"] == 314
+    sizes = {n: load_checkpoint(out1 / f"{n}.pt").config.input_size for n in names}
+    assert sizes == {"G": 320, "J": 320, "H": 448, "I": 320} and cfg["H"]["part_size"] == 314
     assert cfg["I"]["freeze_blocks"] == 0 and cfg["G"]["freeze_blocks"] == 2
     # Step 2, a second call: it finds step 1's runs in PIPE and continues each at stride 16.
     r = _job(tiny_job, out2, "pipeline", "2", PIPE=str(pipe))
