@@ -51,6 +51,10 @@ one() {  # NAME TRAIN-FLAGS...: train into $RUNS/NAME, then (EVAL=1) score its b
         --device "$DEVICE" --json "$RUNS/out/$name.val.json" --quiet >> "$RUNS/out/$name.log" 2>&1; }; then rc=0; else rc=$?; fi
     echo "$name rc=$rc after $(( $(date +%s) - START )) s" | tee -a "$RUNS/out/$name.log"
 }
+bg() {  # CMD...: in the background (side by side on the GPU), or in turn with SERIAL=1 (the CPU
+    # test here: four CPU trainings at once beside pytest outgrow 24 GiB)
+    if [ "${SERIAL:-0}" = 1 ]; then "$@"; else "$@" & fi
+}
 collect() {  # NAMES...: each best.pt to $OUT/NAME.pt, histories and logs into $OUT/results.tgz
     for n in "$@"; do
         [ -f "$RUNS/$n/best.pt" ] && cp "$RUNS/$n/best.pt" "$OUT/$n.pt"
@@ -68,8 +72,8 @@ if [ "${1:-}" = continue ]; then
     # 4 epochs. EVAL=0 leaves scoring to the CPU (on the full-resolution val images).
     INIT=${2:?usage: gpu_train_job.sh continue CHECKPOINT}
     BUDGET=${BUDGET:-170}
-    one E --recipe default --init "$INIT" --lr 3e-5 --lr-step 1000 --epochs "${EPOCHS_MAX:-30}" &
-    one F --recipe default --init "$INIT" --lr 1e-4 --epochs "${EPOCHS_MAX:-30}" &
+    bg one E --recipe default --init "$INIT" --lr 3e-5 --lr-step 1000 --epochs "${EPOCHS_MAX:-30}"
+    bg one F --recipe default --init "$INIT" --lr 1e-4 --epochs "${EPOCHS_MAX:-30}"
     wait
     collect E F
     echo "continue took $(( $(date +%s) - START )) s"
@@ -107,7 +111,7 @@ if [ "${1:-}" = pipeline ]; then
         }
         for n in $NAMES; do
             # shellcheck disable=SC2046
-            EVAL=0 one "$n" --recipe default --epochs "${EPOCHS_MAX:-16}" $(flags "$n") &
+            EVAL=0 bg one "$n" --recipe default --epochs "${EPOCHS_MAX:-16}" $(flags "$n")
         done
         wait
         collect $NAMES
@@ -115,7 +119,7 @@ if [ "${1:-}" = pipeline ]; then
         BUDGET=${BUDGET:-200}
         for n in $NAMES; do
             [ "$n" = P ] && continue  # a plain classifier has no stride-16 stages to continue
-            EVAL=0 one "${n}16" --recipe default --init "$RUNS/$n/best.pt" --train-output-stride 16 --epochs 1 --lr 3e-5 &
+            EVAL=0 bg one "${n}16" --recipe default --init "$RUNS/$n/best.pt" --train-output-stride 16 --epochs 1 --lr 3e-5
         done
         wait
         # shellcheck disable=SC2046
@@ -136,14 +140,14 @@ if [ "${1:-}" = candidates ]; then
     BUDGET=${BUDGET:-360}
     # A: the 320 px default recipe of the first lease, object and part stages at stride 16 in
     # training and reading.
-    one A --recipe default-320 --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
+    bg one A --recipe default-320 --output-stride 16 --epochs "${EPOCHS_MAX:-30}"
     # B: the shipped file continued at its own stride, the rate of its last epoch, no decay.
-    one B --recipe default --init resources/models/default.pt --train-output-stride 16 --lr 3e-5 --lr-step 1000 \
-        --epochs "${EPOCHS_MAX:-30}" &
+    bg one B --recipe default --init resources/models/default.pt --train-output-stride 16 --lr 3e-5 --lr-step 1000 \
+        --epochs "${EPOCHS_MAX:-30}"
     # C: the prepared lesion recipe (bag loss, class-ranked windows, warm-up), at stride 16.
-    one C --recipe lesion --output-stride 16 --epochs "${EPOCHS_MAX:-30}" &
+    bg one C --recipe lesion --output-stride 16 --epochs "${EPOCHS_MAX:-30}"
     # D: the plain classifier, the same wall-time budget and epoch cap (scored beside the shipped file).
-    one D --recipe default-plain --epochs "${EPOCHS_MAX:-30}" &
+    bg one D --recipe default-plain --epochs "${EPOCHS_MAX:-30}"
     wait
     timeout 120 "$PY" benchmarks/bench_gpu.py --images "$JOB/data/images" --json "$RUNS/out/gpu.json" 2>&1 | tee "$RUNS/out/bench_gpu.log" || true
     collect A B C D

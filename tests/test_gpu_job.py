@@ -35,7 +35,7 @@ def tiny_job(tmp_path_factory):
 
 def _job(tiny_job, out, *args, **env):
     env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "JOB": str(tiny_job), "OUT": str(out), "BUDGET": "600",
-           "EPOCHS_MAX": "1", "WORKERS": "0", "EXTRA": "--max-steps 1", **env}
+           "EPOCHS_MAX": "1", "WORKERS": "0", "EXTRA": "--max-steps 1", "SERIAL": "1", **env}
     r = subprocess.run(["bash", "scripts/gpu_train_job.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
@@ -94,8 +94,10 @@ def test_pipeline_mode_trains_then_continues_four_candidates_across_two_calls(ti
         tc = ck.meta["train_config"]
         assert tc["init"] == str(pipe / n / "best.pt") and tc["train_output_stride"] == 16 and tc["lr"] == 3e-5
     assert load_checkpoint(out2 / "H16.pt").config.input_size == 448
-    # P, the plain classifier at the default's 448 px and 12 epochs: step 1 only.
-    r = _job(tiny_job, tmp_path / "out3", "pipeline", "1", PIPE=str(pipe), NAMES="P", EXTRA="--max-steps 1 --limit-val 2")
+    # P, the plain classifier at the default's 448 px and 12 epochs: step 1 only; in the
+    # background as on the GPU (SERIAL=0; the others ran in turn: four CPU trainings beside
+    # pytest outgrow this machine's memory).
+    r = _job(tiny_job, tmp_path / "out3", "pipeline", "1", PIPE=str(pipe), NAMES="P", SERIAL="0", EXTRA="--max-steps 1 --limit-val 2")
     ck = load_checkpoint(tmp_path / "out3" / "P.pt")
     assert ck.meta["kind"] == "plain" and ck.config.input_size == 448 and ck.meta["train_config"]["epochs"] == 12
     r = _job(tiny_job, tmp_path / "out4", "pipeline", "2", PIPE=str(pipe), NAMES="P")
