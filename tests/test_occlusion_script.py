@@ -16,7 +16,7 @@ import pytest
 from engine.data import load_samples
 from engine.infer import Predictor
 from engine.io import load_image
-from engine.model.checkpoint import save_checkpoint
+from engine.model.checkpoint import load_checkpoint, save_checkpoint
 from engine.model.preprocess import make_batch
 from engine.resources import DEFAULT_MODEL
 from tests.test_inference_settings_script import REPO, _small_val_set
@@ -75,11 +75,14 @@ def _labels_csv():
 def test_the_script_scores_the_engines_own_probability(tmp_path, resnet18_model):
     labels = _small_val_set(tmp_path / "data", n_each=2)
     plain = tmp_path / "plain.pt"
-    save_checkpoint(plain, resnet18_model, {"name": "random resnet18"})
+    msfm_size = load_checkpoint(DEFAULT_MODEL).config.input_size
+    other_size = 320 if msfm_size != 320 else 448
+    save_checkpoint(plain, resnet18_model, {"name": "random resnet18"}, config=resnet18_model.config.with_(input_size=other_size, window_scales=None))
     js = tmp_path / "occ.json"
     small = ["--controls", "2", "--patch", "160", "--stride", "160", "--candidates", "2", "--rerank-patches", "32", "--rerank-windows", "64"]
     done = run(str(DEFAULT_MODEL), "--labels", str(labels), "--plain", str(plain), "--json", str(js), *small)
-    assert done.returncode == 2 and "input size 448, the MSFM file's is 320" in done.stderr  # a plain file of another size is refused
+    # a plain file of another size is refused
+    assert done.returncode == 2 and f"input size {other_size}, the MSFM file's is {msfm_size}" in done.stderr
     fractured = [s for s in load_samples(labels).split("val") if s.label == 1]
     with open(labels.parent / "meta.csv", "w") as f:  # the first fractured image carries metal hardware
         f.write("file,hardware\n" + "".join(f"{s.path.name},{int(i == 0)}\n" for i, s in enumerate(fractured)))
