@@ -89,12 +89,25 @@ def child(variant: str, batch: int, repeats: int, study: bool) -> dict:
     return out
 
 
-def run(batch: int = 2, repeats: int = 3, rounds: int = 3) -> list[Row]:
+def _bench_env() -> dict[str, str]:
+    """The children's environment: one model cache for the whole run."""
     env = dict(os.environ)
     env.setdefault("MSFM_CACHE_DIR", tempfile.mkdtemp(prefix="msfm-bench-cache-"))
+    return env
+
+
+def _run_child(env: dict[str, str], variant: str, batch: int, repeats: int, study: bool = False) -> dict:
+    """:func:`child` in a fresh process; its JSON result."""
     me = [sys.executable, str(Path(__file__).resolve())]
+    done = subprocess.run([*me, "--child", variant, "--batch", str(batch), "--repeats", str(repeats), *(["--study"] if study else [])],
+                          env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(batch: int = 2, repeats: int = 3, rounds: int = 3) -> list[Row]:
+    env = _bench_env()
     # The app's first use of the model: exports the graphs and writes the torch-free manifest.
-    subprocess.run([*me, "--child", "onnx", "--batch", str(batch), "--repeats", "1"], env=env, check=True, capture_output=True)
+    _run_child(env, "onnx", batch, 1)
     per: dict[str, list[float]] = {v: [] for v in VARIANTS}
     studies: dict[str, float] = {}
     imported: dict[str, bool] = {}
@@ -103,9 +116,7 @@ def run(batch: int = 2, repeats: int = 3, rounds: int = 3) -> list[Row]:
         for v in VARIANTS:
             n = 1 if v == "bf16" else repeats  # bf16 takes seconds per image here
             study = r == rounds - 1 and v in ("torch", "lite")
-            done = subprocess.run([*me, "--child", v, "--batch", str(batch), "--repeats", str(n), *(["--study"] if study else [])],
-                                  env=env, check=True, capture_output=True, text=True)
-            got = json.loads(done.stdout.strip().splitlines()[-1])
+            got = _run_child(env, v, batch, n, study)
             per[v] += got["per_image_s"]
             imported[v] = got["torch_imported"]
             single += got.get("single_s", [])
@@ -134,18 +145,13 @@ def compare(models: list[Path], batch: int, repeats: int, rounds: int) -> list[R
     """The torch-free predictor (what the app runs) on two or more checkpoint files, taking
     turns round by round in fresh processes: per image of a batch, one image alone and the
     20-image study, each file's medians and their ratios to the first file's."""
-    env = dict(os.environ)
-    env.setdefault("MSFM_CACHE_DIR", tempfile.mkdtemp(prefix="msfm-bench-cache-"))
-    me = [sys.executable, str(Path(__file__).resolve())]
+    env = _bench_env()
     got: dict[Path, dict[str, list[float]]] = {m: {"per": [], "single": [], "study": []} for m in models}
     for m in models:  # the app's first use of each file: its graphs exported and cached
-        subprocess.run([*me, "--child", "onnx", "--batch", str(batch), "--repeats", "1"], env={**env, "MSFM_BENCH_MODEL": str(m)},
-                       check=True, capture_output=True)
+        _run_child({**env, "MSFM_BENCH_MODEL": str(m)}, "onnx", batch, 1)
     for _ in range(rounds):
         for m in models:
-            done = subprocess.run([*me, "--child", "lite", "--batch", str(batch), "--repeats", str(repeats), "--study"],
-                                  env={**env, "MSFM_BENCH_MODEL": str(m)}, check=True, capture_output=True, text=True)
-            out = json.loads(done.stdout.strip().splitlines()[-1])
+            out = _run_child({**env, "MSFM_BENCH_MODEL": str(m)}, "lite", batch, repeats, study=True)
             got[m]["per"] += out["per_image_s"]
             got[m]["single"] += out["single_s"]
             got[m]["study"].append(out["study_s"])

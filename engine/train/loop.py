@@ -237,8 +237,8 @@ def train(cfg: TrainConfig) -> Generator[TrainEvent, None, None]:
                     yield CheckpointSaved(str(last_path), "last", save_last(epoch, step))
             train_seconds = time.perf_counter() - t_epoch
             ddp.sync_buffers(dist, model)
-            # Recorded per epoch: a run fitted into --time-budget-s moves its step, and the
-            # schedule it actually ran is what reproduces it without the budget.
+            # Recorded per epoch: a run fitted into --time-budget-s may move an unset step, and
+            # the schedule it actually ran is what reproduces it without the budget.
             lr_epoch = opt.param_groups[0]["lr"]
             sched.step()
             val, is_best = None, False
