@@ -29,7 +29,7 @@ from engine.accel import prepare_for_device, to_device
 from engine.io import load_image
 from engine.model.msfm import MSFM
 from engine.model.preprocess import make_batch
-from engine.recipes import DEFAULT_320_RECIPE, DEFAULT_PLAIN_RECIPE, DEFAULT_RECIPE, LESION_RECIPE, V1_RECIPE
+from engine.recipes import DEFAULT_320_RECIPE, DEFAULT_RECIPE, LESION_RECIPE, PLAIN_320_RECIPE, V1_RECIPE
 from engine.train.loop import freeze_early_layers
 from engine.train.losses import LossConfig, body_part_weights, msfm_loss, sample_weights
 from engine.train.setup import TrainConfig
@@ -89,8 +89,8 @@ def run(repeats: int = 3, only: list[str] | None = None) -> list[Row]:
         # What a larger backbone costs (issue 18): the same recipe on Lite1 / Lite2.
         "Lite1": _train_config(V1_RECIPE, backbone="efficientnet_lite1"),
         "Lite2": _train_config(V1_RECIPE, backbone="efficientnet_lite2"),
-        "Lite1 plain": _train_config(DEFAULT_PLAIN_RECIPE, backbone="efficientnet_lite1"),
-        "Lite0 plain": _train_config(DEFAULT_PLAIN_RECIPE),
+        "Lite1 plain": _train_config(PLAIN_320_RECIPE, backbone="efficientnet_lite1"),
+        "Lite0 plain": _train_config(PLAIN_320_RECIPE),
     }
     if only:
         variants = {k: v for k, v in variants.items() if k == "v1" or k in only}

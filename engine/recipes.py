@@ -17,10 +17,10 @@
 - ``msfm train DATA --recipe v1`` — the first shipped recipe (ADR 0003), kept so the
   ablation's rows ("v1 + one option") and the first model can be reproduced.
 - ``msfm train DATA --recipe default-plain`` — the plain classifier (backbone + GAP + FC)
-  of the same backbone and data at v1's budget (320 px, 6 epochs): the model card's
-  classification and CAM-box baseline (all layers trained, FMA off, as in v1). The 448 px
-  default trains 12 epochs; a plain classifier at that size and length is not measured yet
-  (``scripts/gpu_train_job.sh pipeline 1`` with ``NAMES=P`` trains it on a GPU).
+  of the same backbone, data and budget as ``default`` (448 px, 12 epochs, the same ×0.1 step
+  every 4): the model card's classification and CAM-box baseline (all layers trained, FMA
+  off, as in v1). ``plain-320`` is the same at v1's budget (320 px, 6 epochs), the baseline of
+  the ablation's v1 rows and of the files shipped before 2026-12-04.
 
 Values not listed are :class:`engine.train.setup.TrainConfig` defaults; flags given on the
 command line win over a recipe. The experiments behind these choices (warm start from the
@@ -58,11 +58,16 @@ DEFAULT_320_RECIPE: dict[str, Any] = {**V1_RECIPE, "freeze_blocks": 2, "fma_vari
 #: ``scripts/gpu_train_job.sh pipeline``, run H; its best epoch by val κ was 12).
 DEFAULT_RECIPE: dict[str, Any] = {**DEFAULT_320_RECIPE, "input_size": 448, "part_size": 314, "epochs": 12}
 
-#: Its baseline: the plain classifier with the same backbone and data, at v1's 320 px and 6 epochs.
-DEFAULT_PLAIN_RECIPE: dict[str, Any] = {**V1_RECIPE, "model": "plain", "fma": False}
+#: The plain classifier with the same backbone and data at v1's budget (320 px, 6 epochs): the
+#: baseline of v1, of the ablation and of the 320 px default.
+PLAIN_320_RECIPE: dict[str, Any] = {**V1_RECIPE, "model": "plain", "fma": False}
+
+#: The default's baseline: the plain classifier at the default's own budget (448 px, 12 epochs;
+#: ``part_size`` as the default's, though a plain classifier has no parts).
+DEFAULT_PLAIN_RECIPE: dict[str, Any] = {**PLAIN_320_RECIPE, "input_size": 448, "part_size": 314, "epochs": 12}
 
 RECIPES: dict[str, dict[str, Any]] = {"default": DEFAULT_RECIPE, "default-320": DEFAULT_320_RECIPE, "v1": V1_RECIPE,
-                                      "default-plain": DEFAULT_PLAIN_RECIPE}
+                                      "default-plain": DEFAULT_PLAIN_RECIPE, "plain-320": PLAIN_320_RECIPE}
 
 #: The lesion recipe (issue 18, SPEC §3b): the default's data, backbone, optimiser and
 #: budget, trained to find the lesion: the bag loss over the parts (one abnormal window can

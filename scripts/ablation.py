@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: recipe since issue 18, and "lesion") and the plain runs.
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "v1": ("v1", [], "the first shipped recipe (ADR 0003)"),
-    "plain": ("default-plain", [], "plain Lite0 classifier, same data and budget"),
+    "plain": ("plain-320", [], "plain Lite0 classifier, same data and budget"),
     "freeze2": ("v1", ["--freeze-blocks", "2"], "stem + first 2 block stages frozen (speed)"),
     "bag": ("v1", ["--parts-loss", "bag"], "bag loss over the 7 windows (lse pooling)"),
     "class_windows": ("v1", ["--window-score", "class"], "windows ranked by the object stage's class map"),
@@ -52,7 +52,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "freeze2_mild": ("v1", ["--freeze-blocks", "2", "--fma-variant", "mild"],
                      "freeze2 + the authors' mild FMA: the recipe `default` since issue 18"),
     "lesion": ("lesion", [], "the lesion recipe: freeze2 + bag + class windows + mild FMA + warm-up"),
-    "plain_lite1": ("default-plain", ["--backbone", "efficientnet_lite1", "--pretrained", "{lite1}"], "plain classifier on Lite1"),
+    "plain_lite1": ("plain-320", ["--backbone", "efficientnet_lite1", "--pretrained", "{lite1}"], "plain classifier on Lite1"),
     "lite1": ("v1", ["--backbone", "efficientnet_lite1", "--pretrained", "{lite1}"], "MSFM on Lite1 (larger backbone)"),
 }
 #: The order a deadline-bound run (the GPU job) takes them in: the references first.

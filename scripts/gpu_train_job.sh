@@ -106,7 +106,7 @@ if [ "${1:-}" = pipeline ]; then
                 # For the next lease: H's recipe with another seed, and the plain classifier at the
                 # default's size and length (NAMES="K P").
                 K) echo "--seed 1" ;;
-                P) echo "--recipe default-plain --input-size 448 --epochs 12" ;;
+                P) echo "--recipe default-plain --epochs 12" ;;        # 448 px; its 12 epochs over the cap
             esac
         }
         for n in $NAMES; do
@@ -147,7 +147,7 @@ if [ "${1:-}" = candidates ]; then
     # C: the prepared lesion recipe (bag loss, class-ranked windows, warm-up), at stride 16.
     bg one C --recipe lesion --output-stride 16 --epochs "${EPOCHS_MAX:-30}"
     # D: the plain classifier, the same wall-time budget and epoch cap (scored beside the shipped file).
-    bg one D --recipe default-plain --epochs "${EPOCHS_MAX:-30}"
+    bg one D --recipe plain-320 --epochs "${EPOCHS_MAX:-30}"
     wait
     timeout 120 "$PY" benchmarks/bench_gpu.py --images "$JOB/data/images" --json "$RUNS/out/gpu.json" 2>&1 | tee "$RUNS/out/bench_gpu.log" || true
     collect A B C D

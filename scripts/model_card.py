@@ -227,8 +227,18 @@ def classification_ci_line(m: dict) -> str:
     ci, boot = m.get("ci") or {}, m.get("bootstrap") or {}
     if not ci.get("auc"):
         return ""
-    return (f"Bootstrap 95 % intervals (MSFM ensemble; {boot.get('resamples', 1000)} resamples stratified by label, seed {boot.get('seed', 0)}): "
+    line = (f"Bootstrap 95 % intervals (MSFM ensemble; {boot.get('resamples', 1000)} resamples stratified by label, seed {boot.get('seed', 0)}): "
             f"AUC {ci_fmt(m.get('auc'), ci.get('auc'))}, κ at the model's threshold {ci_fmt(m.get('kappa'), ci.get('kappa'))}.")
+    plain = (m.get("baselines") or {}).get("plain_classifier") or {}
+    if plain.get("ci"):
+        line += (f" Plain classifier: AUC {ci_fmt(plain.get('auc'), plain['ci'].get('auc'))}, "
+                 f"κ at its threshold {ci_fmt(plain.get('kappa'), plain['ci'].get('kappa'))}.")
+    d = plain.get("msfm_minus_plain")
+    if d:
+        line += (f" MSFM minus the plain classifier on the same draws (paired): AUC {d['auc']:+.3f} "
+                 f"[{d['ci']['auc'][0]:+.3f} to {d['ci']['auc'][1]:+.3f}], κ {d['kappa']:+.3f} "
+                 f"[{d['ci']['kappa'][0]:+.3f} to {d['ci']['kappa'][1]:+.3f}].")
+    return line
 
 
 def calibration_lines(cal: Calibration) -> list[str]:
@@ -274,6 +284,14 @@ def calibration_lines(cal: Calibration) -> list[str]:
     return lines + [""]
 
 
+def _budget_words(budget: dict | None) -> str:
+    """The baseline's input size and training length as the card's row label says them."""
+    if not budget:
+        return ""
+    best = f", best epoch {budget['best_epoch']}" if budget.get("best_epoch") is not None else ""
+    return f", {budget.get('input_size')} px, {budget.get('epochs')} epochs{best}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -316,7 +334,7 @@ def main() -> None:
         "",
         "```",
         "msfm train ../shared/data/xray/labels.csv --recipe default --out runs/default/msfm",
-        "msfm train ../shared/data/xray/labels.csv --recipe default-plain --out runs/default/plain   # the baseline",
+        "msfm train ../shared/data/xray/labels.csv --recipe default-plain --out runs/default/plain   # the baseline, same budget",
         "```",
         "",
         "then writes the shippable copy without training state (`scripts/ship_model.py`; float32, as float16 flipped a val label of v1), "
@@ -333,7 +351,7 @@ def main() -> None:
         "| | AUC | κ | accuracy | sensitivity | specificity | F1 abnormal | JPE |",
         "|---|---|---|---|---|---|---|---|",
         f"| MSFM (ensemble) | {fmt(m.get('auc'))} | {fmt(m.get('kappa'))} | {fmt(m.get('accuracy'))} | {fmt(m.get('sensitivity'))} | {fmt(m.get('specificity'))} | {fmt(m.get('f1_abnormal'))} | {fmt(m.get('jpe'))} |",
-        f"| plain classifier, same backbone and data ({b.get('source', '')}) | {fmt(plain.get('auc'))} | {fmt(plain.get('kappa'))} | {fmt(plain.get('accuracy'))} | {fmt(plain.get('sensitivity'))} | {fmt(plain.get('specificity'))} | {fmt(plain.get('f1_abnormal'))} | {fmt(plain.get('jpe'))} |",
+        f"| plain classifier, same backbone and data{_budget_words(b.get('budget'))} ({b.get('source', '')}) | {fmt(plain.get('auc'))} | {fmt(plain.get('kappa'))} | {fmt(plain.get('accuracy'))} | {fmt(plain.get('sensitivity'))} | {fmt(plain.get('specificity'))} | {fmt(plain.get('f1_abnormal'))} | {fmt(plain.get('jpe'))} |",
         "",
         classification_ci_line(m),
         "",

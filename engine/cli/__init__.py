@@ -124,6 +124,13 @@ def evaluation_summary(result: dict) -> list[str]:
             pci = plain.get("ci") or {}
             lines.append(f"  plain classifier ({b.get('source')}): AUC {_ci_text(plain.get('auc'), pci.get('auc'))}, "
                          f"kappa {_ci_text(plain.get('kappa'), pci.get('kappa'))}")
+            d = plain.get("msfm_minus_plain") or {}
+            if d:
+                def signed(k: str) -> str:
+                    lo, hi = d["ci"][k] or (float("nan"),) * 2
+                    return f"{d[k]:+.3f} [{lo:+.3f} to {hi:+.3f}]"
+
+                lines.append(f"  MSFM minus plain, paired: AUC {signed('auc')}, kappa {signed('kappa')}")
         f = m.get("fma_suppression") or {}
         if f.get("enabled") and f.get("gt_area_darkened") is not None:
             fci = f.get("ci") or {}
@@ -175,6 +182,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # Which plain classifier these figures belong to: a retrained one replaces the file
         # at the same path, and its figures must not be read from an older evaluation.
         result["baselines"]["sha256"] = baseline.sha256
+        # Its budget, so a card can say whether it is the same as the model's.
+        tc = baseline.meta.get("train_config", {})
+        result["baselines"]["budget"] = {"input_size": baseline.config.input_size, "epochs": tc.get("epochs"),
+                                         "best_epoch": baseline.meta.get("epoch")}
     text = json.dumps(result, indent=1)
     if args.json:
         _write_atomic_text(Path(args.json), text)

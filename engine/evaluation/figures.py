@@ -344,6 +344,13 @@ def _baseline_figures(b: BaselineRecords, r: EvalRecords, sel: np.ndarray, idx: 
     if len(ok) == len(sel) and len(set(r.y[ok].tolist())) == 2:
         auc, kappa = auc_kappa(r.y[rows], b.prob[rows], b.threshold)
         plain["ci"] = {"auc": interval(auc, level), "kappa": interval(kappa, level)}
+        # MSFM minus the plain classifier on the same draws: whether the gap between two
+        # overlapping intervals is itself told apart from zero.
+        auc_m, kappa_m = auc_kappa(r.y[rows], r.prob[rows], r.threshold)
+        (d_auc,), (d_kappa,) = (v - w for v, w in zip(auc_kappa(r.y[sel][None], r.prob[sel][None], r.threshold),
+                                                       auc_kappa(r.y[sel][None], b.prob[sel][None], b.threshold)))
+        plain["msfm_minus_plain"] = {"auc": float(d_auc), "kappa": float(d_kappa),
+                                     "ci": {"auc": interval(auc_m - auc, level), "kappa": interval(kappa_m - kappa, level)}}
     cam: dict[str, Any] = {"n_images": int(r.has_box[sel].sum())}
     if cam["n_images"]:
         cam.update(_loc_block(b.cam_iou[sel], b.cam_dist[sel]))

@@ -107,6 +107,7 @@ def test_evaluate_with_a_plain_baseline_checkpoint(trained_run, tiny_csv, tmp_pa
     assert b["source"] == "plain classifier checkpoint"
     # names the classifier it scored (scripts/ablation.py reads a retrained one's figures by it)
     assert b["sha256"] == hashlib.sha256((base / "best.pt").read_bytes()).hexdigest()
+    assert b["budget"] == {"input_size": 224, "epochs": 1, "best_epoch": 1}  # what the card calls its budget
 
 
 def test_evaluate_repeats_every_figure_without_hardware_images(trained_run, tiny_csv, tmp_path):

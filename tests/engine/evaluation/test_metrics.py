@@ -185,6 +185,27 @@ def test_figures_report_pointing_iou_and_reproducible_intervals_that_contain_the
     assert hand["n"] == 35 and hand["localization"]["n_images"] == 15
 
 
+def test_plain_baseline_gets_a_paired_interval_of_msfm_minus_plain():
+    from engine.evaluation.evaluate import baseline_records
+
+    samples, preds, hardware = synthetic_set()
+    rec = build_records(samples, preds, 0.5, hardware)
+    cams = [None] * len(samples)
+    # A copy of MSFM's own probabilities: the difference is 0 on every draw.
+    rec.baseline = baseline_records(rec, rec.prob.tolist(), cams, 0.5, "plain classifier checkpoint")
+    d = figures(rec)["baselines"]["plain_classifier"]["msfm_minus_plain"]
+    assert d["auc"] == 0 and d["kappa"] == 0 and d["ci"] == {"auc": [0.0, 0.0], "kappa": [0.0, 0.0]}
+    # A classifier that ranks every fractured image below every normal one: MSFM is ahead
+    # on every draw, by its own AUC plus a 1 the other way.
+    worse = np.where(rec.y == 1, 0.1, 0.9) + np.linspace(0, 0.01, len(samples))
+    rec.baseline = baseline_records(rec, worse.tolist(), cams, 0.5, "plain classifier checkpoint")
+    m = figures(rec)
+    d = m["baselines"]["plain_classifier"]["msfm_minus_plain"]
+    assert d["auc"] == pytest.approx(m["auc"] - m["baselines"]["plain_classifier"]["auc"])
+    assert d["kappa"] == pytest.approx(m["kappa"] - m["baselines"]["plain_classifier"]["kappa"])
+    assert d["ci"]["auc"][0] > 0.5 and d["ci"]["kappa"][0] > 0.5
+
+
 def test_no_hardware_figures_leave_out_the_flagged_images(tmp_path):
     from engine.evaluation.evaluate import _no_hardware
 
