@@ -347,9 +347,8 @@ def _baseline_figures(b: BaselineRecords, r: EvalRecords, sel: np.ndarray, idx: 
         # MSFM minus the plain classifier on the same draws: whether the gap between two
         # overlapping intervals is itself told apart from zero.
         auc_m, kappa_m = auc_kappa(r.y[rows], r.prob[rows], r.threshold)
-        (d_auc,), (d_kappa,) = (v - w for v, w in zip(auc_kappa(r.y[sel][None], r.prob[sel][None], r.threshold),
-                                                       auc_kappa(r.y[sel][None], b.prob[sel][None], b.threshold)))
-        plain["msfm_minus_plain"] = {"auc": float(d_auc), "kappa": float(d_kappa),
+        (msfm_auc,), (msfm_kappa,) = auc_kappa(r.y[sel][None], r.prob[sel][None], r.threshold)
+        plain["msfm_minus_plain"] = {"auc": float(msfm_auc) - plain["auc"], "kappa": float(msfm_kappa) - plain["kappa"],
                                      "ci": {"auc": interval(auc_m - auc, level), "kappa": interval(kappa_m - kappa, level)}}
     cam: dict[str, Any] = {"n_images": int(r.has_box[sel].sum())}
     if cam["n_images"]:
